@@ -1,0 +1,247 @@
+use std::{
+    collections::VecDeque,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use bytes::{Buf, Bytes};
+use http::{HeaderMap, Response, StatusCode, header, response::Parts};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use sha2::{Digest, Sha256};
+
+use super::{ETagBody, layer::Config};
+use crate::{
+    conditional::RequestConditions,
+    http::{
+        date::parse_http_date,
+        etag::EntityTag,
+        preconditions::{Precondition, Validators},
+    },
+    response::{not_modified, precondition_failed},
+};
+
+pin_project! {
+    /// Response future of [`ETag`](super::ETag).
+    pub struct ResponseFuture<F, B: Body> {
+        #[pin]
+        state: State<F, B>,
+        request: Option<RequestConditions>,
+        config: Config,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B: Body> {
+        Inner { #[pin] future: F },
+        // Reading the body to hash it. The body is boxed so it can be handed on, unread part
+        // and all, if it turns out longer than the bound.
+        Hashing {
+            parts: Option<Parts>,
+            body: Option<Pin<Box<B>>>,
+            chunks: VecDeque<Bytes>,
+            len: u64,
+            hasher: Sha256,
+        },
+        Done,
+    }
+}
+
+impl<F, B: Body> ResponseFuture<F, B> {
+    pub(super) fn new(future: F, request: Option<RequestConditions>, config: Config) -> Self {
+        Self {
+            state: State::Inner { future },
+            request,
+            config,
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+    B::Data: Buf,
+{
+    type Output = Result<Response<ETagBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Inner { future } => {
+                    let (parts, body) = ready!(future.poll(cx))?.into_parts();
+                    let Some(request) = this.request.as_ref() else {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Ok(Response::from_parts(parts, ETagBody::stream(body))));
+                    };
+                    if !should_hash(&parts, &body, request, this.config.max_body_size) {
+                        this.state.set(State::Done);
+                        let validators = (parts.status.is_success() && request.has_conditions())
+                            .then(|| Validators::from_headers(&parts.headers));
+                        return Poll::Ready(Ok(answer(
+                            parts,
+                            ETagBody::stream(body),
+                            request,
+                            validators,
+                            this.config,
+                        )));
+                    }
+                    this.state.set(State::Hashing {
+                        parts: Some(parts),
+                        body: Some(Box::pin(body)),
+                        chunks: VecDeque::new(),
+                        len: 0,
+                        hasher: Sha256::new(),
+                    });
+                }
+                StateProj::Hashing {
+                    parts,
+                    body,
+                    chunks,
+                    len,
+                    hasher,
+                } => {
+                    let response = loop {
+                        let frame = ready!(
+                            body.as_mut()
+                                .expect("polled after completion")
+                                .as_mut()
+                                .poll_frame(cx)
+                        );
+                        match frame {
+                            Some(Ok(frame)) => match frame.into_data() {
+                                Ok(mut data) => {
+                                    let bytes = data.copy_to_bytes(data.remaining());
+                                    *len += bytes.len() as u64;
+                                    hasher.update(&bytes);
+                                    chunks.push_back(bytes);
+                                    if *len > this.config.max_body_size {
+                                        // The size hint understated the length: send what was
+                                        // read and stream the rest, without a tag.
+                                        let rest = body.take().expect("body present");
+                                        let body = ETagBody::prefixed(std::mem::take(chunks), rest);
+                                        break Response::from_parts(take(parts), body);
+                                    }
+                                }
+                                Err(frame) => {
+                                    // Trailers end the body.
+                                    let trailers = frame.into_trailers().ok();
+                                    break finish(
+                                        take(parts),
+                                        std::mem::take(chunks),
+                                        trailers,
+                                        hasher,
+                                        this.request.as_ref(),
+                                        this.config,
+                                    );
+                                }
+                            },
+                            Some(Err(error)) => {
+                                break Response::from_parts(take(parts), ETagBody::failed(error));
+                            }
+                            None => {
+                                break finish(
+                                    take(parts),
+                                    std::mem::take(chunks),
+                                    None,
+                                    hasher,
+                                    this.request.as_ref(),
+                                    this.config,
+                                );
+                            }
+                        }
+                    };
+                    this.state.set(State::Done);
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            }
+        }
+    }
+}
+
+fn should_hash<B: Body>(
+    parts: &Parts,
+    body: &B,
+    request: &RequestConditions,
+    max: u64,
+) -> bool {
+    // 206 and the bodiless 2xx have no representation to hash.
+    if !matches!(parts.status, StatusCode::OK | StatusCode::NON_AUTHORITATIVE_INFORMATION)
+        || parts.headers.contains_key(header::ETAG)
+    {
+        return false;
+    }
+    let hint = body.size_hint();
+    if hint.upper().is_none_or(|upper| upper > max) {
+        return false;
+    }
+    // A HEAD handler may send no body with a Content-Length for the GET's; hashing nothing
+    // would give a tag that the GET does not have.
+    if request.is_head() && hint.upper() == Some(0) {
+        return parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() == b"0");
+    }
+    true
+}
+
+fn finish<B: Body>(
+    mut parts: Parts,
+    chunks: VecDeque<Bytes>,
+    trailers: Option<HeaderMap>,
+    hasher: &mut Sha256,
+    request: Option<&RequestConditions>,
+    config: &Config,
+) -> Response<ETagBody<B>> {
+    let digest = std::mem::take(hasher).finalize();
+    let mut encoded = [0u8; 43];
+    let n = URL_SAFE_NO_PAD
+        .encode_slice(digest, &mut encoded)
+        .expect("32 bytes encode to 43 base64 characters");
+    let tag = EntityTag::from_valid(config.weak, &encoded[..n]);
+    tracing::trace!(etag = %tag, "computed etag");
+    parts.headers.insert(header::ETAG, tag.to_header_value());
+    let body = ETagBody::buffered(chunks, trailers);
+    match request {
+        Some(request) if request.has_conditions() => {
+            let mut validators = Validators::new().with_etag(tag);
+            if let Some(lm) = parts
+                .headers
+                .get(header::LAST_MODIFIED)
+                .and_then(|v| parse_http_date(v.as_bytes()))
+            {
+                validators = validators.with_last_modified(lm);
+            }
+            answer(parts, body, request, Some(validators), config)
+        }
+        _ => Response::from_parts(parts, body),
+    }
+}
+
+/// Answers 304 or 412 when the preconditions say so, else sends the response as it is.
+fn answer<B: Body>(
+    parts: Parts,
+    body: ETagBody<B>,
+    request: &RequestConditions,
+    validators: Option<Validators>,
+    config: &Config,
+) -> Response<ETagBody<B>> {
+    let Some(validators) = validators else {
+        return Response::from_parts(parts, body);
+    };
+    match request.evaluate(&validators, config.clock.now()) {
+        Precondition::Proceed => Response::from_parts(parts, body),
+        Precondition::NotModified => not_modified(parts),
+        Precondition::PreconditionFailed => precondition_failed(parts),
+    }
+}
+
+fn take<T>(slot: &mut Option<T>) -> T {
+    slot.take().expect("ResponseFuture polled after completion")
+}

@@ -1,0 +1,79 @@
+use tower::Layer;
+
+use super::ETag;
+use crate::clock::{Clock, SharedClock};
+
+/// Adds strong `ETag`s computed from the body and answers conditional requests.
+///
+/// See the [module docs](crate::etag) for what it does and when it buffers.
+#[derive(Clone, Debug)]
+pub struct ETagLayer {
+    pub(super) config: Config,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Config {
+    pub(super) max_body_size: u64,
+    pub(super) weak: bool,
+    pub(super) clock: SharedClock,
+}
+
+impl Default for ETagLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ETagLayer {
+    /// A layer with the defaults: strong tags, bodies up to 1 MiB hashed, the system clock.
+    pub fn new() -> Self {
+        Self {
+            config: Config {
+                max_body_size: 1024 * 1024,
+                weak: false,
+                clock: SharedClock::default(),
+            },
+        }
+    }
+
+    /// The largest body that is buffered and hashed; longer bodies stream through without an
+    /// `ETag`. This is also the most memory one response can hold in this layer.
+    ///
+    /// Defaults to 1 MiB.
+    #[must_use]
+    pub fn max_body_size(mut self, bytes: u64) -> Self {
+        self.config.max_body_size = bytes;
+        self
+    }
+
+    /// Sends computed tags as weak (`W/"…"`): for handlers whose output may differ in
+    /// insignificant bytes between equivalent responses. Weak tags still answer
+    /// `If-None-Match`, but never `If-Match` or `If-Range` (RFC 9110 §8.8.3.2).
+    ///
+    /// Defaults to `false`.
+    #[must_use]
+    pub fn weak(mut self, weak: bool) -> Self {
+        self.config.weak = weak;
+        self
+    }
+
+    /// The clock used to ignore `If-Modified-Since` dates in the future.
+    ///
+    /// Defaults to [`SystemClock`](crate::clock::SystemClock).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.config.clock = SharedClock::new(clock);
+        self
+    }
+}
+
+impl<S> Layer<S> for ETagLayer {
+    type Service = ETag<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ETag {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Middleware that gives responses a strong `ETag` and answers `If-None-Match` / `If-Match`.
+//!
+//! When a handler sets no `ETag`, [`ETagLayer`] hashes the body of `200` and `203` responses to
+//! `GET` and `HEAD` with SHA-256 and sends it, base64url-encoded, as a strong entity tag. It then
+//! evaluates the request's preconditions (RFC 9110 §13.2.2, through
+//! [`crate::http::preconditions`]) against the response's `ETag` and `Last-Modified`, answering
+//! `304 Not Modified` or `412 Precondition Failed` in place of the body.
+//!
+//! ```
+//! use axum::{Router, body::Body, routing::get};
+//! use http::{Request, StatusCode, header};
+//! use tower::ServiceExt;
+//! use tower_edge::etag::ETagLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app = Router::new()
+//!     .route("/", get(|| async { "hello, world" }))
+//!     .layer(ETagLayer::new());
+//!
+//! let res = app.clone().oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//! let etag = res.headers()[header::ETAG].clone();
+//!
+//! let revalidate = Request::get("/").header(header::IF_NONE_MATCH, etag).body(Body::empty());
+//! let res = app.oneshot(revalidate.unwrap()).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+//! # }
+//! ```
+//!
+//! # Buffering
+//!
+//! To hash a body the layer must hold it whole before sending the headers. It does so only when
+//! the body's length is known (from its size hint) and at most [`ETagLayer::max_body_size`]
+//! (1 MiB by default). A body of unknown length (a stream, server-sent events) or a longer one
+//! streams through untouched, with no `ETag`. A body whose size hint understated its length is
+//! read only up to the bound, then sent on as it comes, also without an `ETag`: the layer never
+//! holds more than the bound.
+//!
+//! # Unsafe methods
+//!
+//! Only `GET` and `HEAD` are evaluated here. For `PUT`, `POST`, `DELETE` and `PATCH` the handler
+//! has already acted by the time its response reaches a middleware, so a 412 decided afterwards
+//! would report a change as refused after making it. Handlers of unsafe methods evaluate
+//! preconditions themselves, before acting, with the
+//! [`Preconditions`](crate::extract::Preconditions) extractor (feature `axum`).
+//!
+//! # Ordering
+//!
+//! Stacked with [`LastModifiedLayer`](crate::last_modified::LastModifiedLayer) in either order the
+//! outcome is the same: `If-None-Match` takes precedence over `If-Modified-Since`. Put
+//! compression *outside* this layer, so the tag names the identity representation and the
+//! compressor can weaken it (RFC 9110 §8.8.1).
+
+mod future;
+mod layer;
+mod service;
+
+pub use self::{future::ResponseFuture, layer::ETagLayer, service::ETag};
+
+/// The body of an [`ETag`] response.
+pub type ETagBody<B> = crate::body::EdgeBody<B>;
+
+#[cfg(test)]
+mod tests;

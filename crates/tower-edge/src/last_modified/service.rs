@@ -1,0 +1,49 @@
+use std::task::{Context, Poll};
+
+use bytes::Buf;
+use http::{Request, Response};
+use http_body::Body;
+use tower::Service;
+
+use super::{LastModifiedBody, ResponseFuture, layer::Config};
+use crate::conditional::RequestConditions;
+
+/// Middleware that evaluates date preconditions; see
+/// [`LastModifiedLayer`](super::LastModifiedLayer).
+#[derive(Clone, Debug)]
+pub struct LastModified<S> {
+    pub(super) inner: S,
+    pub(super) config: Config,
+}
+
+impl<S> LastModified<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Consumes the middleware, returning the wrapped service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for LastModified<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: Body,
+    ResB::Data: Buf,
+{
+    type Response = Response<LastModifiedBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let request = RequestConditions::capture(&req);
+        ResponseFuture::new(self.inner.call(req), request, self.config.clone())
+    }
+}

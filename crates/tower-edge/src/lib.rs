@@ -1,0 +1,97 @@
+//! What a CDN gives a website, as tower layers: validators, compression, caching, byte ranges.
+//!
+//! `tower-edge` brings what a caching reverse proxy does at the edge into any [tower] service, so
+//! an [axum] application gets it with `.layer()`. Each capability is an independent layer behind
+//! its own cargo feature, and every layer reads HTTP through the same RFC 9110 primitives in
+//! [`http`], so they agree on what a header means.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, body::Body, routing::get};
+//! use http::{Request, StatusCode, header};
+//! use tower::ServiceExt;
+//! use tower_edge::{etag::ETagLayer, last_modified::LastModifiedLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app = Router::new()
+//!     .route("/api/items", get(|| async { r#"[{"id":1,"name":"anvil"}]"# }))
+//!     .layer(ETagLayer::new())
+//!     .layer(LastModifiedLayer::new());
+//!
+//! let first = app.clone().oneshot(Request::get("/api/items").body(Body::empty()).unwrap()).await.unwrap();
+//! let etag = first.headers()[header::ETAG].clone();
+//!
+//! // A client revalidating its copy gets 304 and no body…
+//! let again = Request::get("/api/items").header(header::IF_NONE_MATCH, etag.clone());
+//! let res = app.clone().oneshot(again.body(Body::empty()).unwrap()).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+//!
+//! // …and one whose copy is stale gets 412 when it asks for an exact match.
+//! let stale = Request::get("/api/items").header(header::IF_MATCH, "\"stale\"");
+//! let res = app.oneshot(stale.body(Body::empty()).unwrap()).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! No feature is on by default; `full` turns on all of them.
+//!
+//! | feature         | what it adds                                                           |
+//! |-----------------|------------------------------------------------------------------------|
+//! | `etag`          | [`etag::ETagLayer`]: strong `ETag`s from a SHA-256 of the body, 304/412 |
+//! | `last-modified` | [`last_modified::LastModifiedLayer`]: `If-Modified-Since`, `If-Unmodified-Since` |
+//! | `axum`          | [`extract::Preconditions`]: answer 304/412 in a handler before the work |
+//!
+//! The RFC primitives in [`http`] and the [`clock`] are always available.
+//!
+//! # Ordering
+//!
+//! Layers added later with `Router::layer` wrap the earlier ones, so the last `.layer()` call is
+//! the outermost. The recommended stack, outermost first:
+//!
+//! ```text
+//! request ─▶ ResponseCache ─▶ Compression ─▶ ETag ─▶ LastModified ─▶ handler
+//! ```
+//!
+//! - `ETag` and `LastModified` may go in either order: the date layer only decides
+//!   `If-Modified-Since` when there is no `If-None-Match`, and `If-Unmodified-Since` when there is
+//!   no `If-Match`, which is exactly the precedence of RFC 9110 §13.2.2.
+//! - Compression goes outside `ETag`, so the tag is computed once, on the identity bytes, and the
+//!   compressor marks it weak for the encoded variant (RFC 9110 §8.8.1). With `ETag` outside
+//!   compression the tag would hash encoder output, and would cost a compression per revalidation.
+//! - The response cache goes outermost, so a hit skips everything below it.
+//!
+//! [tower]: https://docs.rs/tower
+//! [axum]: https://docs.rs/axum
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod clock;
+pub mod http;
+
+#[cfg(any(feature = "etag", feature = "last-modified"))]
+pub mod body;
+#[cfg(any(feature = "etag", feature = "last-modified"))]
+mod conditional;
+#[cfg(any(feature = "etag", feature = "last-modified"))]
+mod response;
+
+#[cfg(feature = "etag")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etag")))]
+pub mod etag;
+
+#[cfg(feature = "last-modified")]
+#[cfg_attr(docsrs, doc(cfg(feature = "last-modified")))]
+pub mod last_modified;
+
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
+
+#[cfg(feature = "etag")]
+pub use etag::ETagLayer;
+#[cfg(feature = "last-modified")]
+pub use last_modified::LastModifiedLayer;
