@@ -1,1 +1,427 @@
-fn main() {}
+//! The side-by-side load bench: each scenario as a real server on 127.0.0.1, driven by a built-in
+//! HTTP/1.1 load generator, server and client pinned to different cores.
+//!
+//! ```text
+//! cargo run --release -p tower-edge-benches --bin loadbench -- [--duration SECS] [--connections N]
+//!     [--only NAME[,NAME…]] [--smoke] [--list]
+//! ```
+//!
+//! For every scenario it prints requests/s, latency percentiles, the server thread's CPU time per
+//! request, and both as ratios to the bare axum handler measured in the same run. The server runs
+//! on a single-threaded runtime, so its thread's CPU clock is the whole server cost; on a machine
+//! where the load generator saturates first, the CPU ratio is the one to read.
+
+#![allow(clippy::print_stdout)] // a command-line report
+
+use std::{
+    net::SocketAddr,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::sync::oneshot;
+use tower_edge_benches::{Scenario, scenarios};
+
+struct Options {
+    duration: Duration,
+    warmup: Duration,
+    connections: usize,
+    only: Vec<String>,
+    smoke: bool,
+}
+
+const USAGE: &str = "\
+loadbench: tower-edge scenarios side by side against a bare axum handler
+
+USAGE:
+    loadbench [--duration SECS] [--connections N] [--only NAME[,NAME...]] [--smoke] [--list]
+
+OPTIONS:
+    --duration SECS     measured seconds per scenario (after 1 s of warm-up) [default: 5]
+    --connections N     concurrent keep-alive connections [default: 32]
+    --only NAMES        run only these scenarios (the baseline always runs)
+    --smoke             a fraction of a second per scenario: checks every scenario answers right
+    --list              list the scenarios
+";
+
+fn parse_options() -> Result<Option<Options>, String> {
+    let mut opts = Options {
+        duration: Duration::from_secs(5),
+        warmup: Duration::from_secs(1),
+        connections: 32,
+        only: Vec::new(),
+        smoke: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--duration" => {
+                let secs: f64 = value("--duration")?
+                    .parse()
+                    .map_err(|e| format!("--duration: {e}"))?;
+                if !(0.05..=3600.0).contains(&secs) {
+                    return Err("--duration must be between 0.05 and 3600 seconds".into());
+                }
+                opts.duration = Duration::from_secs_f64(secs);
+            }
+            "--connections" => {
+                opts.connections = value("--connections")?
+                    .parse()
+                    .map_err(|e| format!("--connections: {e}"))?;
+                if !(1..=4096).contains(&opts.connections) {
+                    return Err("--connections must be between 1 and 4096".into());
+                }
+            }
+            "--only" => opts
+                .only
+                .extend(value("--only")?.split(',').map(str::to_owned)),
+            "--smoke" => {
+                opts.smoke = true;
+                opts.duration = Duration::from_millis(200);
+                opts.warmup = Duration::from_millis(50);
+                opts.connections = 4;
+            }
+            "--list" => {
+                for s in scenarios() {
+                    println!("{:<24} {}", s.name, s.description);
+                }
+                return Ok(None);
+            }
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(None);
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    let known: Vec<&str> = scenarios().iter().map(|s| s.name).collect();
+    for name in &opts.only {
+        if !known.contains(&name.as_str()) {
+            return Err(format!("unknown scenario {name:?}; --list shows them"));
+        }
+    }
+    Ok(Some(opts))
+}
+
+struct Measurement {
+    requests: u64,
+    errors: u64,
+    elapsed: Duration,
+    server_cpu: Duration,
+    latencies_us: Vec<u32>,
+}
+
+impl Measurement {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn cpu_per_request_us(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+    }
+
+    fn percentile(&self, p: f64) -> u32 {
+        if self.latencies_us.is_empty() {
+            return 0;
+        }
+        let idx = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        self.latencies_us[idx]
+    }
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_options() {
+        Ok(Some(opts)) => opts,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprint!("error: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let (server_core, client_core) = match cores.as_slice() {
+        [a, b, ..] => (Some(*a), Some(*b)),
+        _ => {
+            eprintln!("warning: fewer than 2 cores visible; server and client are not pinned");
+            (None, None)
+        }
+    };
+    if !opts.smoke && cfg!(debug_assertions) {
+        eprintln!("warning: a debug build; figures are meaningless (use cargo run --release)");
+    }
+
+    let mut results: Vec<(Scenario, Measurement)> = Vec::new();
+    let mut failed = false;
+    for scenario in scenarios() {
+        let selected = opts.only.is_empty()
+            || opts.only.iter().any(|n| n == scenario.name)
+            || scenario.name == "bare";
+        if !selected {
+            continue;
+        }
+        match run_scenario(&scenario, &opts, server_core, client_core) {
+            Ok(m) => {
+                if m.errors > 0 {
+                    eprintln!("{}: {} wrong responses", scenario.name, m.errors);
+                    failed = true;
+                }
+                if m.requests == 0 {
+                    eprintln!("{}: no request completed", scenario.name);
+                    failed = true;
+                }
+                results.push((scenario, m));
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", scenario.name);
+                failed = true;
+            }
+        }
+    }
+
+    print_table(&results, &opts);
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_table(results: &[(Scenario, Measurement)], opts: &Options) {
+    let base = results
+        .iter()
+        .find(|(s, _)| s.name == "bare")
+        .map(|(_, m)| m);
+    println!(
+        "\n{} connections, {:.1} s measured per scenario, server and client on separate cores\n",
+        opts.connections,
+        opts.duration.as_secs_f64()
+    );
+    println!(
+        "| scenario | req/s | p50 µs | p99 µs | server CPU µs/req | req/s vs bare | CPU/req vs bare |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (s, m) in results {
+        let (rps_ratio, cpu_ratio) = match base {
+            Some(b) => (
+                m.rps() / b.rps(),
+                b.cpu_per_request_us() / m.cpu_per_request_us(),
+            ),
+            None => (f64::NAN, f64::NAN),
+        };
+        println!(
+            "| {} | {:.0} | {} | {} | {:.2} | {:.2}x | {:.2}x |",
+            s.name,
+            m.rps(),
+            m.percentile(0.50),
+            m.percentile(0.99),
+            m.cpu_per_request_us(),
+            rps_ratio,
+            cpu_ratio,
+        );
+    }
+    println!(
+        "\nCPU/req vs bare is the bare handler's server CPU per request divided by the \
+         scenario's: 1.00x costs the same, 0.50x twice as much."
+    );
+}
+
+/// The CPU time the calling thread has used, from the kernel's scheduler statistics.
+fn thread_cpu_path() -> std::io::Result<std::path::PathBuf> {
+    // "/proc/thread-self" links to "<pid>/task/<tid>"; keep the path to read it from elsewhere.
+    let link = std::fs::read_link("/proc/thread-self")?;
+    Ok(std::path::Path::new("/proc").join(link).join("schedstat"))
+}
+
+fn read_cpu(path: &std::path::Path) -> Duration {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map(Duration::from_nanos)
+        .unwrap_or_default()
+}
+
+fn run_scenario(
+    scenario: &Scenario,
+    opts: &Options,
+    server_core: Option<core_affinity::CoreId>,
+    client_core: Option<core_affinity::CoreId>,
+) -> Result<Measurement, String> {
+    let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<(SocketAddr, std::path::PathBuf)>>();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let router = (scenario.app)();
+    let server = std::thread::spawn(move || {
+        if let Some(core) = server_core {
+            core_affinity::set_for_current(core);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        rt.block_on(async move {
+            let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let addr = listener.local_addr().expect("local address");
+            let cpu_path = match thread_cpu_path() {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok((addr, cpu_path)));
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+        });
+    });
+    let (addr, cpu_path) = ready_rx
+        .recv()
+        .map_err(|_| "server thread died".to_owned())?
+        .map_err(|e| format!("server: {e}"))?;
+
+    let client_opts = (opts.connections, opts.warmup, opts.duration);
+    let request = scenario.request.clone();
+    let expect = scenario.expect;
+    let client = std::thread::spawn(move || {
+        if let Some(core) = client_core {
+            core_affinity::set_for_current(core);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        rt.block_on(drive(addr, client_opts, request, expect, cpu_path))
+    });
+    let result = client
+        .join()
+        .map_err(|_| "client thread panicked".to_owned())?;
+    let _ = stop_tx.send(());
+    server
+        .join()
+        .map_err(|_| "server thread panicked".to_owned())?;
+    result
+}
+
+async fn drive(
+    addr: SocketAddr,
+    (connections, warmup, duration): (usize, Duration, Duration),
+    request: tower_edge_benches::RequestSpec,
+    expect: tower_edge_benches::Expect,
+    cpu_path: std::path::PathBuf,
+) -> Result<Measurement, String> {
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let request = Arc::new(request);
+    let mut tasks = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let measuring = measuring.clone();
+        let stop = stop.clone();
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            connection_loop(addr, &request, expect, &measuring, &stop).await
+        }));
+    }
+    tokio::time::sleep(warmup).await;
+    let cpu_start = read_cpu(&cpu_path);
+    let start = Instant::now();
+    measuring.store(true, Ordering::Release);
+    tokio::time::sleep(duration).await;
+    measuring.store(false, Ordering::Release);
+    let elapsed = start.elapsed();
+    let cpu_end = read_cpu(&cpu_path);
+    stop.store(true, Ordering::Release);
+
+    let mut m = Measurement {
+        requests: 0,
+        errors: 0,
+        elapsed,
+        server_cpu: cpu_end.saturating_sub(cpu_start),
+        latencies_us: Vec::new(),
+    };
+    for task in tasks {
+        let (requests, errors, latencies) =
+            task.await.map_err(|e| format!("connection task: {e}"))??;
+        m.requests += requests;
+        m.errors += errors;
+        m.latencies_us.extend(latencies);
+    }
+    m.latencies_us.sort_unstable();
+    Ok(m)
+}
+
+type ConnResult = Result<(u64, u64, Vec<u32>), String>;
+
+async fn connection_loop(
+    addr: SocketAddr,
+    spec: &tower_edge_benches::RequestSpec,
+    expect: tower_edge_benches::Expect,
+    measuring: &AtomicBool,
+    stop: &AtomicBool,
+) -> ConnResult {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    let (mut requests, mut errors) = (0u64, 0u64);
+    let mut latencies = Vec::with_capacity(1 << 16);
+    while !stop.load(Ordering::Acquire) {
+        let mut req = Request::builder()
+            .method(spec.method.clone())
+            .uri(spec.path)
+            .header(http::header::HOST, "bench");
+        for (name, value) in &spec.headers {
+            req = req.header(*name, value.as_str());
+        }
+        let req = req.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| format!("connection: {e}"))?;
+        let started = Instant::now();
+        let res = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let status = res.status();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        let took = started.elapsed();
+        let ok = status == expect.status && body.len() == expect.body_len;
+        if measuring.load(Ordering::Acquire) {
+            requests += 1;
+            latencies.push(took.as_micros().min(u128::from(u32::MAX)) as u32);
+            if !ok {
+                errors += 1;
+            }
+        } else if !ok && status != StatusCode::OK && errors == 0 && requests == 0 {
+            // Count wrong answers during warm-up too: a smoke run is mostly warm-up.
+            errors += 1;
+        }
+    }
+    Ok((requests, errors, latencies))
+}

@@ -159,7 +159,9 @@ mod tests {
 
     async fn extract(req: Request<()>) -> Preconditions {
         let (mut parts, ()) = req.into_parts();
-        Preconditions::from_request_parts(&mut parts, &()).await.unwrap()
+        Preconditions::from_request_parts(&mut parts, &())
+            .await
+            .unwrap()
     }
 
     fn v1() -> Validators {

@@ -9,7 +9,6 @@ use crate::{
     http::preconditions::{PRECONDITION_FAILED_REASON, retain_not_modified_headers},
 };
 
-
 /// Turns the parts of a 2xx response into a `304 Not Modified` with the RFC 9110 §15.4.5 header
 /// set and no body.
 pub(crate) fn not_modified<B: Body>(mut parts: Parts) -> Response<EdgeBody<B>> {

@@ -76,7 +76,10 @@ where
                     let (parts, body) = ready!(future.poll(cx))?.into_parts();
                     let Some(request) = this.request.as_ref() else {
                         this.state.set(State::Done);
-                        return Poll::Ready(Ok(Response::from_parts(parts, ETagBody::stream(body))));
+                        return Poll::Ready(Ok(Response::from_parts(
+                            parts,
+                            ETagBody::stream(body),
+                        )));
                     };
                     if !should_hash(&parts, &body, request, this.config.max_body_size) {
                         this.state.set(State::Done);
@@ -164,15 +167,12 @@ where
     }
 }
 
-fn should_hash<B: Body>(
-    parts: &Parts,
-    body: &B,
-    request: &RequestConditions,
-    max: u64,
-) -> bool {
+fn should_hash<B: Body>(parts: &Parts, body: &B, request: &RequestConditions, max: u64) -> bool {
     // 206 and the bodiless 2xx have no representation to hash.
-    if !matches!(parts.status, StatusCode::OK | StatusCode::NON_AUTHORITATIVE_INFORMATION)
-        || parts.headers.contains_key(header::ETAG)
+    if !matches!(
+        parts.status,
+        StatusCode::OK | StatusCode::NON_AUTHORITATIVE_INFORMATION
+    ) || parts.headers.contains_key(header::ETAG)
     {
         return false;
     }

@@ -73,7 +73,12 @@ async fn computes_strong_sha256_etag_for_get() {
 
 #[tokio::test]
 async fn computes_weak_etag_when_asked() {
-    let res = call(ETagLayer::new().weak(true), request(Method::GET, &[]), ok_json).await;
+    let res = call(
+        ETagLayer::new().weak(true),
+        request(Method::GET, &[]),
+        ok_json,
+    )
+    .await;
     let expected = format!("W/{}", expected_tag(BODY.as_bytes()));
     assert_eq!(res.headers()[header::ETAG], expected.as_str());
 }

@@ -92,7 +92,11 @@ mod tests {
             b"1994-11-06T08:49:37Z",
             b"\xff\xfe",
         ] {
-            assert!(parse_http_date(text).is_none(), "{:?}", String::from_utf8_lossy(text));
+            assert!(
+                parse_http_date(text).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
         }
     }
 

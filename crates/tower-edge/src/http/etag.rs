@@ -391,10 +391,24 @@ mod tests {
     #[test]
     fn rejects_malformed_single_tags() {
         for bad in [
-            "", "abc", "\"abc", "abc\"", "w/\"abc\"", "W/ \"abc\"", "\"a b\"", "\"a\"b", "\"a\" \"b\"",
-            "\"a\",\"b\"", "*", "W/", "\"\"\"",
+            "",
+            "abc",
+            "\"abc",
+            "abc\"",
+            "w/\"abc\"",
+            "W/ \"abc\"",
+            "\"a b\"",
+            "\"a\"b",
+            "\"a\" \"b\"",
+            "\"a\",\"b\"",
+            "*",
+            "W/",
+            "\"\"\"",
         ] {
-            assert!(bad.parse::<EntityTag>().is_err(), "{bad:?} should be rejected");
+            assert!(
+                bad.parse::<EntityTag>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 
@@ -445,7 +459,8 @@ mod tests {
 
     #[test]
     fn list_recovers_after_malformed_member() {
-        let list = EntityTagList::parse_bytes(b"abc, \"ok\", \"bad tag\", W/\"weak\", \"unterminated");
+        let list =
+            EntityTagList::parse_bytes(b"abc, \"ok\", \"bad tag\", W/\"weak\", \"unterminated");
         let tags: Vec<String> = list.tags().iter().map(ToString::to_string).collect();
         assert_eq!(tags, ["\"ok\"", "W/\"weak\""]);
         assert_eq!(list.invalid_members(), 3);

@@ -65,7 +65,9 @@ where
                     let current = *now.get_or_insert_with(|| this.config.clock.now());
                     // RFC 9110 §8.8.2.1: never a Last-Modified later than the message's Date.
                     let time = truncate_to_seconds(time.min(current));
-                    parts.headers.insert(header::LAST_MODIFIED, http_date_value(time));
+                    parts
+                        .headers
+                        .insert(header::LAST_MODIFIED, http_date_value(time));
                     last_modified = Some(time);
                 }
             }

@@ -251,5 +251,8 @@ async fn stacks_with_etag_layer_in_either_order() {
 #[test]
 fn header_value_for_dates_is_imf_fixdate() {
     let value = crate::http::date::http_date_value(at(T0));
-    assert_eq!(value, HeaderValue::from_static("Tue, 14 Nov 2023 22:13:20 GMT"));
+    assert_eq!(
+        value,
+        HeaderValue::from_static("Tue, 14 Nov 2023 22:13:20 GMT")
+    );
 }

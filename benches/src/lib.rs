@@ -1,0 +1,222 @@
+//! The scenarios shared by tower-edge's load bench and criterion benches.
+//!
+//! Each [`Scenario`] is an axum router plus the one request the load generator repeats and the
+//! answer it must get back. `bare` is the baseline every other scenario is compared with: the same
+//! handler, with no tower-edge layer in front of it.
+
+use std::sync::OnceLock;
+
+use axum::{
+    Router,
+    http::{HeaderValue, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use tower_edge::{
+    ETagLayer,
+    extract::{Preconditions, Unmet},
+    http::{etag::EntityTag, preconditions::Validators},
+};
+
+/// The request a scenario's load generator sends over and over.
+#[derive(Clone, Debug)]
+pub struct RequestSpec {
+    /// Request method.
+    pub method: Method,
+    /// Path and query.
+    pub path: &'static str,
+    /// Extra request headers.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// What every response must be; anything else is counted as an error.
+#[derive(Clone, Copy, Debug)]
+pub struct Expect {
+    /// Expected status.
+    pub status: StatusCode,
+    /// Expected body length in bytes.
+    pub body_len: usize,
+}
+
+/// One load-bench scenario.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Short name, used by `--only` and in the report.
+    pub name: &'static str,
+    /// One line on what it measures.
+    pub description: &'static str,
+    /// Builds a fresh router for the scenario.
+    pub app: fn() -> Router,
+    /// The request to repeat.
+    pub request: RequestSpec,
+    /// The answer to expect.
+    pub expect: Expect,
+}
+
+/// A JSON document of at most `len` bytes (and within one record of it): an array of small records, like an API listing.
+pub fn json_body(len: usize) -> Bytes {
+    let mut out = String::with_capacity(len + 128);
+    out.push('[');
+    for i in 0u32.. {
+        let record = format!(
+            "{{\"id\":{i},\"name\":\"item {i}\",\"price_cents\":{},\"in_stock\":{}}}",
+            999 + i * 7,
+            i % 3 != 0
+        );
+        // Room for this record, its comma and the closing bracket.
+        if out.len() + record.len() + 2 > len {
+            break;
+        }
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&record);
+    }
+    out.push(']');
+    Bytes::from(out)
+}
+
+/// The 10 KiB JSON body every scenario serves.
+pub fn body_10k() -> Bytes {
+    static BODY: OnceLock<Bytes> = OnceLock::new();
+    BODY.get_or_init(|| json_body(10 * 1024)).clone()
+}
+
+/// A handler that returns `body_10k()` as JSON.
+async fn json_handler() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body_10k(),
+    )
+        .into_response()
+}
+
+/// The version-number validator the extractor scenario's handler knows without rendering.
+fn version_validators() -> Validators {
+    Validators::new().with_etag(EntityTag::strong("v42").expect("valid entity-tag characters"))
+}
+
+/// A handler that answers conditionals from a version number before building its body.
+async fn versioned_handler(pre: Preconditions) -> Result<Response, Unmet> {
+    let current = version_validators();
+    pre.check(&current)?;
+    Ok((current, json_handler().await).into_response())
+}
+
+/// The bare axum handler: the baseline.
+pub fn bare_app() -> Router {
+    Router::new().route("/data", get(json_handler))
+}
+
+/// The same handler behind `ETagLayer`.
+pub fn etag_app() -> Router {
+    bare_app().layer(ETagLayer::new())
+}
+
+/// A handler using the `Preconditions` extractor with its own version-number ETag.
+pub fn extractor_app() -> Router {
+    Router::new().route("/data", get(versioned_handler))
+}
+
+/// The ETag that `ETagLayer` gives `body_10k()`, found by asking the layer itself.
+pub fn etag_of_body_10k() -> String {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("tokio runtime");
+        rt.block_on(async {
+            let req = http::Request::get("/data")
+                .body(axum::body::Body::empty())
+                .expect("valid request");
+            let res = etag_app().oneshot(req).await.expect("infallible router");
+            let tag = res.headers()[header::ETAG]
+                .to_str()
+                .expect("ASCII tag")
+                .to_owned();
+            let _ = res.into_body().collect().await;
+            tag
+        })
+    })
+    .clone()
+}
+
+fn get_data(headers: Vec<(&'static str, String)>) -> RequestSpec {
+    RequestSpec {
+        method: Method::GET,
+        path: "/data",
+        headers,
+    }
+}
+
+/// Every scenario, baseline first.
+pub fn scenarios() -> Vec<Scenario> {
+    let full = Expect {
+        status: StatusCode::OK,
+        body_len: body_10k().len(),
+    };
+    let not_modified = Expect {
+        status: StatusCode::NOT_MODIFIED,
+        body_len: 0,
+    };
+    vec![
+        Scenario {
+            name: "bare",
+            description: "bare axum handler, 10 KiB JSON (the baseline)",
+            app: bare_app,
+            request: get_data(Vec::new()),
+            expect: full,
+        },
+        Scenario {
+            name: "etag-200",
+            description: "ETagLayer hashing the 10 KiB body, full response",
+            app: etag_app,
+            request: get_data(Vec::new()),
+            expect: full,
+        },
+        Scenario {
+            name: "etag-304",
+            description: "ETagLayer, If-None-Match matches: 304 after hashing",
+            app: etag_app,
+            request: get_data(vec![("if-none-match", etag_of_body_10k())]),
+            expect: not_modified,
+        },
+        Scenario {
+            name: "extractor-304",
+            description: "Preconditions extractor with a version ETag: 304 before rendering",
+            app: extractor_app,
+            request: get_data(vec![("if-none-match", "\"v42\"".to_owned())]),
+            expect: not_modified,
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_body_is_valid_json_of_about_the_asked_size() {
+        let body = json_body(10 * 1024);
+        assert!(
+            (10 * 1024 - 80..=10 * 1024).contains(&body.len()),
+            "{}",
+            body.len()
+        );
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+        assert!(value.as_array().is_some_and(|a| a.len() > 100));
+    }
+
+    #[test]
+    fn etag_of_body_is_a_strong_quoted_tag() {
+        let tag = etag_of_body_10k();
+        assert!(tag.starts_with('"') && tag.ends_with('"'), "{tag}");
+        assert_eq!(tag.len(), 45, "{tag}"); // 43 base64url characters of SHA-256, quoted
+    }
+}

@@ -1,0 +1,467 @@
+//! The tower-edge example server: every layer at work on realistic routes.
+//!
+//! [`app`] builds the router, so tests can drive it with `oneshot` and the binary can serve it.
+//! Routes:
+//!
+//! | route                        | what it shows                                                   |
+//! |------------------------------|-----------------------------------------------------------------|
+//! | `GET /`                      | this list as an HTML page (with a computed `ETag`)              |
+//! | `GET /api/products`          | a ~10 KiB JSON catalogue, `ETag` hashed from the body by `ETagLayer` |
+//! | `GET /api/products/{id}`     | `ETag` and `Last-Modified` from the record's version: 304 before any serialisation |
+//! | `PUT /api/products/{id}`     | `If-Match` checked before the write: 412 for a stale copy, 428 without one |
+//! | `GET /articles/{slug}`       | `Last-Modified` stamped by `LastModifiedLayer` from the handler's data |
+//! | `GET /api/stats`             | an expensive report with an early 304 from a version counter    |
+//! | `GET /healthz`               | liveness                                                        |
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{StatusCode, header},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+use serde::{Deserialize, Serialize};
+use tower_edge::{
+    etag::ETagLayer,
+    extract::{Preconditions, Unmet},
+    http::{etag::EntityTag, preconditions::Validators},
+    last_modified::LastModifiedLayer,
+};
+
+/// A product in the catalogue.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Product {
+    /// Identifier.
+    pub id: u32,
+    /// Display name.
+    pub name: String,
+    /// Price in cents.
+    pub price_cents: u64,
+    /// Free-text description.
+    pub description: String,
+    /// Units in stock.
+    pub stock: u32,
+}
+
+/// What a client may change with `PUT /api/products/{id}`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ProductUpdate {
+    /// New display name.
+    pub name: String,
+    /// New price in cents.
+    pub price_cents: u64,
+    /// New description.
+    pub description: String,
+    /// New stock level.
+    pub stock: u32,
+}
+
+#[derive(Clone, Debug)]
+struct Record {
+    product: Product,
+    version: u64,
+    updated_at: SystemTime,
+}
+
+#[derive(Clone, Debug)]
+struct Article {
+    title: &'static str,
+    body: &'static str,
+    published: SystemTime,
+}
+
+/// The server's in-memory data. Cloning shares it.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    products: Arc<RwLock<BTreeMap<u32, Record>>>,
+    articles: Arc<BTreeMap<&'static str, Article>>,
+    // Bumped on every write; the stats report is a function of it.
+    data_version: Arc<AtomicU64>,
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const START: u64 = 1_735_689_600; // 2025-01-01T00:00:00Z, a fixed time so tags are reproducible
+
+impl AppState {
+    /// A catalogue of 40 products and a few articles.
+    pub fn new() -> Self {
+        let adjectives = ["Sturdy", "Compact", "Deluxe", "Portable", "Heavy-duty"];
+        let nouns = [
+            "anvil", "kettle", "lantern", "compass", "toolbox", "hammock", "tent", "stove",
+        ];
+        let products = (1..=40u32)
+            .map(|id| {
+                let name = format!(
+                    "{} {}",
+                    adjectives[id as usize % adjectives.len()],
+                    nouns[id as usize % nouns.len()]
+                );
+                let product = Product {
+                    id,
+                    description: format!(
+                        "The {} is made for long trips and rough weather; item {id} of our \
+                         outdoor range, tested for a decade of use.",
+                        name.to_lowercase()
+                    ),
+                    name,
+                    price_cents: 999 + u64::from(id) * 250,
+                    stock: id * 3 % 17,
+                };
+                let record = Record {
+                    product,
+                    version: 1,
+                    updated_at: UNIX_EPOCH + Duration::from_secs(START + u64::from(id) * 3600),
+                };
+                (id, record)
+            })
+            .collect();
+        let articles = [
+            (
+                "caching-at-the-edge",
+                Article {
+                    title: "Caching at the edge",
+                    body: "A response that is fresh need not be computed again. A response that \
+                           is stale but unchanged need not be sent again: the client revalidates \
+                           and the server answers 304 Not Modified.",
+                    published: UNIX_EPOCH + Duration::from_secs(START),
+                },
+            ),
+            (
+                "validators",
+                Article {
+                    title: "Validators",
+                    body: "ETag and Last-Modified let a client ask 'has this changed?' instead \
+                           of 'send it again'. If-Match and If-Unmodified-Since turn the same \
+                           validators into protection against lost updates.",
+                    published: UNIX_EPOCH + Duration::from_secs(START + 86_400),
+                },
+            ),
+        ]
+        .into_iter()
+        .collect();
+        Self {
+            products: Arc::new(RwLock::new(products)),
+            articles: Arc::new(articles),
+            data_version: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+/// The example application with its layers, on fresh in-memory data.
+pub fn app() -> Router {
+    app_with_state(AppState::new())
+}
+
+/// The example application on the given data.
+pub fn app_with_state(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/api/products", get(list_products))
+        .route("/api/products/{id}", get(get_product).put(put_product))
+        .route("/articles/{slug}", get(article))
+        .route("/api/stats", get(stats))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+        // Stamps Last-Modified from the `Published` extension that handlers attach.
+        .layer(
+            LastModifiedLayer::new().source(|parts: &http::response::Parts| {
+                parts.extensions.get::<Published>().map(|p| p.0)
+            }),
+        )
+        .layer(ETagLayer::new())
+}
+
+/// A response extension: when the content was last changed.
+#[derive(Clone, Copy, Debug)]
+struct Published(SystemTime);
+
+/// The routes the index page lists: (path, description).
+pub const ROUTES: &[(&str, &str)] = &[
+    (
+        "/api/products",
+        "JSON catalogue; strong ETag from a SHA-256 of the body (ETagLayer)",
+    ),
+    (
+        "/api/products/7",
+        "one product; ETag and Last-Modified from its version, 304 before serialising",
+    ),
+    (
+        "/articles/validators",
+        "HTML article; Last-Modified stamped by LastModifiedLayer",
+    ),
+    (
+        "/api/stats",
+        "expensive report; early 304 from a version counter (Preconditions extractor)",
+    ),
+    ("/healthz", "liveness"),
+];
+
+async fn index() -> Html<String> {
+    let mut html = String::from(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>tower-edge example</title></head><body>\n<h1>tower-edge example server</h1>\n\
+         <p>Every route answers conditional requests. Try <code>curl -i</code> with \
+         <code>If-None-Match</code> set to the <code>ETag</code> you got.</p>\n<ul>\n",
+    );
+    for (path, what) in ROUTES {
+        html.push_str(&format!(
+            "<li><a href=\"{path}\"><code>{path}</code></a>: {what}</li>\n"
+        ));
+    }
+    html.push_str(
+        "<li><code>PUT /api/products/{id}</code>: update with <code>If-Match</code>; \
+         412 when your copy is stale</li>\n</ul>\n</body></html>\n",
+    );
+    Html(html)
+}
+
+async fn list_products(State(state): State<AppState>) -> Response {
+    let products = state.products.read().unwrap_or_else(|e| e.into_inner());
+    let list: Vec<&Product> = products.values().map(|r| &r.product).collect();
+    // The ETag comes from ETagLayer, which hashes this body.
+    Json(list).into_response()
+}
+
+fn validators(record: &Record) -> Validators {
+    let tag = EntityTag::strong(&format!("p{}-v{}", record.product.id, record.version))
+        .expect("digits and letters are valid entity-tag characters");
+    Validators::new()
+        .with_etag(tag)
+        .with_last_modified(record.updated_at)
+}
+
+async fn get_product(
+    State(state): State<AppState>,
+    Path(id): Path<u32>,
+    pre: Preconditions,
+) -> Result<Response, Response> {
+    let record = state
+        .products
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| not_found(id))?;
+    let current = validators(&record);
+    // Answer 304 from the version alone: no serialisation, and ETagLayer leaves our tag alone.
+    pre.check(&current).map_err(IntoResponse::into_response)?;
+    Ok((current, Json(record.product)).into_response())
+}
+
+async fn put_product(
+    State(state): State<AppState>,
+    Path(id): Path<u32>,
+    pre: Preconditions,
+    Json(update): Json<ProductUpdate>,
+) -> Result<Response, Response> {
+    let mut products = state.products.write().unwrap_or_else(|e| e.into_inner());
+    let record = products.get_mut(&id).ok_or_else(|| not_found(id))?;
+    // RFC 6585 §3: insist on a conditional update, so no client overwrites a change it never saw.
+    if !pre.is_conditional() {
+        return Err((
+            StatusCode::PRECONDITION_REQUIRED,
+            "precondition required: send If-Match with the ETag you last read\n",
+        )
+            .into_response());
+    }
+    // Checked under the write lock: the check and the write are atomic.
+    pre.check(&validators(record))
+        .map_err(|unmet: Unmet| unmet.into_response())?;
+    record.product = Product {
+        id,
+        name: update.name,
+        price_cents: update.price_cents,
+        description: update.description,
+        stock: update.stock,
+    };
+    record.version += 1;
+    record.updated_at = SystemTime::now();
+    state.data_version.fetch_add(1, Ordering::Relaxed);
+    Ok((validators(record), Json(record.product.clone())).into_response())
+}
+
+async fn article(State(state): State<AppState>, Path(slug): Path<String>) -> Response {
+    let Some(article) = state.articles.get(slug.as_str()) else {
+        return (StatusCode::NOT_FOUND, "no such article\n").into_response();
+    };
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{0}</title>\
+         </head><body><article><h1>{0}</h1><p>{1}</p></article></body></html>\n",
+        article.title, article.body
+    );
+    let mut res = Html(html).into_response();
+    res.extensions_mut().insert(Published(article.published));
+    res
+}
+
+#[derive(Serialize)]
+struct Stats {
+    data_version: u64,
+    products: usize,
+    total_stock: u64,
+    mean_price_cents: u64,
+}
+
+async fn stats(State(state): State<AppState>, pre: Preconditions) -> Result<Response, Unmet> {
+    let version = state.data_version.load(Ordering::Relaxed);
+    let current = Validators::new().with_etag(
+        EntityTag::strong(&format!("stats-{version}")).expect("valid entity-tag characters"),
+    );
+    pre.check(&current)?;
+    // The expensive part, skipped on a 304.
+    let products = state.products.read().unwrap_or_else(|e| e.into_inner());
+    let total_stock = products.values().map(|r| u64::from(r.product.stock)).sum();
+    let sum: u64 = products.values().map(|r| r.product.price_cents).sum();
+    let stats = Stats {
+        data_version: version,
+        products: products.len(),
+        total_stock,
+        mean_price_cents: sum / products.len().max(1) as u64,
+    };
+    let mut res = (current, Json(stats)).into_response();
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    Ok(res)
+}
+
+fn not_found(id: u32) -> Response {
+    (StatusCode::NOT_FOUND, format!("no product with id {id}\n")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn send(app: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Vec<u8>) {
+        let res = app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+        (status, headers, body)
+    }
+
+    fn get(uri: &str) -> http::request::Builder {
+        Request::get(uri)
+    }
+
+    #[tokio::test]
+    async fn index_links_every_route() {
+        let (status, headers, body) = send(&app(), get("/").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers.contains_key(header::ETAG));
+        let html = String::from_utf8(body).unwrap();
+        for (path, _) in ROUTES {
+            assert!(html.contains(&format!("href=\"{path}\"")), "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn catalogue_is_about_ten_kib_and_revalidates() {
+        let app = app();
+        let (status, headers, body) =
+            send(&app, get("/api/products").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!((6_000..16_000).contains(&body.len()), "{}", body.len());
+        let etag = headers[header::ETAG].clone();
+        let req = get("/api/products").header(header::IF_NONE_MATCH, etag);
+        let (status, _, body) = send(&app, req.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+        assert!(body.is_empty());
+    }
+
+    #[tokio::test]
+    async fn product_has_version_validators() {
+        let (status, headers, _) =
+            send(&app(), get("/api/products/7").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::ETAG], "\"p7-v1\"");
+        assert_eq!(
+            headers[header::LAST_MODIFIED],
+            "Wed, 01 Jan 2025 07:00:00 GMT"
+        );
+    }
+
+    #[tokio::test]
+    async fn product_answers_if_modified_since() {
+        let req = get("/api/products/7")
+            .header(header::IF_MODIFIED_SINCE, "Wed, 01 Jan 2025 07:00:00 GMT");
+        let (status, _, _) = send(&app(), req.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+    }
+
+    fn put(id: u32, if_match: Option<&str>) -> Request<Body> {
+        let mut req = Request::put(format!("/api/products/{id}"))
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(tag) = if_match {
+            req = req.header(header::IF_MATCH, tag);
+        }
+        let body = r#"{"name":"Renamed","price_cents":1,"description":"d","stock":2}"#;
+        req.body(Body::from(body)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn put_requires_and_checks_if_match() {
+        let app = app();
+        let (status, _, _) = send(&app, put(3, None)).await;
+        assert_eq!(status, StatusCode::PRECONDITION_REQUIRED);
+        let (status, headers, _) = send(&app, put(3, Some("\"p3-v1\""))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::ETAG], "\"p3-v2\"");
+        // The same stale tag again: the write is refused and the data is unchanged.
+        let (status, headers, _) = send(&app, put(3, Some("\"p3-v1\""))).await;
+        assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+        assert_eq!(headers[header::ETAG], "\"p3-v2\"");
+        let (_, headers, _) = send(&app, get("/api/products/3").body(Body::empty()).unwrap()).await;
+        assert_eq!(headers[header::ETAG], "\"p3-v2\"");
+    }
+
+    #[tokio::test]
+    async fn stats_answers_304_until_data_changes() {
+        let app = app();
+        let req = get("/api/stats").header(header::IF_NONE_MATCH, "\"stats-1\"");
+        let (status, _, _) = send(&app, req.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+        send(&app, put(1, Some("*"))).await;
+        let req = get("/api/stats").header(header::IF_NONE_MATCH, "\"stats-1\"");
+        let (status, headers, _) = send(&app, req.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::ETAG], "\"stats-2\"");
+    }
+
+    #[tokio::test]
+    async fn article_gets_last_modified_from_layer() {
+        let (status, headers, _) = send(
+            &app(),
+            get("/articles/validators").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            headers[header::LAST_MODIFIED],
+            "Thu, 02 Jan 2025 00:00:00 GMT"
+        );
+        assert!(headers.contains_key(header::ETAG));
+        let (status, _, _) = send(&app(), get("/articles/nope").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what it needs, then runs formatting, lints,
+# every test (unit, integration, doc), the docs build, and a short load-bench smoke run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Toolchain components the checks need.
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    step "installing the $component component"
+    rustup component add "$component"
+  fi
+done
+
+# System packages, installed only when missing (apt-get needs root; CI runs as root).
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    step "installing ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+  fi
+}
+# pkg-config is what -sys crates use to find C libraries.
+command -v pkg-config >/dev/null 2>&1 || apt_install pkg-config
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (all targets, all features, warnings denied)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "each feature of tower-edge builds alone"
+cargo check -q -p tower-edge --no-default-features
+for feature in etag last-modified axum; do
+  cargo check -q -p tower-edge --no-default-features --features "$feature"
+done
+
+step "tests (unit, integration, benches in test mode)"
+cargo test --workspace --all-features --all-targets
+
+step "doc tests"
+cargo test --workspace --all-features --doc
+
+step "docs build with broken links denied"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps -q
+
+step "load bench smoke run (correctness of every scenario, not a measurement)"
+cargo run -q -p tower-edge-benches --bin loadbench -- --smoke
+
+step "all checks passed"
