@@ -14,7 +14,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use http::Request;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use tower_edge::ETagLayer;
+use tower_edge::{ETagLayer, etag::Algorithm};
 use tower_edge_benches::json_body;
 
 const SIZES: [(usize, &str); 4] = [
@@ -62,6 +62,7 @@ fn etag(c: &mut Criterion) {
         let bare = router(len);
         // json_body(len) is at most len bytes, so even the 1 MiB body is within the default bound.
         let layered = router(len).layer(ETagLayer::new());
+        let xxh3 = router(len).layer(ETagLayer::new().algorithm(Algorithm::Xxh3_128));
         let tag = rt.block_on(async {
             let req = Request::get("/data")
                 .body(Body::empty())
@@ -83,6 +84,10 @@ fn etag(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("etag-200", label), &len, |b, _| {
             b.to_async(&rt)
                 .iter(|| async { black_box(roundtrip(layered.clone(), None).await) });
+        });
+        group.bench_with_input(BenchmarkId::new("etag-xxh3-200", label), &len, |b, _| {
+            b.to_async(&rt)
+                .iter(|| async { black_box(roundtrip(xxh3.clone(), None).await) });
         });
         group.bench_with_input(BenchmarkId::new("etag-304", label), &len, |b, _| {
             b.to_async(&rt)

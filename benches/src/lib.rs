@@ -17,6 +17,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 use tower_edge::{
     ETagLayer,
+    etag::Algorithm,
     extract::{Preconditions, Unmet},
     http::{etag::EntityTag, preconditions::Validators},
 };
@@ -119,6 +120,11 @@ pub fn etag_app() -> Router {
     bare_app().layer(ETagLayer::new())
 }
 
+/// The same handler behind `ETagLayer` hashing with XXH3-128.
+pub fn etag_xxh3_app() -> Router {
+    bare_app().layer(ETagLayer::new().algorithm(Algorithm::Xxh3_128))
+}
+
 /// A handler using the `Preconditions` extractor with its own version-number ETag.
 pub fn extractor_app() -> Router {
     Router::new().route("/data", get(versioned_handler))
@@ -186,6 +192,13 @@ pub fn scenarios() -> Vec<Scenario> {
             app: etag_app,
             request: get_data(vec![("if-none-match", etag_of_body_10k())]),
             expect: not_modified,
+        },
+        Scenario {
+            name: "etag-xxh3-200",
+            description: "ETagLayer with Algorithm::Xxh3_128, full response",
+            app: etag_xxh3_app,
+            request: get_data(Vec::new()),
+            expect: full,
         },
         Scenario {
             name: "extractor-304",

@@ -93,5 +93,11 @@ pub mod extract;
 
 #[cfg(feature = "etag")]
 pub use etag::ETagLayer;
+
+// The README's examples are compiled and run as doc tests, so it cannot describe an API that
+// does not exist.
+#[cfg(all(doctest, feature = "full"))]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
 #[cfg(feature = "last-modified")]
 pub use last_modified::LastModifiedLayer;

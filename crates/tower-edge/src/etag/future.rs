@@ -5,14 +5,16 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use bytes::{Buf, Bytes};
 use http::{HeaderMap, Response, StatusCode, header, response::Parts};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use sha2::{Digest, Sha256};
 
-use super::{ETagBody, layer::Config};
+use super::{
+    ETagBody,
+    hash::{Hasher, MAX_ENCODED},
+    layer::Config,
+};
 use crate::{
     conditional::RequestConditions,
     http::{
@@ -44,7 +46,7 @@ pin_project! {
             body: Option<Pin<Box<B>>>,
             chunks: VecDeque<Bytes>,
             len: u64,
-            hasher: Sha256,
+            hasher: Hasher,
         },
         Done,
     }
@@ -98,7 +100,7 @@ where
                         body: Some(Box::pin(body)),
                         chunks: VecDeque::new(),
                         len: 0,
-                        hasher: Sha256::new(),
+                        hasher: Hasher::new(this.config.algorithm),
                     });
                 }
                 StateProj::Hashing {
@@ -195,15 +197,12 @@ fn finish<B: Body>(
     mut parts: Parts,
     chunks: VecDeque<Bytes>,
     trailers: Option<HeaderMap>,
-    hasher: &mut Sha256,
+    hasher: &mut Hasher,
     request: Option<&RequestConditions>,
     config: &Config,
 ) -> Response<ETagBody<B>> {
-    let digest = std::mem::take(hasher).finalize();
-    let mut encoded = [0u8; 43];
-    let n = URL_SAFE_NO_PAD
-        .encode_slice(digest, &mut encoded)
-        .expect("32 bytes encode to 43 base64 characters");
+    let mut encoded = [0u8; MAX_ENCODED];
+    let n = hasher.finish(&mut encoded);
     let tag = EntityTag::from_valid(config.weak, &encoded[..n]);
     tracing::trace!(etag = %tag, "computed etag");
     parts.headers.insert(header::ETAG, tag.to_header_value());

@@ -1,6 +1,6 @@
 use tower::Layer;
 
-use super::ETag;
+use super::{Algorithm, ETag};
 use crate::clock::{Clock, SharedClock};
 
 /// Adds strong `ETag`s computed from the body and answers conditional requests.
@@ -15,6 +15,7 @@ pub struct ETagLayer {
 pub(super) struct Config {
     pub(super) max_body_size: u64,
     pub(super) weak: bool,
+    pub(super) algorithm: Algorithm,
     pub(super) clock: SharedClock,
 }
 
@@ -31,6 +32,7 @@ impl ETagLayer {
             config: Config {
                 max_body_size: 1024 * 1024,
                 weak: false,
+                algorithm: Algorithm::Sha256,
                 clock: SharedClock::default(),
             },
         }
@@ -54,6 +56,16 @@ impl ETagLayer {
     #[must_use]
     pub fn weak(mut self, weak: bool) -> Self {
         self.config.weak = weak;
+        self
+    }
+
+    /// The hash function for computed tags. [`Algorithm::Xxh3_128`] costs a small fraction of
+    /// SHA-256 per byte; see [`Algorithm`] for what each guarantees.
+    ///
+    /// Defaults to [`Algorithm::Sha256`].
+    #[must_use]
+    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.config.algorithm = algorithm;
         self
     }
 

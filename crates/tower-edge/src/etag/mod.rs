@@ -1,7 +1,8 @@
 //! Middleware that gives responses a strong `ETag` and answers `If-None-Match` / `If-Match`.
 //!
 //! When a handler sets no `ETag`, [`ETagLayer`] hashes the body of `200` and `203` responses to
-//! `GET` and `HEAD` with SHA-256 and sends it, base64url-encoded, as a strong entity tag. It then
+//! `GET` and `HEAD` with SHA-256 (or, on request, the much cheaper XXH3-128: see [`Algorithm`])
+//! and sends it, base64url-encoded, as a strong entity tag. It then
 //! evaluates the request's preconditions (RFC 9110 §13.2.2, through
 //! [`crate::http::preconditions`]) against the response's `ETag` and `Last-Modified`, answering
 //! `304 Not Modified` or `412 Precondition Failed` in place of the body.
@@ -53,10 +54,11 @@
 //! compressor can weaken it (RFC 9110 §8.8.1).
 
 mod future;
+mod hash;
 mod layer;
 mod service;
 
-pub use self::{future::ResponseFuture, layer::ETagLayer, service::ETag};
+pub use self::{future::ResponseFuture, hash::Algorithm, layer::ETagLayer, service::ETag};
 
 /// The body of an [`ETag`] response.
 pub type ETagBody<B> = crate::body::EdgeBody<B>;

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use sha2::{Digest, Sha256};
 use tower::{ServiceExt, service_fn};
 
-use super::ETagLayer;
+use super::{Algorithm, ETagLayer};
 use crate::http::date::format_http_date;
 
 const BODY: &str = "{\"id\":1,\"name\":\"anvil\",\"price\":1999}";
@@ -69,6 +69,25 @@ async fn computes_strong_sha256_etag_for_get() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()[header::ETAG], expected_tag(BODY.as_bytes()));
     assert_eq!(body_bytes(res).await, BODY);
+}
+
+#[tokio::test]
+async fn computes_xxh3_etag_when_asked_and_revalidates_with_it() {
+    let layer = ETagLayer::new().algorithm(Algorithm::Xxh3_128);
+    let res = call(layer.clone(), request(Method::GET, &[]), ok_json).await;
+    let hash = xxhash_rust::xxh3::xxh3_128(BODY.as_bytes()).to_be_bytes();
+    let expected = format!("\"{}\"", URL_SAFE_NO_PAD.encode(hash));
+    assert_eq!(res.headers()[header::ETAG], expected.as_str());
+    let req = request(Method::GET, &[(header::IF_NONE_MATCH, &expected)]);
+    let res = call(layer.clone(), req, ok_json).await;
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    // The SHA-256 tag of the same body is a different validator.
+    let req = request(
+        Method::GET,
+        &[(header::IF_NONE_MATCH, &expected_tag(BODY.as_bytes()))],
+    );
+    let res = call(layer, req, ok_json).await;
+    assert_eq!(res.status(), StatusCode::OK);
 }
 
 #[tokio::test]
