@@ -1,5 +1,165 @@
-//! Storage backends for the `tower-edge` response cache.
+//! Storage for the `tower-edge` response cache: the [`CacheStore`] trait, [`CacheKey`],
+//! [`Entry`] with its versioned codec, and [`MokaStore`], the in-memory backend.
 //!
-//! This crate is the stable extension point of `tower-edge`: the `CacheStore` trait and its
-//! in-memory and Redis backends live here so that users who only want validators or compression
-//! compile neither moka nor redis. It has no public items yet; the response cache brings them.
+//! This crate is the stable extension point of `tower-edge`. It is separate so that users who
+//! only want validators or compression compile neither moka nor a Redis client, and so that a new
+//! backend needs nothing but this crate.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use bytes::Bytes;
+//! use http::{HeaderMap, StatusCode};
+//! use tower_edge_store::{CacheKey, CacheStore, Entry, MokaStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower_edge_store::StoreError> {
+//! let store = MokaStore::builder().max_bytes(64 * 1024 * 1024).build();
+//! let key = CacheKey::new("GET https://example.com/api/items").with_variant("enc", "br");
+//! let entry = Entry::new(StatusCode::OK, HeaderMap::new(), Bytes::from_static(b"[]"))
+//!     .with_tags(vec!["items".into()]);
+//! store.put(&key, entry, Duration::from_secs(60)).await?;
+//! assert!(store.get(&key).await?.is_some());
+//!
+//! // Invalidation by tag removes every variant that carries it.
+//! assert_eq!(store.delete_tag("items").await?, 1);
+//! assert!(store.get(&key).await?.is_none());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---------|--------------|
+//! | `moka` (default) | [`MokaStore`]: in memory, bounded by bytes, per-entry TTL |
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+mod entry;
+mod error;
+mod key;
+#[cfg(feature = "moka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "moka")))]
+pub mod moka;
+
+#[cfg(feature = "moka")]
+pub use self::moka::MokaStore;
+pub use self::{entry::Entry, error::StoreError, key::CacheKey};
+
+/// Proof of holding a store lock, needed to release it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LockToken(String);
+
+impl LockToken {
+    /// A token unlikely to be held by anyone else: 128 bits from the standard library's
+    /// randomly seeded hasher, mixed with a process-wide counter and the time.
+    pub fn random() -> Self {
+        use std::{
+            collections::hash_map::RandomState,
+            hash::{BuildHasher, Hasher},
+            sync::atomic::{AtomicU64, Ordering},
+        };
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let mut words = [0u64; 2];
+        for word in &mut words {
+            let mut h = RandomState::new().build_hasher();
+            h.write_u64(n);
+            h.write_u128(nanos);
+            h.write_u32(std::process::id());
+            *word = h.finish();
+        }
+        Self(format!("{:016x}{:016x}", words[0], words[1]))
+    }
+
+    /// The token as text, as a backend stores it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A token read back from a backend.
+    pub fn from_string(token: String) -> Self {
+        Self(token)
+    }
+}
+
+/// Where the response cache keeps entries.
+///
+/// Every method may fail; the cache treats a failure as a miss and carries on. Deletions remove
+/// every variant they address and return how many entries they removed (backends that cannot
+/// count cheaply may return an estimate, and say so).
+///
+/// Generations implement the "version prefix" pattern: keys are stored under the store's current
+/// generation, so [`CacheStore::bump_generation`] makes every existing entry unreachable in
+/// O(1); the old entries age out under the store's bound and TTLs.
+pub trait CacheStore: Send + Sync + 'static {
+    /// The entry stored under `key`, if any and not expired.
+    fn get(
+        &self,
+        key: &CacheKey,
+    ) -> impl Future<Output = Result<Option<Arc<Entry>>, StoreError>> + Send;
+
+    /// Stores `entry` under `key` for `ttl`, replacing what was there. A zero `ttl` stores
+    /// nothing and removes what was there.
+    fn put(
+        &self,
+        key: &CacheKey,
+        entry: Entry,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes the entry under exactly `key` (one variant).
+    fn delete(&self, key: &CacheKey) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Removes every variant of `resource` (every key made with `CacheKey::new(resource)`).
+    fn delete_resource(
+        &self,
+        resource: &str,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Removes every variant of every resource that starts with `prefix`.
+    fn delete_prefix(&self, prefix: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Removes every entry stored with `tag`.
+    fn delete_tag(&self, tag: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Makes every current entry unreachable at once, and returns the new generation.
+    fn bump_generation(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Removes everything this store holds (under its namespace, for shared backends).
+    fn purge(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes the lock named by `key` for at most `ttl`, for single-flight: `None` when someone
+    /// else holds it. The lock frees itself after `ttl` if never released.
+    fn try_lock(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<LockToken>, StoreError>> + Send;
+
+    /// Releases the lock if `token` still holds it; returns whether it did.
+    fn unlock(
+        &self,
+        key: &CacheKey,
+        token: &LockToken,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_tokens_differ() {
+        let tokens: std::collections::HashSet<_> = (0..1000).map(|_| LockToken::random()).collect();
+        assert_eq!(tokens.len(), 1000);
+        assert_eq!(LockToken::random().as_str().len(), 32);
+    }
+}

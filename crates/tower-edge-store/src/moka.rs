@@ -1,0 +1,342 @@
+//! [`MokaStore`]: entries in process memory, bounded by bytes.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use moka::{notification::RemovalCause, sync::Cache};
+
+use crate::{CacheKey, CacheStore, Entry, LockToken, StoreError};
+
+/// An in-memory [`CacheStore`] on [moka](https://docs.rs/moka).
+///
+/// - **Bounded by bytes**: each entry weighs its key plus [`Entry::weight`]; when the total passes
+///   [`MokaStoreBuilder::max_bytes`], moka evicts (TinyLFU admission, LRU eviction). Eviction runs
+///   in moka's housekeeping, so the total can pass the bound briefly between writes.
+/// - **Per-entry TTL** through moka's expiry policy: an entry is gone `ttl` after its `put`.
+/// - **Tag and prefix indexes** hold only keys, and are cleaned by moka's eviction listener
+///   whenever an entry leaves for any reason (expiry, size, replacement, deletion), so they never
+///   outgrow the cache. Each stored value carries an id, and the listener removes an index record
+///   only if it still names the departing value, so a replaced entry's late notification cannot
+///   unindex its successor.
+///
+/// A hit is a hash lookup and an `Arc` clone: no copy of the body.
+#[derive(Clone)]
+pub struct MokaStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cache: Cache<String, Stored>,
+    index: Arc<Mutex<Index>>,
+    generation: AtomicU64,
+    next_id: AtomicU64,
+    locks: Mutex<HashMap<String, (LockToken, Instant)>>,
+    max_bytes: u64,
+}
+
+#[derive(Clone)]
+struct Stored {
+    id: u64,
+    ttl: Duration,
+    entry: Arc<Entry>,
+}
+
+/// Keys by full storage key (sorted, for prefix scans) and by tag, each with the id of the value
+/// they were recorded for.
+#[derive(Default)]
+struct Index {
+    keys: BTreeMap<String, u64>,
+    tags: HashMap<String, HashMap<String, u64>>,
+}
+
+impl Index {
+    fn forget(&mut self, key: &str, id: u64, tags: &[String]) {
+        if self.keys.get(key) == Some(&id) {
+            self.keys.remove(key);
+        }
+        for tag in tags {
+            if let Some(keys) = self.tags.get_mut(tag) {
+                if keys.get(key) == Some(&id) {
+                    keys.remove(key);
+                }
+                if keys.is_empty() {
+                    self.tags.remove(tag);
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The index holds no invariant a panicking thread could break halfway in a harmful way: at
+    // worst a record outlives its entry, which costs a spurious (and harmless) invalidation.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct PerEntryTtl;
+
+impl moka::Expiry<String, Stored> for PerEntryTtl {
+    fn expire_after_create(&self, _: &String, value: &Stored, _: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        value: &Stored,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// Builds a [`MokaStore`].
+#[derive(Debug, Clone)]
+pub struct MokaStoreBuilder {
+    max_bytes: u64,
+}
+
+impl MokaStoreBuilder {
+    /// The most memory the entries may hold, in bytes (keys, headers and bodies).
+    ///
+    /// Defaults to 128 MiB.
+    #[must_use]
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Builds the store.
+    pub fn build(self) -> MokaStore {
+        let index = Arc::new(Mutex::new(Index::default()));
+        let listener_index = Arc::clone(&index);
+        let cache = Cache::builder()
+            .max_capacity(self.max_bytes)
+            .weigher(|key: &String, value: &Stored| {
+                u32::try_from(key.len() + value.entry.weight()).unwrap_or(u32::MAX)
+            })
+            .expire_after(PerEntryTtl)
+            .eviction_listener(
+                move |key: Arc<String>, value: Stored, _cause: RemovalCause| {
+                    lock(&listener_index).forget(&key, value.id, value.entry.tags());
+                },
+            )
+            .build();
+        MokaStore {
+            inner: Arc::new(Inner {
+                cache,
+                index,
+                generation: AtomicU64::new(0),
+                next_id: AtomicU64::new(1),
+                locks: Mutex::new(HashMap::new()),
+                max_bytes: self.max_bytes,
+            }),
+        }
+    }
+}
+
+impl Default for MokaStore {
+    fn default() -> Self {
+        Self::builder().build()
+    }
+}
+
+impl MokaStore {
+    /// A builder with the defaults.
+    pub fn builder() -> MokaStoreBuilder {
+        MokaStoreBuilder {
+            max_bytes: 128 * 1024 * 1024,
+        }
+    }
+
+    /// The configured bound, in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        self.inner.max_bytes
+    }
+
+    /// The weight of what is stored now, in bytes (after pending housekeeping).
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.cache.run_pending_tasks();
+        self.inner.cache.weighted_size()
+    }
+
+    /// How many entries are stored now (after pending housekeeping).
+    pub fn entry_count(&self) -> u64 {
+        self.inner.cache.run_pending_tasks();
+        self.inner.cache.entry_count()
+    }
+
+    /// How many keys the tag and prefix indexes hold (after pending housekeeping): never more
+    /// than the entries they index, which tests use to show the indexes do not leak.
+    pub fn index_len(&self) -> (usize, usize) {
+        self.inner.cache.run_pending_tasks();
+        let index = lock(&self.inner.index);
+        let tagged = index.tags.values().map(HashMap::len).sum();
+        (index.keys.len(), tagged)
+    }
+
+    fn generation_prefix(&self) -> String {
+        format!("{}:", self.inner.generation.load(Ordering::Acquire))
+    }
+
+    fn storage_key(&self, key: &CacheKey) -> String {
+        format!("{}{key}", self.generation_prefix())
+    }
+
+    fn put_now(&self, key: &CacheKey, entry: Entry, ttl: Duration) {
+        let storage_key = self.storage_key(key);
+        if ttl.is_zero() {
+            self.inner.cache.invalidate(&storage_key);
+            return;
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        // Unindex the value being replaced now rather than when the listener hears of it, so a
+        // tag it had and the new one lacks stops addressing this key at once.
+        if let Some(old) = self.inner.cache.get(&storage_key) {
+            lock(&self.inner.index).forget(&storage_key, old.id, old.entry.tags());
+        }
+        {
+            let mut index = lock(&self.inner.index);
+            index.keys.insert(storage_key.clone(), id);
+            for tag in entry.tags() {
+                index
+                    .tags
+                    .entry(tag.clone())
+                    .or_default()
+                    .insert(storage_key.clone(), id);
+            }
+        }
+        let stored = Stored {
+            id,
+            ttl,
+            entry: Arc::new(entry),
+        };
+        self.inner.cache.insert(storage_key, stored);
+    }
+
+    /// Invalidates every key under `prefix` (a full storage-key prefix) in the current index.
+    fn delete_storage_prefix(&self, prefix: &str) -> u64 {
+        let keys: Vec<String> = {
+            let index = lock(&self.inner.index);
+            index
+                .keys
+                .range(prefix.to_owned()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        // The index lock is released: moka may call the eviction listener from these calls.
+        keys.iter()
+            .filter(|k| self.inner.cache.remove(k.as_str()).is_some())
+            .count() as u64
+    }
+}
+
+impl fmt::Debug for MokaStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MokaStore")
+            .field("max_bytes", &self.inner.max_bytes)
+            .field("generation", &self.inner.generation.load(Ordering::Relaxed))
+            .field("entries", &self.inner.cache.entry_count())
+            .finish()
+    }
+}
+
+impl CacheStore for MokaStore {
+    async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
+        Ok(self
+            .inner
+            .cache
+            .get(&self.storage_key(key))
+            .map(|stored| stored.entry))
+    }
+
+    async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
+        self.put_now(key, entry, ttl);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
+        Ok(u64::from(
+            self.inner.cache.remove(&self.storage_key(key)).is_some(),
+        ))
+    }
+
+    async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
+        let prefix = format!(
+            "{}{}",
+            self.generation_prefix(),
+            CacheKey::resource_prefix(resource)
+        );
+        Ok(self.delete_storage_prefix(&prefix))
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        let prefix = format!(
+            "{}{}",
+            self.generation_prefix(),
+            CacheKey::escape_prefix(prefix)
+        );
+        Ok(self.delete_storage_prefix(&prefix))
+    }
+
+    async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
+        let keys: Vec<String> = lock(&self.inner.index)
+            .tags
+            .remove(tag)
+            .map(|keys| keys.into_keys().collect())
+            .unwrap_or_default();
+        Ok(keys
+            .iter()
+            .filter(|k| self.inner.cache.remove(k.as_str()).is_some())
+            .count() as u64)
+    }
+
+    async fn bump_generation(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.generation.fetch_add(1, Ordering::AcqRel) + 1)
+    }
+
+    async fn purge(&self) -> Result<(), StoreError> {
+        self.inner.cache.invalidate_all();
+        *lock(&self.inner.index) = Index::default();
+        Ok(())
+    }
+
+    async fn try_lock(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+    ) -> Result<Option<LockToken>, StoreError> {
+        let now = Instant::now();
+        let mut locks = lock(&self.inner.locks);
+        // Drop expired locks so the table stays as small as the set of locks in use.
+        locks.retain(|_, (_, until)| *until > now);
+        let name = key.to_string();
+        if locks.contains_key(&name) {
+            return Ok(None);
+        }
+        let token = LockToken::random();
+        locks.insert(name, (token.clone(), now + ttl));
+        Ok(Some(token))
+    }
+
+    async fn unlock(&self, key: &CacheKey, token: &LockToken) -> Result<bool, StoreError> {
+        let mut locks = lock(&self.inner.locks);
+        let name = key.to_string();
+        match locks.get(&name) {
+            Some((held, until)) if held == token && *until > Instant::now() => {
+                locks.remove(&name);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}

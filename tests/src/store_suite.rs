@@ -1,0 +1,256 @@
+//! One behavioural suite for every [`CacheStore`] backend: each backend's test file calls
+//! [`run_all`] with a fresh, empty store.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use tower_edge_store::{CacheKey, CacheStore, Entry};
+
+const TTL: Duration = Duration::from_secs(3600);
+
+fn entry(body: &'static str, tags: &[&str]) -> Entry {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Entry::new(StatusCode::OK, headers, Bytes::from_static(body.as_bytes()))
+        .with_fresh_for(Duration::from_secs(60))
+        .with_tags(tags.iter().map(|t| (*t).to_owned()).collect())
+}
+
+fn key(resource: &str, enc: &str) -> CacheKey {
+    CacheKey::new(resource).with_variant("enc", enc)
+}
+
+async fn body_of<S: CacheStore>(store: &S, key: &CacheKey) -> Option<Bytes> {
+    store
+        .get(key)
+        .await
+        .expect("get succeeds")
+        .map(|e| e.body().clone())
+}
+
+/// Runs every check, purging the store between them.
+pub async fn run_all<S: CacheStore>(store: &S) {
+    macro_rules! check {
+        ($name:ident) => {
+            store.purge().await.expect("purge succeeds");
+            $name(store).await;
+        };
+    }
+    check!(get_returns_what_put_stored);
+    check!(put_replaces_and_zero_ttl_removes);
+    check!(delete_removes_one_variant);
+    check!(delete_resource_removes_every_variant_of_that_resource_only);
+    check!(delete_prefix_removes_every_resource_under_it);
+    check!(delete_tag_removes_tagged_entries_only);
+    check!(replacing_an_entry_replaces_its_tags);
+    check!(bump_generation_hides_everything_at_once);
+    check!(purge_removes_everything);
+    check!(locks_exclude_and_release_only_to_their_owner);
+    check!(keys_with_separators_do_not_collide);
+}
+
+/// A stored entry comes back with status, headers, body and metadata intact.
+pub async fn get_returns_what_put_stored<S: CacheStore>(store: &S) {
+    let k = key("GET http://a/x", "br");
+    assert!(store.get(&k).await.unwrap().is_none());
+    let stored = entry("hello", &["t"]);
+    store.put(&k, stored.clone(), TTL).await.unwrap();
+    let got = store.get(&k).await.unwrap().expect("a hit after put");
+    assert_eq!(*got, stored);
+    assert_eq!(got.headers()[header::CONTENT_TYPE], "text/plain");
+}
+
+/// A second put replaces the first; a zero TTL stores nothing and removes the old entry.
+pub async fn put_replaces_and_zero_ttl_removes<S: CacheStore>(store: &S) {
+    let k = key("GET http://a/x", "gzip");
+    store.put(&k, entry("one", &[]), TTL).await.unwrap();
+    store.put(&k, entry("two", &[]), TTL).await.unwrap();
+    assert_eq!(body_of(store, &k).await.as_deref(), Some(&b"two"[..]));
+    store
+        .put(&k, entry("three", &[]), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(body_of(store, &k).await, None);
+}
+
+/// `delete` addresses exactly one key.
+pub async fn delete_removes_one_variant<S: CacheStore>(store: &S) {
+    let (br, gz) = (key("GET http://a/x", "br"), key("GET http://a/x", "gzip"));
+    store.put(&br, entry("b", &[]), TTL).await.unwrap();
+    store.put(&gz, entry("g", &[]), TTL).await.unwrap();
+    assert_eq!(store.delete(&br).await.unwrap(), 1);
+    assert_eq!(store.delete(&br).await.unwrap(), 0);
+    assert_eq!(body_of(store, &br).await, None);
+    assert!(body_of(store, &gz).await.is_some());
+}
+
+/// `delete_resource` removes every variant of the resource and nothing that merely shares its
+/// beginning.
+pub async fn delete_resource_removes_every_variant_of_that_resource_only<S: CacheStore>(store: &S) {
+    let variants = [
+        key("GET http://a/x", "br"),
+        key("GET http://a/x", "identity"),
+        CacheKey::new("GET http://a/x")
+            .with_variant("enc", "br")
+            .with_variant("accept-language", "fr"),
+    ];
+    for k in &variants {
+        store.put(k, entry("v", &[]), TTL).await.unwrap();
+    }
+    let longer = key("GET http://a/xy", "br");
+    store.put(&longer, entry("other", &[]), TTL).await.unwrap();
+    assert_eq!(store.delete_resource("GET http://a/x").await.unwrap(), 3);
+    for k in &variants {
+        assert_eq!(body_of(store, k).await, None, "{k}");
+    }
+    assert!(body_of(store, &longer).await.is_some());
+}
+
+/// `delete_prefix` removes every resource that starts with the prefix.
+pub async fn delete_prefix_removes_every_resource_under_it<S: CacheStore>(store: &S) {
+    let under = [
+        key("GET http://a/api/1", "br"),
+        key("GET http://a/api/2?q=1", "gzip"),
+    ];
+    let outside = [
+        key("GET http://a/apx", "br"),
+        key("GET http://b/api/1", "br"),
+    ];
+    for k in under.iter().chain(&outside) {
+        store.put(k, entry("v", &[]), TTL).await.unwrap();
+    }
+    assert_eq!(store.delete_prefix("GET http://a/api/").await.unwrap(), 2);
+    for k in &under {
+        assert_eq!(body_of(store, k).await, None, "{k}");
+    }
+    for k in &outside {
+        assert!(body_of(store, k).await.is_some(), "{k}");
+    }
+}
+
+/// `delete_tag` removes the entries carrying the tag, in every variant.
+pub async fn delete_tag_removes_tagged_entries_only<S: CacheStore>(store: &S) {
+    let a = key("GET http://a/p/1", "br");
+    let a2 = key("GET http://a/p/1", "gzip");
+    let b = key("GET http://a/p/2", "br");
+    store
+        .put(&a, entry("1", &["product:1", "catalogue"]), TTL)
+        .await
+        .unwrap();
+    store
+        .put(&a2, entry("1", &["product:1"]), TTL)
+        .await
+        .unwrap();
+    store
+        .put(&b, entry("2", &["product:2", "catalogue"]), TTL)
+        .await
+        .unwrap();
+    assert_eq!(store.delete_tag("product:1").await.unwrap(), 2);
+    assert_eq!(body_of(store, &a).await, None);
+    assert_eq!(body_of(store, &a2).await, None);
+    assert!(body_of(store, &b).await.is_some());
+    assert_eq!(store.delete_tag("catalogue").await.unwrap(), 1);
+    assert_eq!(body_of(store, &b).await, None);
+    assert_eq!(store.delete_tag("nobody").await.unwrap(), 0);
+}
+
+/// A replaced entry keeps only the new entry's tags.
+pub async fn replacing_an_entry_replaces_its_tags<S: CacheStore>(store: &S) {
+    let k = key("GET http://a/r", "br");
+    store
+        .put(&k, entry("old", &["old-tag"]), TTL)
+        .await
+        .unwrap();
+    store
+        .put(&k, entry("new", &["new-tag"]), TTL)
+        .await
+        .unwrap();
+    store.delete_tag("old-tag").await.unwrap();
+    assert_eq!(body_of(store, &k).await.as_deref(), Some(&b"new"[..]));
+    assert_eq!(store.delete_tag("new-tag").await.unwrap(), 1);
+    assert_eq!(body_of(store, &k).await, None);
+}
+
+/// A generation bump hides every entry; new entries are stored under the new generation.
+pub async fn bump_generation_hides_everything_at_once<S: CacheStore>(store: &S) {
+    let k = key("GET http://a/g", "br");
+    store.put(&k, entry("before", &["t"]), TTL).await.unwrap();
+    let first = store.bump_generation().await.unwrap();
+    assert_eq!(body_of(store, &k).await, None);
+    store.put(&k, entry("after", &[]), TTL).await.unwrap();
+    assert_eq!(body_of(store, &k).await.as_deref(), Some(&b"after"[..]));
+    assert!(store.bump_generation().await.unwrap() > first);
+    assert_eq!(body_of(store, &k).await, None);
+}
+
+/// `purge` removes everything.
+pub async fn purge_removes_everything<S: CacheStore>(store: &S) {
+    let keys: Vec<CacheKey> = (0..20)
+        .map(|i| key(&format!("GET http://a/{i}"), "br"))
+        .collect();
+    for k in &keys {
+        store.put(k, entry("v", &["t"]), TTL).await.unwrap();
+    }
+    store.purge().await.unwrap();
+    for k in &keys {
+        assert_eq!(body_of(store, k).await, None, "{k}");
+    }
+    assert_eq!(store.delete_tag("t").await.unwrap(), 0);
+}
+
+/// A lock excludes other takers until released by its owner, and frees itself after its TTL.
+pub async fn locks_exclude_and_release_only_to_their_owner<S: CacheStore>(store: &S) {
+    let k = key("GET http://a/lock", "br");
+    let token = store
+        .try_lock(&k, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("a free lock is taken");
+    assert!(
+        store
+            .try_lock(&k, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let stranger = tower_edge_store::LockToken::random();
+    assert!(!store.unlock(&k, &stranger).await.unwrap());
+    assert!(
+        store
+            .try_lock(&k, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.unlock(&k, &token).await.unwrap());
+    assert!(!store.unlock(&k, &token).await.unwrap(), "released twice");
+    let again = store.try_lock(&k, Duration::from_millis(1)).await.unwrap();
+    assert!(again.is_some());
+    // A lock whose holder vanished frees itself: poll, bounded, for the 1 ms TTL to pass.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if store
+            .try_lock(&k, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_some()
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "lock never expired");
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Keys whose parts contain the separators stay distinct.
+pub async fn keys_with_separators_do_not_collide<S: CacheStore>(store: &S) {
+    let a = CacheKey::new("GET http://a/s").with_variant("x", "1&y=2");
+    let b = CacheKey::new("GET http://a/s")
+        .with_variant("x", "1")
+        .with_variant("y", "2");
+    store.put(&a, entry("a", &[]), TTL).await.unwrap();
+    store.put(&b, entry("b", &[]), TTL).await.unwrap();
+    assert_eq!(body_of(store, &a).await.as_deref(), Some(&b"a"[..]));
+    assert_eq!(body_of(store, &b).await.as_deref(), Some(&b"b"[..]));
+}
