@@ -4,6 +4,7 @@
 //! each RFC rule: [`etag`] for entity tags, [`date`] for HTTP dates, and [`preconditions`] for the
 //! order in which conditional requests are evaluated.
 
+pub mod cache_control;
 pub mod date;
 pub mod etag;
 pub mod preconditions;
