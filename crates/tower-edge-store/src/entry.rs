@@ -74,6 +74,13 @@ impl Entry {
         self
     }
 
+    /// The same entry with another body.
+    #[must_use]
+    pub fn with_body(mut self, body: Bytes) -> Self {
+        self.body = body;
+        self
+    }
+
     /// Tags for invalidation by tag (surrogate keys).
     #[must_use]
     pub fn with_tags(mut self, tags: Vec<String>) -> Self {

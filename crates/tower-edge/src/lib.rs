@@ -91,6 +91,10 @@ pub mod last_modified;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub mod cache;
+
 #[cfg(feature = "etag")]
 pub use etag::ETagLayer;
 
@@ -99,5 +103,7 @@ pub use etag::ETagLayer;
 #[cfg(all(doctest, feature = "full"))]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+#[cfg(feature = "cache")]
+pub use cache::ResponseCacheLayer;
 #[cfg(feature = "last-modified")]
 pub use last_modified::LastModifiedLayer;

@@ -1,0 +1,184 @@
+//! [`CacheBody`]: a stored body, or the inner body passed through (and possibly copied into the
+//! cache as it streams).
+
+use std::{
+    fmt,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+/// What to do with the whole body once it has streamed by: store it.
+pub(crate) type OnComplete = Box<dyn FnOnce(Bytes) + Send>;
+
+pin_project! {
+    /// Body of [`ResponseCache`](super::ResponseCache) responses.
+    pub struct CacheBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Full { data: Option<Bytes> },
+        Stream { #[pin] body: B },
+        Tee { #[pin] body: B, tee: Option<Tee> },
+    }
+}
+
+/// Copies of the chunks seen so far, up to `max` bytes. Dropping it (on overflow, trailers,
+/// an error, or the client going away) drops `on_complete` unused.
+struct Tee {
+    chunks: Vec<Bytes>,
+    len: u64,
+    max: u64,
+    on_complete: Option<OnComplete>,
+}
+
+impl<B> CacheBody<B> {
+    pub(crate) fn full(data: Bytes) -> Self {
+        Self {
+            kind: Kind::Full {
+                data: (!data.is_empty()).then_some(data),
+            },
+        }
+    }
+
+    pub(crate) fn empty() -> Self {
+        Self {
+            kind: Kind::Full { data: None },
+        }
+    }
+
+    pub(crate) fn stream(body: B) -> Self {
+        Self {
+            kind: Kind::Stream { body },
+        }
+    }
+
+    /// Streams `body` and calls `on_complete` with all of it at its end, unless it turns out
+    /// longer than `max` bytes, ends in trailers or an error, or is dropped before its end. Holds
+    /// at most `max` bytes of copies (shared `Bytes`, so usually no copy at all).
+    pub(crate) fn tee(body: B, max: u64, on_complete: OnComplete) -> Self {
+        Self {
+            kind: Kind::Tee {
+                body,
+                tee: Some(Tee {
+                    chunks: Vec::new(),
+                    len: 0,
+                    max,
+                    on_complete: Some(on_complete),
+                }),
+            },
+        }
+    }
+}
+
+fn concat(chunks: Vec<Bytes>, len: u64) -> Bytes {
+    match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.into_iter().next().unwrap_or_default(),
+        _ => {
+            let mut out = BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
+            for chunk in chunks {
+                out.extend_from_slice(&chunk);
+            }
+            out.freeze()
+        }
+    }
+}
+
+impl<B> Body for CacheBody<B>
+where
+    B: Body,
+    B::Data: Buf,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Stream { body } => {
+                let frame = ready!(body.poll_frame(cx));
+                Poll::Ready(
+                    frame.map(|f| f.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining())))),
+                )
+            }
+            KindProj::Tee { body, tee } => {
+                let frame = ready!(body.poll_frame(cx));
+                match frame {
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(mut data) => {
+                            let bytes = data.copy_to_bytes(data.remaining());
+                            if let Some(t) = tee.as_mut() {
+                                t.len += bytes.len() as u64;
+                                if t.len > t.max {
+                                    // Too long to store: stop copying, and let waiters go.
+                                    *tee = None;
+                                } else {
+                                    t.chunks.push(bytes.clone());
+                                }
+                            }
+                            Poll::Ready(Some(Ok(Frame::data(bytes))))
+                        }
+                        Err(frame) => {
+                            // Trailers are not stored; such a response is passed on only.
+                            *tee = None;
+                            Poll::Ready(Some(Ok(frame.map_data(|_: B::Data| Bytes::new()))))
+                        }
+                    },
+                    Some(Err(e)) => {
+                        *tee = None;
+                        Poll::Ready(Some(Err(e)))
+                    }
+                    None => {
+                        if let Some(mut t) = tee.take()
+                            && let Some(done) = t.on_complete.take()
+                        {
+                            done(concat(std::mem::take(&mut t.chunks), t.len));
+                        }
+                        Poll::Ready(None)
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full { data } => data.is_none(),
+            Kind::Stream { body } => body.is_end_stream(),
+            // Reported as not ended until polled to its end, so the tee sees the end.
+            Kind::Tee { tee, body } => tee.is_none() && body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Kind::Stream { body } | Kind::Tee { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+impl<B> fmt::Debug for CacheBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Full { .. } => "Full",
+            Kind::Stream { .. } => "Stream",
+            Kind::Tee { .. } => "Tee",
+        };
+        f.debug_struct("CacheBody").field("kind", &kind).finish()
+    }
+}

@@ -1,0 +1,203 @@
+//! [`CacheHandle`]: invalidation and statistics, from handlers and from outside requests.
+
+use std::{fmt, future::Future, pin::Pin, sync::Arc};
+
+use http::Uri;
+use tower_edge_store::{CacheStore, StoreError};
+
+use super::{CacheStats, Shared, key, stats::Counters};
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The invalidation half of a [`CacheStore`], object-safe so a handle needs no type parameter.
+/// Invalidations are rare; boxing their futures costs nothing that matters.
+trait Invalidate: Send + Sync {
+    fn delete_resource<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, u64>;
+    fn delete_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, u64>;
+    fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, u64>;
+    fn bump_generation(&self) -> BoxFuture<'_, u64>;
+    fn purge(&self) -> BoxFuture<'_, ()>;
+}
+
+impl<St: CacheStore> Invalidate for St {
+    fn delete_resource<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, u64> {
+        Box::pin(CacheStore::delete_resource(self, resource))
+    }
+    fn delete_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, u64> {
+        Box::pin(CacheStore::delete_prefix(self, prefix))
+    }
+    fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, u64> {
+        Box::pin(CacheStore::delete_tag(self, tag))
+    }
+    fn bump_generation(&self) -> BoxFuture<'_, u64> {
+        Box::pin(CacheStore::bump_generation(self))
+    }
+    fn purge(&self) -> BoxFuture<'_, ()> {
+        Box::pin(CacheStore::purge(self))
+    }
+}
+
+/// Invalidates cached responses and reads the cache's counters.
+///
+/// In a handler, take it as an extractor (feature `axum`): its paths are relative to the
+/// request's own origin. Outside requests, get one from
+/// [`ResponseCacheLayer::handle`](super::ResponseCacheLayer::handle). Every invalidation
+/// removes every stored variant (encodings, `Vary` values, users) of what it addresses.
+///
+/// ```
+/// # #[cfg(feature = "axum")] {
+/// use axum::{Router, routing::post};
+/// use tower_edge::cache::CacheHandle;
+///
+/// async fn publish(cache: CacheHandle) -> &'static str {
+///     // Everything tagged "catalogue" (by a `Cache-Tag` response header) goes.
+///     let _ = cache.invalidate_tag("catalogue").await;
+///     "published"
+/// }
+/// let app: Router = Router::new().route("/admin/publish", post(publish));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct CacheHandle {
+    inner: Arc<HandleInner>,
+    origin: String,
+}
+
+/// What every handle of one layer shares, built once with the layer.
+pub(crate) struct HandleInner {
+    store: Box<dyn Invalidate>,
+    counters: Arc<Counters>,
+    query: key::QueryPolicy,
+}
+
+impl HandleInner {
+    pub(crate) fn new<St: CacheStore + Clone>(
+        store: &St,
+        counters: &Arc<Counters>,
+        query: &key::QueryPolicy,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store: Box::new(store.clone()),
+            counters: Arc::clone(counters),
+            query: query.clone(),
+        })
+    }
+}
+
+impl CacheHandle {
+    pub(super) fn new<St>(shared: &Shared<St>, origin: String) -> Self {
+        Self {
+            inner: Arc::clone(&shared.handle),
+            origin,
+        }
+    }
+
+    /// The same handle for another origin (`"https://example.com"`).
+    #[must_use]
+    pub fn with_origin(mut self, origin: &str) -> Self {
+        self.origin = origin.trim_end_matches('/').to_owned();
+        self
+    }
+
+    fn resource_of(&self, path_and_query: &str) -> String {
+        match path_and_query.parse::<Uri>() {
+            Ok(uri) if uri.scheme().is_some() => {
+                let origin = format!(
+                    "{}://{}",
+                    uri.scheme_str().unwrap_or("http"),
+                    uri.authority().map_or("", |a| a.as_str())
+                );
+                key::resource(&origin, &uri, &self.inner.query)
+            }
+            Ok(uri) => key::resource(&self.origin, &uri, &self.inner.query),
+            // Not a URI at all: it can name no stored resource, so address it literally.
+            Err(_) => format!("GET {}{path_and_query}", self.origin),
+        }
+    }
+
+    /// Removes every stored variant of one URL: a path (with query) on this handle's origin, or
+    /// an absolute URL. Returns how many entries went.
+    pub async fn invalidate(&self, url: &str) -> Result<u64, StoreError> {
+        let resource = self.resource_of(url);
+        self.inner.store.delete_resource(&resource).await
+    }
+
+    /// Removes every stored URL whose path starts with `path_prefix` on this handle's origin.
+    pub async fn invalidate_prefix(&self, path_prefix: &str) -> Result<u64, StoreError> {
+        let prefix = format!("GET {}{path_prefix}", self.origin);
+        self.inner.store.delete_prefix(&prefix).await
+    }
+
+    /// Removes every entry stored with `tag` (from a `Cache-Tag` header or the
+    /// [`CacheTags`](super::CacheTags) extension).
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, StoreError> {
+        self.inner.store.delete_tag(tag).await
+    }
+
+    /// Makes every entry unreachable at once (the "version prefix" pattern, O(1)).
+    pub async fn bump_generation(&self) -> Result<u64, StoreError> {
+        self.inner.store.bump_generation().await
+    }
+
+    /// Removes everything.
+    pub async fn purge(&self) -> Result<(), StoreError> {
+        self.inner.store.purge().await
+    }
+
+    /// The cache's counters now.
+    pub fn stats(&self) -> CacheStats {
+        self.inner.counters.snapshot()
+    }
+
+    pub(super) async fn invalidate_resource(&self, resource: &str) -> Result<u64, StoreError> {
+        self.inner.store.delete_resource(resource).await
+    }
+}
+
+impl fmt::Debug for CacheHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheHandle")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "axum")]
+mod extractor {
+    use axum_core::{
+        extract::FromRequestParts,
+        response::{IntoResponse, Response},
+    };
+    use http::{StatusCode, request::Parts};
+
+    use super::CacheHandle;
+
+    /// The rejection when a handler asks for a [`CacheHandle`] outside a `ResponseCacheLayer`.
+    #[derive(Debug)]
+    pub struct MissingCacheLayer;
+
+    impl IntoResponse for MissingCacheLayer {
+        fn into_response(self) -> Response {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "CacheHandle used on a route without ResponseCacheLayer\n",
+            )
+                .into_response()
+        }
+    }
+
+    impl<S: Send + Sync> FromRequestParts<S> for CacheHandle {
+        type Rejection = MissingCacheLayer;
+
+        async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+            parts
+                .extensions
+                .get::<CacheHandle>()
+                .cloned()
+                .ok_or(MissingCacheLayer)
+        }
+    }
+}
+
+#[cfg(feature = "axum")]
+pub use extractor::MissingCacheLayer;

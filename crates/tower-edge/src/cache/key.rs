@@ -1,0 +1,199 @@
+//! What identifies a stored response: the resource (method class, scheme, host, path, normalized
+//! query) and the variant (negotiated encoding, `Vary` values, the user key).
+
+use http::{HeaderMap, HeaderName, Uri, header, request::Parts};
+use tower_edge_store::CacheKey;
+
+/// Which query parameters take part in the key.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct QueryPolicy {
+    pub(crate) allow: Option<Vec<String>>,
+    pub(crate) deny: Vec<String>,
+}
+
+impl QueryPolicy {
+    /// The query with its parameters sorted (so `?b=1&a=2` and `?a=2&b=1` share an entry),
+    /// filtered through the allow and deny lists. Parameters keep their encoded form.
+    pub(crate) fn normalize(&self, query: Option<&str>) -> String {
+        let Some(query) = query else {
+            return String::new();
+        };
+        let mut params: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .filter(|p| {
+                let name = p.split('=').next().unwrap_or(p);
+                let allowed = self
+                    .allow
+                    .as_ref()
+                    .is_none_or(|allow| allow.iter().any(|a| a == name));
+                allowed && !self.deny.iter().any(|d| d == name)
+            })
+            .collect();
+        // A stable sort keeps repeated parameters in their order (`?a=1&a=2` is not `?a=2&a=1`).
+        params.sort_by_key(|p| p.split('=').next().unwrap_or(p));
+        params.join("&")
+    }
+}
+
+/// `scheme://host` of the request: from an absolute URI, else the `Host` header.
+pub(crate) fn origin(parts: &Parts) -> String {
+    let scheme = parts.uri.scheme_str().unwrap_or("http");
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_ascii_lowercase)
+        })
+        .unwrap_or_default();
+    format!("{scheme}://{host}")
+}
+
+/// The resource string of a GET (or HEAD) for `uri` at `origin`.
+pub(crate) fn resource(origin: &str, uri: &Uri, query: &QueryPolicy) -> String {
+    let query = query.normalize(uri.query());
+    if query.is_empty() {
+        format!("GET {origin}{}", uri.path())
+    } else {
+        format!("GET {origin}{}?{query}", uri.path())
+    }
+}
+
+/// The key before `Vary`: resource, negotiated encoding, user key.
+pub(crate) fn base_key(resource: &str, encoding: &str, user: Option<&str>) -> CacheKey {
+    let key = CacheKey::new(resource).with_variant("enc", encoding);
+    match user {
+        Some(user) => key.with_variant("user", user),
+        None => key,
+    }
+}
+
+/// The header names of a `Vary` value, lowercased, without `Accept-Encoding` (the negotiated
+/// encoding is already in the key). `None` for `Vary: *`, which matches no later request.
+pub(crate) fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let mut names = Vec::new();
+    for value in headers.get_all(header::VARY) {
+        let Ok(value) = value.to_str() else {
+            return None;
+        };
+        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "*" {
+                return None;
+            }
+            let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+                return None;
+            };
+            if name != header::ACCEPT_ENCODING && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    Some(names)
+}
+
+/// The full key: the base key plus the request's value of each name in `vary` (all field lines,
+/// joined, whitespace around commas removed, so equivalent requests share an entry).
+pub(crate) fn vary_key(base: CacheKey, vary: &[HeaderName], request: &HeaderMap) -> CacheKey {
+    vary.iter().fold(base, |key, name| {
+        let parts: Vec<&[u8]> = request
+            .get_all(name)
+            .iter()
+            .flat_map(|line| line.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .collect();
+        let value = parts.join(&b","[..]);
+        key.with_variant(&format!("vary:{name}"), value)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderValue, Request};
+
+    #[test]
+    fn query_is_sorted_and_filtered() {
+        let all = QueryPolicy::default();
+        assert_eq!(all.normalize(Some("b=1&a=2&&c")), "a=2&b=1&c");
+        assert_eq!(all.normalize(Some("a=2&a=1")), "a=2&a=1");
+        let deny = QueryPolicy {
+            allow: None,
+            deny: vec!["utm_source".into(), "fbclid".into()],
+        };
+        assert_eq!(
+            deny.normalize(Some("page=2&utm_source=x&fbclid=1")),
+            "page=2"
+        );
+        let allow = QueryPolicy {
+            allow: Some(vec!["page".into()]),
+            deny: Vec::new(),
+        };
+        assert_eq!(allow.normalize(Some("sort=asc&page=2")), "page=2");
+        assert_eq!(allow.normalize(None), "");
+    }
+
+    #[test]
+    fn resource_uses_host_header_or_absolute_uri() {
+        let (parts, ()) = Request::get("/p?x=1")
+            .header(header::HOST, "Example.COM")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let o = origin(&parts);
+        assert_eq!(o, "http://example.com");
+        assert_eq!(
+            resource(&o, &parts.uri, &QueryPolicy::default()),
+            "GET http://example.com/p?x=1"
+        );
+        let (parts, ()) = Request::get("https://a.test/q")
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert_eq!(origin(&parts), "https://a.test");
+    }
+
+    #[test]
+    fn vary_star_and_accept_encoding() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::VARY,
+            HeaderValue::from_static("Accept-Encoding, Accept-Language"),
+        );
+        h.append(header::VARY, HeaderValue::from_static("cookie"));
+        let names = vary_names(&h).unwrap();
+        assert_eq!(names, vec![header::ACCEPT_LANGUAGE, header::COOKIE]);
+        h.append(header::VARY, HeaderValue::from_static("*"));
+        assert!(vary_names(&h).is_none());
+    }
+
+    #[test]
+    fn vary_values_are_normalized_for_whitespace() {
+        let base = base_key("GET http://a/x", "br", None);
+        let mut a = HeaderMap::new();
+        a.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_static("fr,  en"));
+        let mut b = HeaderMap::new();
+        b.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_static("fr , en"));
+        let names = [header::ACCEPT_LANGUAGE];
+        assert_eq!(
+            vary_key(base.clone(), &names, &a),
+            vary_key(base.clone(), &names, &b)
+        );
+        let mut c = HeaderMap::new();
+        c.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_static("en, fr"));
+        assert_ne!(
+            vary_key(base.clone(), &names, &a),
+            vary_key(base.clone(), &names, &c)
+        );
+        // An absent header and an empty one are the same request as far as Vary goes.
+        assert_eq!(
+            vary_key(base, &names, &HeaderMap::new()).variant(),
+            "enc=br&vary:accept-language="
+        );
+    }
+}

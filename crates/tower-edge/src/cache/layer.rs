@@ -1,0 +1,307 @@
+use std::{fmt, sync::Arc, time::Duration};
+
+use http::{HeaderMap, request::Parts};
+use tower::Layer;
+use tower_edge_store::CacheStore;
+
+use super::{
+    CacheHandle, ResponseCache, Shared, flight::Flights, handle::HandleInner, key::QueryPolicy,
+    stats::Counters,
+};
+use crate::clock::{Clock, SharedClock};
+
+type PartsFn<T> = Arc<dyn Fn(&Parts) -> T + Send + Sync>;
+
+/// Negotiates the content encoding a request will get: `"br"`, `"zstd"`, `"gzip"`, `"deflate"`
+/// or `"identity"`.
+pub type EncodingFn = Arc<dyn Fn(&HeaderMap) -> &'static str + Send + Sync>;
+
+/// An RFC 9111 shared cache in front of the inner service.
+///
+/// See the [module docs](crate::cache) for what it stores, how it keys entries, and when it
+/// buffers.
+///
+/// Clones share one cache: one store, one set of counters, one set of in-flight requests. Apply
+/// the same layer (or clones of it) wherever the cache should be shared.
+pub struct ResponseCacheLayer<St> {
+    pub(super) shared: Arc<Shared<St>>,
+}
+
+impl<St> Clone for ResponseCacheLayer<St> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) default_ttl: Option<Duration>,
+    pub(crate) max_body_size: u64,
+    pub(crate) heuristic: bool,
+    pub(crate) cdn_cache_control: bool,
+    pub(crate) stale_while_revalidate: Duration,
+    pub(crate) stale_if_error: Duration,
+    pub(crate) keep_stale_for: Duration,
+    pub(crate) coalesce_timeout: Duration,
+    pub(crate) query: QueryPolicy,
+    pub(crate) key_fn: Option<PartsFn<Option<String>>>,
+    pub(crate) per_user: Option<PartsFn<Option<String>>>,
+    pub(crate) bypass: Option<PartsFn<bool>>,
+    pub(crate) encoding: Option<EncodingFn>,
+    pub(crate) invalidate_on_unsafe: bool,
+    pub(crate) clock: SharedClock,
+}
+
+impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
+    /// A layer storing into `store`, with the defaults below.
+    pub fn new(store: St) -> Self {
+        Self::from_parts(
+            store,
+            Config {
+                default_ttl: None,
+                max_body_size: 8 * 1024 * 1024,
+                heuristic: false,
+                cdn_cache_control: false,
+                stale_while_revalidate: Duration::ZERO,
+                stale_if_error: Duration::ZERO,
+                keep_stale_for: Duration::from_secs(300),
+                coalesce_timeout: Duration::from_secs(10),
+                query: QueryPolicy::default(),
+                key_fn: None,
+                per_user: None,
+                bypass: None,
+                encoding: default_encoding(),
+                invalidate_on_unsafe: true,
+                clock: SharedClock::default(),
+            },
+        )
+    }
+
+    fn from_parts(store: St, config: Config) -> Self {
+        Self {
+            shared: {
+                let counters = Arc::new(Counters::default());
+                let handle = HandleInner::new(&store, &counters, &config.query);
+                Arc::new(Shared {
+                    store,
+                    config,
+                    flights: Arc::new(Flights::default()),
+                    refreshes: Arc::new(Flights::default()),
+                    counters,
+                    handle,
+                })
+            },
+        }
+    }
+
+    /// Builder methods start from a fresh shared state: nothing has used the layer yet.
+    fn configure(self, f: impl FnOnce(&mut Config)) -> Self {
+        let mut config = self.shared.config.clone();
+        f(&mut config);
+        Self::from_parts(self.shared.store.clone(), config)
+    }
+
+    /// A handle for invalidation and statistics outside a request. Paths given to it are taken
+    /// relative to `origin` (`"https://example.com"`).
+    pub fn handle(&self, origin: &str) -> CacheHandle {
+        CacheHandle::new(&self.shared, origin.trim_end_matches('/').to_owned())
+    }
+
+    /// How long responses without `Cache-Control` freshness (`max-age`, `s-maxage`) or
+    /// `Expires` stay fresh. A route can set its own with the [`DefaultTtl`](super::DefaultTtl)
+    /// response extension.
+    ///
+    /// Defaults to none: such responses are stored only with heuristic freshness, if enabled.
+    #[must_use]
+    pub fn default_ttl(self, ttl: Duration) -> Self {
+        self.configure(|config| config.default_ttl = Some(ttl))
+    }
+
+    /// The largest body stored. Longer bodies stream through to the client and are not stored;
+    /// the layer never holds more than this of one response.
+    ///
+    /// Defaults to 8 MiB.
+    #[must_use]
+    pub fn max_body_size(self, bytes: u64) -> Self {
+        self.configure(|config| config.max_body_size = bytes)
+    }
+
+    /// Heuristic freshness (RFC 9111 §4.2.2): 10% of the time since `Last-Modified` for
+    /// responses with no explicit freshness.
+    ///
+    /// Defaults to `false`.
+    #[must_use]
+    pub fn heuristic_freshness(self, enabled: bool) -> Self {
+        self.configure(|config| config.heuristic = enabled)
+    }
+
+    /// Reads `CDN-Cache-Control` (RFC 9213) in place of `Cache-Control` and `Expires` when a
+    /// response has it. The field is passed on to the client unchanged.
+    ///
+    /// Defaults to `false`.
+    #[must_use]
+    pub fn cdn_cache_control(self, enabled: bool) -> Self {
+        self.configure(|config| config.cdn_cache_control = enabled)
+    }
+
+    /// How long a stale entry may be served while one background request refreshes it, for
+    /// responses without a `stale-while-revalidate` directive (RFC 5861).
+    ///
+    /// Defaults to zero.
+    #[must_use]
+    pub fn stale_while_revalidate(self, window: Duration) -> Self {
+        self.configure(|config| config.stale_while_revalidate = window)
+    }
+
+    /// How long a stale entry may be served when the inner service fails (an error or a 5xx),
+    /// for responses without a `stale-if-error` directive (RFC 5861).
+    ///
+    /// Defaults to zero.
+    #[must_use]
+    pub fn stale_if_error(self, window: Duration) -> Self {
+        self.configure(|config| config.stale_if_error = window)
+    }
+
+    /// How long entries with validators (`ETag`, `Last-Modified`) are kept after going stale, so
+    /// they can be revalidated with a conditional request instead of fetched again.
+    ///
+    /// Defaults to 5 minutes.
+    #[must_use]
+    pub fn keep_stale_for(self, duration: Duration) -> Self {
+        self.configure(|config| config.keep_stale_for = duration)
+    }
+
+    /// How long concurrent misses on one key wait for the first one's inner call before making
+    /// their own.
+    ///
+    /// Defaults to 10 seconds.
+    #[must_use]
+    pub fn coalesce_timeout(self, timeout: Duration) -> Self {
+        self.configure(|config| config.coalesce_timeout = timeout)
+    }
+
+    /// Only these query parameters take part in the key; the others are ignored.
+    ///
+    /// Defaults to every parameter.
+    #[must_use]
+    pub fn query_allow<I, T>(self, names: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.configure(|config| {
+            config.query.allow = Some(names.into_iter().map(Into::into).collect());
+        })
+    }
+
+    /// These query parameters (tracking ones, say) do not take part in the key.
+    ///
+    /// Defaults to none.
+    #[must_use]
+    pub fn query_deny<I, T>(self, names: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.configure(|config| {
+            config.query.deny = names.into_iter().map(Into::into).collect();
+        })
+    }
+
+    /// Adds a part to every key, from the request: a language, a tenant. Returning `None` adds
+    /// nothing.
+    ///
+    /// Defaults to none.
+    #[must_use]
+    pub fn key<F>(self, f: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.configure(|config| {
+            config.key_fn = Some(Arc::new(f));
+        })
+    }
+
+    /// Caches per user: `f` names the request's user (say, from a verified session), and
+    /// that user's entries are kept apart from everyone else's. For such requests, `private`
+    /// responses and requests with `Authorization` are cached too (RFC 9111 §3.5 forbids this
+    /// only to caches shared between users). Requests for which `f` returns `None` are treated
+    /// as anonymous. Responses with `Set-Cookie` are never stored.
+    ///
+    /// Defaults to none: `private` and authorized responses are not stored.
+    #[must_use]
+    pub fn per_user<F>(self, f: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.configure(|config| {
+            config.per_user = Some(Arc::new(f));
+        })
+    }
+
+    /// Requests for which `f` returns `true` go straight to the inner service.
+    ///
+    /// Defaults to none.
+    #[must_use]
+    pub fn bypass<F>(self, f: F) -> Self
+    where
+        F: Fn(&Parts) -> bool + Send + Sync + 'static,
+    {
+        self.configure(|config| {
+            config.bypass = Some(Arc::new(f));
+        })
+    }
+
+    /// The content-coding negotiation of the compression layer below, so responses that vary on
+    /// `Accept-Encoding` are keyed by the *negotiated* encoding rather than the raw header.
+    /// `None` keys them by the raw header value (correct, but one entry per distinct header).
+    ///
+    /// Defaults to none (the raw header).
+    #[must_use]
+    pub fn encoding(self, f: Option<EncodingFn>) -> Self {
+        self.configure(|config| config.encoding = f)
+    }
+
+    /// Removes the stored variants of a URL after a successful unsafe request to it, and of its
+    /// `Location` and `Content-Location` on the same origin (RFC 9111 §4.4).
+    ///
+    /// Defaults to `true`.
+    #[must_use]
+    pub fn invalidate_on_unsafe(self, enabled: bool) -> Self {
+        self.configure(|config| config.invalidate_on_unsafe = enabled)
+    }
+
+    /// The clock used for ages and freshness.
+    ///
+    /// Defaults to [`SystemClock`](crate::clock::SystemClock).
+    #[must_use]
+    pub fn clock(self, clock: impl Clock) -> Self {
+        self.configure(|config| config.clock = SharedClock::new(clock))
+    }
+}
+
+fn default_encoding() -> Option<EncodingFn> {
+    None
+}
+
+impl<St> fmt::Debug for ResponseCacheLayer<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseCacheLayer")
+            .field("default_ttl", &self.shared.config.default_ttl)
+            .field("max_body_size", &self.shared.config.max_body_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, St> Layer<S> for ResponseCacheLayer<St> {
+    type Service = ResponseCache<S, St>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ResponseCache {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}

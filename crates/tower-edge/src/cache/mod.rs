@@ -1,0 +1,146 @@
+//! Middleware that caches responses: an RFC 9111 shared cache inside the application.
+//!
+//! [`ResponseCacheLayer`] goes outermost. A request it can answer from its [`CacheStore`] never
+//! reaches the service below; one it cannot goes on, stripped of the client's conditionals and
+//! `Range`, and the response is stored (when RFC 9111 allows it) while it streams to the client.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use axum::{Router, body::Body, routing::get};
+//! use http::{Request, StatusCode, header};
+//! use tower::ServiceExt;
+//! use tower_edge::cache::ResponseCacheLayer;
+//! use tower_edge_store::MokaStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app = Router::new()
+//!     .route("/api/items", get(|| async {
+//!         ([(header::CACHE_CONTROL, "public, max-age=60")], "[1,2,3]")
+//!     }))
+//!     .layer(ResponseCacheLayer::new(MokaStore::default()));
+//!
+//! let get = || Request::get("/api/items").header(header::HOST, "example.com").body(Body::empty()).unwrap();
+//! let first = app.clone().oneshot(get()).await.unwrap();
+//! assert_eq!(first.headers()["cache-status"], "tower-edge; fwd=miss; stored");
+//! http_body_util::BodyExt::collect(first.into_body()).await.unwrap(); // stored at the body's end
+//! # tokio::task::yield_now().await;
+//!
+//! let second = app.oneshot(get()).await.unwrap();
+//! assert_eq!(second.status(), StatusCode::OK);
+//! assert!(second.headers()["cache-status"].to_str().unwrap().starts_with("tower-edge; hit; ttl="));
+//! assert_eq!(second.headers()[header::AGE], "0");
+//! # }
+//! ```
+//!
+//! # What is stored
+//!
+//! Storability and freshness follow RFC 9111 through the `http-cache-semantics` crate:
+//! `s-maxage` over `max-age` over `Expires`, with `Age`; `no-store`, `private` and responses to
+//! requests with `Authorization` are not stored (unless [`ResponseCacheLayer::per_user`] keys
+//! entries by user); `no-cache` responses are stored and revalidated on every use; heuristic
+//! freshness only with [`ResponseCacheLayer::heuristic_freshness`]. This layer adds:
+//!
+//! - responses with `Set-Cookie` are never stored, and `Vary: *` never matches;
+//! - [`ResponseCacheLayer::default_ttl`] (or the [`DefaultTtl`] response extension, per route)
+//!   for responses with no freshness information;
+//! - [`CacheTtl`] (a response extension) or the `tower-edge-ttl` response header (seconds) set
+//!   the TTL for this cache only, and are removed before the client sees the response;
+//! - `CDN-Cache-Control` (RFC 9213) when [`ResponseCacheLayer::cdn_cache_control`] is on;
+//! - `stale-while-revalidate` and `stale-if-error` (RFC 5861), from the response or layer
+//!   defaults, never for responses with `must-revalidate`, `proxy-revalidate` or `no-cache`.
+//!
+//! # Keys
+//!
+//! `GET scheme://host/path?query` with the query sorted and filtered through
+//! [`ResponseCacheLayer::query_allow`] / [`ResponseCacheLayer::query_deny`], plus the negotiated
+//! content encoding (see [`ResponseCacheLayer::encoding`]), the request's values of each header
+//! in the stored response's `Vary`, and the parts added by [`ResponseCacheLayer::key`] and
+//! [`ResponseCacheLayer::per_user`]. `HEAD` is answered from the `GET` entry.
+//!
+//! # Answers
+//!
+//! Every response says what happened in `Cache-Status` (RFC 9211): `hit; ttl=N`,
+//! `fwd=miss; stored`, `fwd=miss; detail=private`, `fwd=stale; fwd-status=304`, `fwd=bypass` and
+//! so on. A hit carries `Age`. The client's `If-None-Match`, `If-Modified-Since`, `If-Match` and
+//! `If-Unmodified-Since` are answered from the stored validators (304, 412) on hits and misses
+//! alike, through [`crate::http::preconditions`].
+//!
+//! A stale entry with validators is revalidated with a conditional request; a `304` refreshes
+//! the stored headers (RFC 9111 §4.3.4). Concurrent misses on one key make one inner call: the
+//! others wait, at most [`ResponseCacheLayer::coalesce_timeout`], and are answered from its
+//! result, or go to the inner service themselves if it was not stored.
+//!
+//! # Invalidation
+//!
+//! [`CacheHandle`] (an axum extractor with feature `axum`, or from
+//! [`ResponseCacheLayer::handle`]) removes by URL, by path prefix, by tag (from a `Cache-Tag`
+//! response header or the [`CacheTags`] extension, both removed before the client), by
+//! generation (O(1)), or everything. A successful unsafe request (`POST`, `PUT`, `PATCH`,
+//! `DELETE`, …) removes its URL and its same-origin `Location` and `Content-Location`
+//! (RFC 9111 §4.4). Every invalidation removes all variants.
+//!
+//! # Buffering and failure
+//!
+//! A stored body is kept whole in the store, up to [`ResponseCacheLayer::max_body_size`]
+//! (8 MiB by default). On a miss the body streams to the client while a copy accumulates; a body
+//! that passes the bound stops being copied and streams on. Only when the client's conditionals
+//! turn a storable miss into a 304 or 412 is the body read before answering, within the same
+//! bound. A store that fails is a miss: counted in [`CacheStats::store_errors`], logged with
+//! `tracing`, and the request goes through.
+//!
+//! Stores and background refreshes run on the Tokio runtime the service is called from.
+
+mod body;
+mod flight;
+mod future;
+mod handle;
+mod key;
+mod layer;
+mod policy;
+mod service;
+mod stats;
+
+use std::{sync::Arc, time::Duration};
+
+#[cfg(feature = "axum")]
+pub use self::handle::MissingCacheLayer;
+pub use self::{
+    body::CacheBody,
+    future::ResponseFuture,
+    handle::CacheHandle,
+    layer::{EncodingFn, ResponseCacheLayer},
+    policy::TTL_HEADER,
+    service::ResponseCache,
+    stats::CacheStats,
+};
+pub use tower_edge_store::{CacheStore, MokaStore};
+
+/// Response extension: the TTL for this cache only, overriding `Cache-Control`. Removed before
+/// the response leaves the layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheTtl(pub Duration);
+
+/// Response extension: the TTL for a response that has no freshness information of its own
+/// (the per-route form of [`ResponseCacheLayer::default_ttl`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefaultTtl(pub Duration);
+
+/// Response extension: invalidation tags for the stored response, in addition to those in a
+/// `Cache-Tag` header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CacheTags(pub Vec<String>);
+
+/// What every service of one layer shares.
+pub(crate) struct Shared<St> {
+    store: St,
+    config: layer::Config,
+    flights: Arc<flight::Flights>,
+    refreshes: Arc<flight::Flights>,
+    counters: Arc<stats::Counters>,
+    handle: Arc<handle::HandleInner>,
+}
+
+#[cfg(test)]
+mod tests;

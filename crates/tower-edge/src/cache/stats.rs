@@ -1,0 +1,62 @@
+//! Counters of what the cache did, shared by the layer and every [`CacheHandle`](super::CacheHandle).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of a cache's counters since it was built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Requests answered from a fresh entry.
+    pub hits: u64,
+    /// Requests that found no usable entry and went to the inner service.
+    pub misses: u64,
+    /// Requests answered from a stale entry (stale-while-revalidate or stale-if-error).
+    pub stale: u64,
+    /// Stale entries the inner service confirmed with `304 Not Modified`.
+    pub revalidated: u64,
+    /// Requests that waited for another request's inner call instead of making their own.
+    pub coalesced: u64,
+    /// Requests the cache did not look up (bypass predicate, unsafe or unhandled methods,
+    /// `Authorization` without a user key, `Cache-Control: no-cache` from the client).
+    pub bypassed: u64,
+    /// Responses stored.
+    pub stored: u64,
+    /// Store operations that failed (each one treated as a miss, or skipped).
+    pub store_errors: u64,
+    /// Body bytes stored in total.
+    pub bytes_stored: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) stale: AtomicU64,
+    pub(crate) revalidated: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) bypassed: AtomicU64,
+    pub(crate) stored: AtomicU64,
+    pub(crate) store_errors: AtomicU64,
+    pub(crate) bytes_stored: AtomicU64,
+}
+
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> CacheStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CacheStats {
+            hits: get(&self.hits),
+            misses: get(&self.misses),
+            stale: get(&self.stale),
+            revalidated: get(&self.revalidated),
+            coalesced: get(&self.coalesced),
+            bypassed: get(&self.bypassed),
+            stored: get(&self.stored),
+            store_errors: get(&self.store_errors),
+            bytes_stored: get(&self.bytes_stored),
+        }
+    }
+}

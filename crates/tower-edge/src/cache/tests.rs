@@ -1,0 +1,968 @@
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderMap, Request, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use tower_edge_store::{CacheKey, CacheStore, Entry, LockToken, MokaStore, StoreError};
+
+use super::{CacheHandle, CacheTags, CacheTtl, DefaultTtl, ResponseCacheLayer};
+use crate::clock::ManualClock;
+
+const T0: u64 = 1_750_000_000;
+
+fn clock() -> ManualClock {
+    ManualClock::new(UNIX_EPOCH + Duration::from_secs(T0))
+}
+
+#[derive(Clone, Default)]
+struct Calls(Arc<AtomicUsize>);
+
+impl Calls {
+    fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+    fn bump(&self) -> usize {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
+/// A handler returning `cache-control` and a body that counts calls, so a cached answer shows.
+fn counted(calls: Calls, cache_control: &'static str) -> Router {
+    Router::new().route(
+        "/r",
+        get(move || {
+            let n = calls.bump();
+            async move {
+                let mut res = format!("call {n}").into_response();
+                if !cache_control.is_empty() {
+                    res.headers_mut()
+                        .insert(header::CACHE_CONTROL, cache_control.parse().unwrap());
+                }
+                res
+            }
+        }),
+    )
+}
+
+fn layer(clock: &ManualClock) -> ResponseCacheLayer<MokaStore> {
+    ResponseCacheLayer::new(MokaStore::default()).clock(clock.clone())
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    fn cache_status(&self) -> &str {
+        self.headers
+            .get("cache-status")
+            .map_or("", |v| v.to_str().unwrap())
+    }
+    fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap()
+    }
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Answer {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    settle().await;
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Lets the store writes spawned at a body's end run.
+async fn settle() {
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+}
+
+fn get_req(path: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut req = Request::get(path).header(header::HOST, "example.com");
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    req.body(Body::empty()).unwrap()
+}
+
+async fn get_path(app: &Router, path: &str) -> Answer {
+    send(app, get_req(path, &[])).await
+}
+
+#[tokio::test]
+async fn stores_a_fresh_response_and_serves_it_with_age_and_cache_status() {
+    let (calls, clock) = (Calls::default(), clock());
+    let app = counted(calls.clone(), "max-age=60").layer(layer(&clock));
+    let first = get_path(&app, "/r").await;
+    assert_eq!(first.text(), "call 1");
+    assert_eq!(first.cache_status(), "tower-edge; fwd=miss; stored");
+    clock.advance(Duration::from_secs(20));
+    let second = get_path(&app, "/r").await;
+    assert_eq!(second.text(), "call 1");
+    assert_eq!(second.headers[header::AGE], "20");
+    assert_eq!(second.cache_status(), "tower-edge; hit; ttl=40");
+    assert_eq!(calls.get(), 1);
+}
+
+#[tokio::test]
+async fn goes_to_the_handler_again_once_stale() {
+    let (calls, clock) = (Calls::default(), clock());
+    let app = counted(calls.clone(), "max-age=60").layer(layer(&clock));
+    get_path(&app, "/r").await;
+    clock.advance(Duration::from_secs(60));
+    let again = get_path(&app, "/r").await;
+    assert_eq!(again.text(), "call 2");
+    assert_eq!(again.cache_status(), "tower-edge; fwd=stale; stored");
+    assert_eq!(get_path(&app, "/r").await.text(), "call 2");
+}
+
+#[tokio::test]
+async fn s_maxage_wins_over_max_age_and_age_counts() {
+    let (calls, clock) = (Calls::default(), clock());
+    let app = Router::new()
+        .route(
+            "/r",
+            get({
+                let calls = calls.clone();
+                move || {
+                    calls.bump();
+                    async {
+                        (
+                            [
+                                (header::CACHE_CONTROL, "max-age=1000, s-maxage=100"),
+                                (header::AGE, "30"),
+                            ],
+                            "x",
+                        )
+                    }
+                }
+            }),
+        )
+        .layer(layer(&clock));
+    get_path(&app, "/r").await;
+    clock.advance(Duration::from_secs(60));
+    let hit = get_path(&app, "/r").await;
+    assert_eq!(hit.headers[header::AGE], "90");
+    assert_eq!(hit.cache_status(), "tower-edge; hit; ttl=10");
+    clock.advance(Duration::from_secs(10));
+    get_path(&app, "/r").await;
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test]
+async fn never_stores_no_store_private_set_cookie_or_vary_star() {
+    for (cc, extra, detail) in [
+        ("no-store", None, "no-store"),
+        ("private, max-age=60", None, "private"),
+        (
+            "max-age=60",
+            Some((header::SET_COOKIE, "sid=1")),
+            "set-cookie",
+        ),
+        ("max-age=60", Some((header::VARY, "*")), "vary-star"),
+    ] {
+        let calls = Calls::default();
+        let c2 = calls.clone();
+        let extra_for_handler = extra.clone();
+        let app = Router::new()
+            .route(
+                "/r",
+                get(move || {
+                    let extra = extra_for_handler.clone();
+                    let n = c2.bump();
+                    async move {
+                        let mut res = format!("call {n}").into_response();
+                        res.headers_mut()
+                            .insert(header::CACHE_CONTROL, cc.parse().unwrap());
+                        if let Some((name, value)) = extra {
+                            res.headers_mut().insert(name, value.parse().unwrap());
+                        }
+                        res
+                    }
+                }),
+            )
+            .layer(layer(&clock()));
+        let first = get_path(&app, "/r").await;
+        assert_eq!(
+            first.cache_status(),
+            format!("tower-edge; fwd=miss; detail={detail}")
+        );
+        assert_eq!(
+            get_path(&app, "/r").await.text(),
+            "call 2",
+            "{cc} {extra:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn authorized_requests_bypass_a_shared_cache() {
+    let (calls, clock) = (Calls::default(), clock());
+    let app = counted(calls.clone(), "max-age=60").layer(layer(&clock));
+    get_path(&app, "/r").await;
+    let authed = send(&app, get_req("/r", &[("authorization", "Bearer alice")])).await;
+    assert_eq!(authed.text(), "call 2");
+    assert_eq!(authed.cache_status(), "tower-edge; fwd=bypass");
+}
+
+#[tokio::test]
+async fn per_user_keys_keep_private_responses_apart() {
+    let clock = clock();
+    let app = Router::new()
+        .route(
+            "/me",
+            get(|headers: HeaderMap| async move {
+                let user = headers[header::AUTHORIZATION].to_str().unwrap().to_owned();
+                (
+                    [(header::CACHE_CONTROL, "private, max-age=60")],
+                    format!("hello {user}"),
+                )
+            }),
+        )
+        .layer(layer(&clock).per_user(|parts| {
+            parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        }));
+    let a = send(&app, get_req("/me", &[("authorization", "alice")])).await;
+    let b = send(&app, get_req("/me", &[("authorization", "bob")])).await;
+    assert_eq!((a.text(), b.text()), ("hello alice", "hello bob"));
+    let a2 = send(&app, get_req("/me", &[("authorization", "alice")])).await;
+    assert_eq!(a2.text(), "hello alice");
+    assert!(a2.cache_status().contains("hit"), "{}", a2.cache_status());
+    let b2 = send(&app, get_req("/me", &[("authorization", "bob")])).await;
+    assert_eq!(b2.text(), "hello bob");
+}
+
+fn by_language(calls: Calls) -> Router {
+    Router::new().route(
+        "/l",
+        get(move |headers: HeaderMap| {
+            let n = calls.bump();
+            async move {
+                let lang = headers
+                    .get(header::ACCEPT_LANGUAGE)
+                    .map_or("none", |v| v.to_str().unwrap())
+                    .to_owned();
+                (
+                    [
+                        (header::CACHE_CONTROL, "max-age=60"),
+                        (header::VARY, "Accept-Language"),
+                    ],
+                    format!("{lang} {n}"),
+                )
+            }
+        }),
+    )
+}
+
+#[tokio::test]
+async fn vary_keeps_one_entry_per_header_value() {
+    let calls = Calls::default();
+    let app = by_language(calls.clone()).layer(layer(&clock()));
+    let fr = || get_req("/l", &[("accept-language", "fr")]);
+    let en = || get_req("/l", &[("accept-language", "en")]);
+    assert_eq!(send(&app, fr()).await.text(), "fr 1");
+    assert_eq!(send(&app, en()).await.text(), "en 2");
+    assert_eq!(send(&app, fr()).await.text(), "fr 1");
+    assert_eq!(send(&app, en()).await.text(), "en 2");
+    assert_eq!(get_path(&app, "/l").await.text(), "none 3");
+    assert_eq!(calls.get(), 3);
+}
+
+#[tokio::test]
+async fn accept_encoding_variants_are_kept_apart_without_a_negotiator() {
+    let app = Router::new()
+        .route(
+            "/e",
+            get(|headers: HeaderMap| async move {
+                let gz = headers
+                    .get(header::ACCEPT_ENCODING)
+                    .is_some_and(|v| v.to_str().unwrap().contains("gzip"));
+                (
+                    [
+                        (header::CACHE_CONTROL, "max-age=60"),
+                        (header::VARY, "accept-encoding"),
+                    ],
+                    if gz { "pretend-gzip" } else { "identity" },
+                )
+            }),
+        )
+        .layer(layer(&clock()));
+    assert_eq!(
+        send(&app, get_req("/e", &[("accept-encoding", "gzip")]))
+            .await
+            .text(),
+        "pretend-gzip"
+    );
+    assert_eq!(get_path(&app, "/e").await.text(), "identity");
+    assert_eq!(
+        send(&app, get_req("/e", &[("accept-encoding", "gzip")]))
+            .await
+            .text(),
+        "pretend-gzip"
+    );
+}
+
+#[tokio::test]
+async fn answers_if_none_match_with_304_on_hits_and_misses() {
+    let app = Router::new()
+        .route(
+            "/v",
+            get(|| async {
+                (
+                    [
+                        (header::CACHE_CONTROL, "max-age=60"),
+                        (header::ETAG, "\"v1\""),
+                    ],
+                    "body",
+                )
+            }),
+        )
+        .layer(layer(&clock()));
+    let miss = send(&app, get_req("/v", &[("if-none-match", "\"v1\"")])).await;
+    assert_eq!(miss.status, StatusCode::NOT_MODIFIED);
+    assert!(miss.body.is_empty());
+    assert_eq!(miss.cache_status(), "tower-edge; fwd=miss; stored");
+    // The miss above still stored the full response.
+    let hit = send(&app, get_req("/v", &[("if-none-match", "W/\"v1\"")])).await;
+    assert_eq!(hit.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(hit.headers[header::ETAG], "\"v1\"");
+    assert!(hit.cache_status().starts_with("tower-edge; hit"));
+    let full = get_path(&app, "/v").await;
+    assert_eq!(full.text(), "body");
+    let failed = send(&app, get_req("/v", &[("if-match", "\"v0\"")])).await;
+    assert_eq!(failed.status, StatusCode::PRECONDITION_FAILED);
+}
+
+#[tokio::test]
+async fn head_is_answered_from_the_get_entry() {
+    let calls = Calls::default();
+    let app = counted(calls.clone(), "max-age=60").layer(layer(&clock()));
+    get_path(&app, "/r").await;
+    let head = send(
+        &app,
+        Request::head("/r")
+            .header(header::HOST, "example.com")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.body.is_empty());
+    assert_eq!(head.headers[header::CONTENT_LENGTH], "6");
+    assert!(head.cache_status().contains("hit"));
+    assert_eq!(calls.get(), 1);
+}
+
+#[tokio::test]
+async fn revalidates_stale_entries_and_refreshes_them_on_304() {
+    let (calls, clock) = (Calls::default(), clock());
+    let c2 = calls.clone();
+    let app = Router::new()
+        .route(
+            "/v",
+            get(move |headers: HeaderMap| {
+                c2.bump();
+                async move {
+                    if headers
+                        .get(header::IF_NONE_MATCH)
+                        .is_some_and(|v| v == "\"v1\"")
+                    {
+                        return (
+                            StatusCode::NOT_MODIFIED,
+                            [
+                                (header::CACHE_CONTROL, "max-age=120"),
+                                (header::ETAG, "\"v1\""),
+                            ],
+                        )
+                            .into_response();
+                    }
+                    (
+                        [
+                            (header::CACHE_CONTROL, "max-age=60"),
+                            (header::ETAG, "\"v1\""),
+                        ],
+                        "payload",
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .layer(layer(&clock));
+    get_path(&app, "/v").await;
+    clock.advance(Duration::from_secs(61));
+    let revalidated = get_path(&app, "/v").await;
+    assert_eq!(revalidated.status, StatusCode::OK);
+    assert_eq!(revalidated.text(), "payload");
+    assert_eq!(
+        revalidated.cache_status(),
+        "tower-edge; fwd=stale; fwd-status=304; stored"
+    );
+    assert_eq!(revalidated.headers[header::CACHE_CONTROL], "max-age=120");
+    // Fresh for the 304's 120 s from now.
+    clock.advance(Duration::from_secs(100));
+    assert!(get_path(&app, "/v").await.cache_status().contains("hit"));
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test]
+async fn serves_stale_while_one_background_refresh_runs() {
+    let (calls, clock) = (Calls::default(), clock());
+    let app = counted(calls.clone(), "max-age=10, stale-while-revalidate=60").layer(layer(&clock));
+    get_path(&app, "/r").await;
+    clock.advance(Duration::from_secs(15));
+    let stale = get_path(&app, "/r").await;
+    assert_eq!(stale.text(), "call 1");
+    assert_eq!(
+        stale.cache_status(),
+        "tower-edge; hit; ttl=-5; detail=stale-while-revalidate"
+    );
+    settle().await;
+    assert_eq!(calls.get(), 2, "one background refresh");
+    assert_eq!(get_path(&app, "/r").await.text(), "call 2");
+}
+
+#[tokio::test]
+async fn serves_stale_if_error_when_the_handler_fails() {
+    let clock = clock();
+    let fail = Arc::new(AtomicU64::new(0));
+    let f2 = fail.clone();
+    let app = Router::new()
+        .route(
+            "/r",
+            get(move || {
+                let failing = f2.load(Ordering::SeqCst) == 1;
+                async move {
+                    if failing {
+                        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                    }
+                    (
+                        [(header::CACHE_CONTROL, "max-age=10, stale-if-error=300")],
+                        "good",
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .layer(layer(&clock));
+    get_path(&app, "/r").await;
+    fail.store(1, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(20));
+    let res = get_path(&app, "/r").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.text(), "good");
+    assert!(
+        res.cache_status().contains("detail=stale-if-error"),
+        "{}",
+        res.cache_status()
+    );
+    // Past the window the error goes through.
+    clock.advance(Duration::from_secs(400));
+    assert_eq!(
+        get_path(&app, "/r").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
+async fn must_revalidate_forbids_serving_stale() {
+    let clock = clock();
+    let calls = Calls::default();
+    let app = counted(
+        calls,
+        "max-age=10, must-revalidate, stale-while-revalidate=60",
+    )
+    .layer(layer(&clock));
+    get_path(&app, "/r").await;
+    clock.advance(Duration::from_secs(20));
+    let res = get_path(&app, "/r").await;
+    assert_eq!(res.text(), "call 2");
+}
+
+#[tokio::test]
+async fn concurrent_misses_make_one_inner_call() {
+    let calls = Calls::default();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let (c2, g2) = (calls.clone(), gate.clone());
+    let app = Router::new()
+        .route(
+            "/slow",
+            get(move || {
+                let (c, g) = (c2.clone(), g2.clone());
+                async move {
+                    c.bump();
+                    g.notified().await;
+                    ([(header::CACHE_CONTROL, "max-age=60")], "once")
+                }
+            }),
+        )
+        .layer(layer(&clock()));
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { send(&app, get_req("/slow", &[])).await })
+        })
+        .collect();
+    // Let every task reach the handler or the flight.
+    while calls.get() == 0 {
+        tokio::task::yield_now().await;
+    }
+    settle().await;
+    gate.notify_one();
+    for task in tasks {
+        let res = task.await.unwrap();
+        assert_eq!(res.text(), "once");
+    }
+    assert_eq!(calls.get(), 1);
+}
+
+#[tokio::test]
+async fn bodies_over_the_bound_stream_through_unstored() {
+    let calls = Calls::default();
+    let c2 = calls.clone();
+    let app = Router::new()
+        .route(
+            "/big",
+            get(move || {
+                c2.bump();
+                async { ([(header::CACHE_CONTROL, "max-age=60")], vec![b'x'; 5000]) }
+            }),
+        )
+        .layer(layer(&clock()).max_body_size(4096));
+    let first = get_path(&app, "/big").await;
+    assert_eq!(first.body.len(), 5000);
+    assert_eq!(
+        first.cache_status(),
+        "tower-edge; fwd=miss; detail=too-large"
+    );
+    get_path(&app, "/big").await;
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test]
+async fn query_is_normalized_and_filtered() {
+    let calls = Calls::default();
+    let app = Router::new()
+        .route(
+            "/q",
+            get({
+                let calls = calls.clone();
+                move || {
+                    let n = calls.bump();
+                    async move { ([(header::CACHE_CONTROL, "max-age=60")], format!("{n}")) }
+                }
+            }),
+        )
+        .layer(layer(&clock()).query_deny(["utm_source"]));
+    assert_eq!(get_path(&app, "/q?b=2&a=1").await.text(), "1");
+    assert_eq!(get_path(&app, "/q?a=1&b=2&utm_source=x").await.text(), "1");
+    assert_eq!(get_path(&app, "/q?a=1&b=3").await.text(), "2");
+}
+
+async fn tagged() -> Response {
+    let mut res = (
+        [
+            (header::CACHE_CONTROL, "max-age=60"),
+            (
+                header::HeaderName::from_static("cache-tag"),
+                "product:1, catalogue",
+            ),
+        ],
+        "p1",
+    )
+        .into_response();
+    res.extensions_mut().insert(CacheTags(vec!["extra".into()]));
+    res
+}
+
+#[tokio::test]
+async fn invalidates_by_tag_prefix_url_generation_and_purge() {
+    let calls = Calls::default();
+    let clock = clock();
+    let cache = layer(&clock);
+    let handle = cache.handle("http://example.com");
+    let c2 = calls.clone();
+    let app = Router::new()
+        .route(
+            "/p/1",
+            get(move || {
+                c2.bump();
+                tagged()
+            }),
+        )
+        .route(
+            "/other",
+            get(|| async { ([(header::CACHE_CONTROL, "max-age=60")], "o") }),
+        )
+        .layer(cache);
+    let first = get_path(&app, "/p/1").await;
+    assert!(
+        !first.headers.contains_key("cache-tag"),
+        "tags are stripped"
+    );
+    let fill = |app: Router| async move {
+        get_path(&app, "/p/1").await;
+        get_path(&app, "/other").await;
+    };
+    let cached =
+        |app: Router| async move { get_path(&app, "/p/1").await.cache_status().contains("hit") };
+
+    assert!(cached(app.clone()).await);
+    assert_eq!(handle.invalidate_tag("catalogue").await.unwrap(), 1);
+    assert!(!cached(app.clone()).await);
+    assert_eq!(handle.invalidate_tag("extra").await.unwrap(), 1);
+    fill(app.clone()).await;
+    assert_eq!(handle.invalidate_prefix("/p/").await.unwrap(), 1);
+    assert!(!cached(app.clone()).await);
+    assert_eq!(handle.invalidate("/p/1").await.unwrap(), 1);
+    fill(app.clone()).await;
+    handle.bump_generation().await.unwrap();
+    assert!(!cached(app.clone()).await);
+    fill(app.clone()).await;
+    handle.purge().await.unwrap();
+    assert!(
+        !get_path(&app, "/other")
+            .await
+            .cache_status()
+            .contains("hit")
+    );
+    let stats = handle.stats();
+    assert!(
+        stats.hits >= 1 && stats.misses >= 5 && stats.stored >= 5,
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_successful_unsafe_request_invalidates_its_url_and_location() {
+    let app = Router::new()
+        .route(
+            "/items",
+            get(|| async { ([(header::CACHE_CONTROL, "max-age=60")], "list") }),
+        )
+        .route(
+            "/items/9",
+            get(|| async { ([(header::CACHE_CONTROL, "max-age=60")], "nine") }),
+        )
+        .route(
+            "/items",
+            post(|| async { (StatusCode::CREATED, [(header::LOCATION, "/items/9")], "") }),
+        )
+        .layer(layer(&clock()));
+    get_path(&app, "/items").await;
+    get_path(&app, "/items/9").await;
+    assert!(
+        get_path(&app, "/items")
+            .await
+            .cache_status()
+            .contains("hit")
+    );
+    let post_req = Request::post("/items")
+        .header(header::HOST, "example.com")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, post_req).await.status, StatusCode::CREATED);
+    assert!(
+        !get_path(&app, "/items")
+            .await
+            .cache_status()
+            .contains("hit")
+    );
+    assert!(
+        !get_path(&app, "/items/9")
+            .await
+            .cache_status()
+            .contains("hit")
+    );
+}
+
+#[tokio::test]
+async fn handlers_invalidate_through_the_extractor() {
+    let app = Router::new()
+        .route(
+            "/items",
+            get(|| async { ([(header::CACHE_CONTROL, "max-age=60")], "list") }),
+        )
+        .route(
+            "/admin/flush",
+            get(|cache: CacheHandle| async move {
+                cache.invalidate("/items").await.unwrap().to_string()
+            }),
+        )
+        .layer(layer(&clock()));
+    get_path(&app, "/items").await;
+    assert_eq!(get_path(&app, "/admin/flush").await.text(), "1");
+    assert!(
+        !get_path(&app, "/items")
+            .await
+            .cache_status()
+            .contains("hit")
+    );
+}
+
+#[tokio::test]
+async fn ttl_override_and_defaults_apply_and_are_stripped() {
+    let clock = clock();
+    let app = Router::new()
+        .route(
+            "/override",
+            get(|| async {
+                let mut res = (
+                    [
+                        (header::CACHE_CONTROL, "max-age=5"),
+                        (header::HeaderName::from_static("tower-edge-ttl"), "100"),
+                    ],
+                    "o",
+                )
+                    .into_response();
+                res.extensions_mut()
+                    .insert(CacheTtl(Duration::from_secs(300)));
+                res
+            }),
+        )
+        .route(
+            "/header",
+            get(|| async {
+                (
+                    [(header::HeaderName::from_static("tower-edge-ttl"), "100")],
+                    "h",
+                )
+            }),
+        )
+        .route(
+            "/route-default",
+            get(|| async {
+                let mut res = "d".into_response();
+                res.extensions_mut()
+                    .insert(DefaultTtl(Duration::from_secs(30)));
+                res
+            }),
+        )
+        .route("/layer-default", get(|| async { "l" }))
+        .layer(layer(&clock).default_ttl(Duration::from_secs(10)));
+    for path in ["/override", "/header", "/route-default", "/layer-default"] {
+        let first = get_path(&app, path).await;
+        assert!(!first.headers.contains_key("tower-edge-ttl"), "{path}");
+    }
+    let ttl = |a: Answer| a.cache_status().to_owned();
+    assert_eq!(
+        ttl(get_path(&app, "/override").await),
+        "tower-edge; hit; ttl=300"
+    );
+    assert_eq!(
+        ttl(get_path(&app, "/header").await),
+        "tower-edge; hit; ttl=100"
+    );
+    assert_eq!(
+        ttl(get_path(&app, "/route-default").await),
+        "tower-edge; hit; ttl=30"
+    );
+    assert_eq!(
+        ttl(get_path(&app, "/layer-default").await),
+        "tower-edge; hit; ttl=10"
+    );
+}
+
+#[tokio::test]
+async fn cdn_cache_control_wins_when_enabled() {
+    let handler = || async {
+        (
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (
+                    header::HeaderName::from_static("cdn-cache-control"),
+                    "max-age=90",
+                ),
+            ],
+            "c",
+        )
+    };
+    let on = Router::new()
+        .route("/c", get(handler))
+        .layer(layer(&clock()).cdn_cache_control(true));
+    get_path(&on, "/c").await;
+    let hit = get_path(&on, "/c").await;
+    assert_eq!(hit.cache_status(), "tower-edge; hit; ttl=90");
+    assert_eq!(
+        hit.headers[header::CACHE_CONTROL],
+        "no-store",
+        "the client sees its own field"
+    );
+    let off = Router::new()
+        .route("/c", get(handler))
+        .layer(layer(&clock()));
+    get_path(&off, "/c").await;
+    assert!(!get_path(&off, "/c").await.cache_status().contains("hit"));
+}
+
+#[tokio::test]
+async fn client_no_cache_and_only_if_cached() {
+    let calls = Calls::default();
+    let app = counted(calls.clone(), "max-age=60").layer(layer(&clock()));
+    let cold = send(&app, get_req("/r", &[("cache-control", "only-if-cached")])).await;
+    assert_eq!(cold.status, StatusCode::GATEWAY_TIMEOUT);
+    get_path(&app, "/r").await;
+    let fresh = send(&app, get_req("/r", &[("cache-control", "no-cache")])).await;
+    assert_eq!(fresh.text(), "call 2");
+    assert_eq!(fresh.cache_status(), "tower-edge; fwd=request; stored");
+    assert_eq!(get_path(&app, "/r").await.text(), "call 2");
+}
+
+#[tokio::test]
+async fn bypass_predicate_skips_the_cache() {
+    let calls = Calls::default();
+    let app = counted(calls.clone(), "max-age=60")
+        .layer(layer(&clock()).bypass(|parts| parts.headers.contains_key("x-debug")));
+    get_path(&app, "/r").await;
+    let res = send(&app, get_req("/r", &[("x-debug", "1")])).await;
+    assert_eq!(res.text(), "call 2");
+    assert_eq!(res.cache_status(), "tower-edge; fwd=bypass");
+}
+
+/// A store whose every operation fails.
+#[derive(Clone)]
+struct BrokenStore;
+
+impl CacheStore for BrokenStore {
+    async fn get(&self, _: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
+        Err(StoreError::unavailable("down"))
+    }
+    async fn put(&self, _: &CacheKey, _: Entry, _: Duration) -> Result<(), StoreError> {
+        Err(StoreError::timeout())
+    }
+    async fn delete(&self, _: &CacheKey) -> Result<u64, StoreError> {
+        Err(StoreError::timeout())
+    }
+    async fn delete_resource(&self, _: &str) -> Result<u64, StoreError> {
+        Err(StoreError::timeout())
+    }
+    async fn delete_prefix(&self, _: &str) -> Result<u64, StoreError> {
+        Err(StoreError::timeout())
+    }
+    async fn delete_tag(&self, _: &str) -> Result<u64, StoreError> {
+        Err(StoreError::timeout())
+    }
+    async fn bump_generation(&self) -> Result<u64, StoreError> {
+        Err(StoreError::timeout())
+    }
+    async fn purge(&self) -> Result<(), StoreError> {
+        Err(StoreError::timeout())
+    }
+    async fn try_lock(&self, _: &CacheKey, _: Duration) -> Result<Option<LockToken>, StoreError> {
+        Err(StoreError::timeout())
+    }
+    async fn unlock(&self, _: &CacheKey, _: &LockToken) -> Result<bool, StoreError> {
+        Err(StoreError::timeout())
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_is_a_miss_not_an_error() {
+    let calls = Calls::default();
+    let cache = ResponseCacheLayer::new(BrokenStore);
+    let handle = cache.handle("http://example.com");
+    let app = counted(calls.clone(), "max-age=60")
+        .route("/w", post(|| async { "written" }))
+        .layer(cache);
+    for n in 1..=3 {
+        let res = get_path(&app, "/r").await;
+        assert_eq!(res.status, StatusCode::OK);
+        assert_eq!(res.text(), format!("call {n}"));
+    }
+    let post_req = Request::post("/w")
+        .header(header::HOST, "example.com")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, post_req).await.text(), "written");
+    assert!(handle.stats().store_errors >= 6, "{:?}", handle.stats());
+}
+
+#[tokio::test]
+async fn responses_to_other_origins_are_kept_apart() {
+    let app = Router::new()
+        .route(
+            "/h",
+            get(|headers: HeaderMap| async move {
+                (
+                    [(header::CACHE_CONTROL, "max-age=60")],
+                    headers[header::HOST].to_str().unwrap().to_owned(),
+                )
+            }),
+        )
+        .layer(layer(&clock()));
+    let a = send(
+        &app,
+        Request::get("/h")
+            .header(header::HOST, "a.test")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let b = send(
+        &app,
+        Request::get("/h")
+            .header(header::HOST, "b.test")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((a.text(), b.text()), ("a.test", "b.test"));
+    let a2 = send(
+        &app,
+        Request::get("/h")
+            .header(header::HOST, "a.test")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(a2.text(), "a.test");
+    assert!(a2.cache_status().contains("hit"));
+}
+
+#[tokio::test]
+async fn stored_entries_keep_the_time_they_were_stored() {
+    let clock = clock();
+    let store = MokaStore::default();
+    let app = Router::new()
+        .route(
+            "/r",
+            get(|| async { ([(header::CACHE_CONTROL, "max-age=60")], "x") }),
+        )
+        .layer(ResponseCacheLayer::new(store.clone()).clock(clock.clone()));
+    get_path(&app, "/r").await;
+    let key = super::key::base_key("GET http://example.com/r", "any", None);
+    let entry = store
+        .get(&key)
+        .await
+        .unwrap()
+        .expect("stored under its readable key");
+    assert_eq!(
+        entry.stored_at(),
+        SystemTime::UNIX_EPOCH + Duration::from_secs(T0)
+    );
+    assert_eq!(entry.fresh_for(), Duration::from_secs(60));
+}
