@@ -17,6 +17,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 use tower_edge::{
     ETagLayer,
+    cache::{MokaStore, ResponseCacheLayer},
     etag::Algorithm,
     extract::{Preconditions, Unmet},
     http::{etag::EntityTag, preconditions::Validators},
@@ -125,6 +126,32 @@ pub fn etag_xxh3_app() -> Router {
     bare_app().layer(ETagLayer::new().algorithm(Algorithm::Xxh3_128))
 }
 
+/// The bare handler's body with `Cache-Control: public, max-age=3600`, for the cache to store.
+async fn cacheable_handler() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        body_10k(),
+    )
+        .into_response()
+}
+
+/// The same bytes behind `ResponseCacheLayer` on a `MokaStore`: after the first request, every
+/// request is a hit that never reaches the handler.
+pub fn cache_hit_app() -> Router {
+    Router::new()
+        .route("/data", get(cacheable_handler))
+        .layer(ResponseCacheLayer::new(MokaStore::default()))
+}
+
 /// A handler using the `Preconditions` extractor with its own version-number ETag.
 pub fn extractor_app() -> Router {
     Router::new().route("/data", get(versioned_handler))
@@ -197,6 +224,13 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "etag-xxh3-200",
             description: "ETagLayer with Algorithm::Xxh3_128, full response",
             app: etag_xxh3_app,
+            request: get_data(Vec::new()),
+            expect: full,
+        },
+        Scenario {
+            name: "cache-hit",
+            description: "ResponseCacheLayer hit on a MokaStore, same 10 KiB body",
+            app: cache_hit_app,
             request: get_data(Vec::new()),
             expect: full,
         },

@@ -37,6 +37,7 @@ struct Options {
     connections: usize,
     only: Vec<String>,
     smoke: bool,
+    baseline: bool,
 }
 
 const USAGE: &str = "\
@@ -48,7 +49,8 @@ USAGE:
 OPTIONS:
     --duration SECS     measured seconds per scenario (after 1 s of warm-up) [default: 5]
     --connections N     concurrent keep-alive connections [default: 32]
-    --only NAMES        run only these scenarios (the baseline always runs)
+    --only NAMES        run only these scenarios (and the baseline)
+    --no-baseline       with --only, skip the baseline (for profiling one scenario)
     --smoke             a fraction of a second per scenario: checks every scenario answers right
     --list              list the scenarios
 ";
@@ -60,6 +62,7 @@ fn parse_options() -> Result<Option<Options>, String> {
         connections: 32,
         only: Vec::new(),
         smoke: false,
+        baseline: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -85,6 +88,7 @@ fn parse_options() -> Result<Option<Options>, String> {
             "--only" => opts
                 .only
                 .extend(value("--only")?.split(',').map(str::to_owned)),
+            "--no-baseline" => opts.baseline = false,
             "--smoke" => {
                 opts.smoke = true;
                 opts.duration = Duration::from_millis(200);
@@ -165,7 +169,7 @@ fn main() -> ExitCode {
     for scenario in scenarios() {
         let selected = opts.only.is_empty()
             || opts.only.iter().any(|n| n == scenario.name)
-            || scenario.name == "bare";
+            || (opts.baseline && scenario.name == "bare");
         if !selected {
             continue;
         }
@@ -259,38 +263,42 @@ fn run_scenario(
     let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<(SocketAddr, std::path::PathBuf)>>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let router = (scenario.app)();
-    let server = std::thread::spawn(move || {
-        if let Some(core) = server_core {
-            core_affinity::set_for_current(core);
-        }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        rt.block_on(async move {
-            let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            let addr = listener.local_addr().expect("local address");
-            let cpu_path = match thread_cpu_path() {
-                Ok(p) => p,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            let _ = ready_tx.send(Ok((addr, cpu_path)));
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                })
-                .await;
-        });
-    });
+    // Named threads, so a profiler can tell the server's samples from the client's.
+    let server = std::thread::Builder::new()
+        .name("lb-server".into())
+        .spawn(move || {
+            if let Some(core) = server_core {
+                core_affinity::set_for_current(core);
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let addr = listener.local_addr().expect("local address");
+                let cpu_path = match thread_cpu_path() {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok((addr, cpu_path)));
+                let _ = axum::serve(listener, router)
+                    .with_graceful_shutdown(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+            });
+        })
+        .map_err(|e| format!("server thread: {e}"))?;
     let (addr, cpu_path) = ready_rx
         .recv()
         .map_err(|_| "server thread died".to_owned())?
@@ -299,16 +307,19 @@ fn run_scenario(
     let client_opts = (opts.connections, opts.warmup, opts.duration);
     let request = scenario.request.clone();
     let expect = scenario.expect;
-    let client = std::thread::spawn(move || {
-        if let Some(core) = client_core {
-            core_affinity::set_for_current(core);
-        }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        rt.block_on(drive(addr, client_opts, request, expect, cpu_path))
-    });
+    let client = std::thread::Builder::new()
+        .name("lb-client".into())
+        .spawn(move || {
+            if let Some(core) = client_core {
+                core_affinity::set_for_current(core);
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(drive(addr, client_opts, request, expect, cpu_path))
+        })
+        .map_err(|e| format!("client thread: {e}"))?;
     let result = client
         .join()
         .map_err(|_| "client thread panicked".to_owned())?;

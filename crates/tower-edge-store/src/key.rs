@@ -26,6 +26,17 @@ pub struct CacheKey {
 impl CacheKey {
     /// A key for `resource`, with no variant parts yet.
     pub fn new(resource: &str) -> Self {
+        Self::from_string(resource.to_owned())
+    }
+
+    /// [`CacheKey::new`] taking ownership: no copy when `resource` needs no escaping.
+    pub fn from_string(resource: String) -> Self {
+        if !resource.contains(|c: char| c == '|' || c.is_control()) {
+            return Self {
+                resource,
+                variant: String::new(),
+            };
+        }
         let mut escaped = String::with_capacity(resource.len());
         for c in resource.chars() {
             match c {

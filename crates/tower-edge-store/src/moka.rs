@@ -188,7 +188,14 @@ impl MokaStore {
     }
 
     fn storage_key(&self, key: &CacheKey) -> String {
-        format!("{}{key}", self.generation_prefix())
+        use std::fmt::Write as _;
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let mut out = String::with_capacity(24 + key.resource().len() + key.variant().len());
+        let _ = write!(out, "{generation}:");
+        out.push_str(key.resource());
+        out.push('|');
+        out.push_str(key.variant());
+        out
     }
 
     fn put_now(&self, key: &CacheKey, entry: Entry, ttl: Duration) {

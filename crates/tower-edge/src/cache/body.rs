@@ -37,7 +37,18 @@ struct Tee {
     chunks: Vec<Bytes>,
     len: u64,
     max: u64,
+    // The length the body announced, if exact: a server that sent Content-Length may stop
+    // polling once that many bytes went out, without waiting for the body's end.
+    expected: Option<u64>,
     on_complete: Option<OnComplete>,
+}
+
+impl Tee {
+    fn complete(mut self) {
+        if let Some(done) = self.on_complete.take() {
+            done(concat(std::mem::take(&mut self.chunks), self.len));
+        }
+    }
 }
 
 impl<B> CacheBody<B> {
@@ -64,7 +75,11 @@ impl<B> CacheBody<B> {
     /// Streams `body` and calls `on_complete` with all of it at its end, unless it turns out
     /// longer than `max` bytes, ends in trailers or an error, or is dropped before its end. Holds
     /// at most `max` bytes of copies (shared `Bytes`, so usually no copy at all).
-    pub(crate) fn tee(body: B, max: u64, on_complete: OnComplete) -> Self {
+    pub(crate) fn tee(body: B, max: u64, on_complete: OnComplete) -> Self
+    where
+        B: Body,
+    {
+        let expected = body.size_hint().exact();
         Self {
             kind: Kind::Tee {
                 body,
@@ -72,6 +87,7 @@ impl<B> CacheBody<B> {
                     chunks: Vec::new(),
                     len: 0,
                     max,
+                    expected,
                     on_complete: Some(on_complete),
                 }),
             },
@@ -113,8 +129,8 @@ where
                     frame.map(|f| f.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining())))),
                 )
             }
-            KindProj::Tee { body, tee } => {
-                let frame = ready!(body.poll_frame(cx));
+            KindProj::Tee { mut body, tee } => {
+                let frame = ready!(body.as_mut().poll_frame(cx));
                 match frame {
                     Some(Ok(frame)) => match frame.into_data() {
                         Ok(mut data) => {
@@ -126,6 +142,10 @@ where
                                     *tee = None;
                                 } else {
                                     t.chunks.push(bytes.clone());
+                                    let whole = t.expected == Some(t.len) || body.is_end_stream();
+                                    if whole && let Some(t) = tee.take() {
+                                        t.complete();
+                                    }
                                 }
                             }
                             Poll::Ready(Some(Ok(Frame::data(bytes))))
@@ -141,10 +161,10 @@ where
                         Poll::Ready(Some(Err(e)))
                     }
                     None => {
-                        if let Some(mut t) = tee.take()
-                            && let Some(done) = t.on_complete.take()
+                        if let Some(t) = tee.take()
+                            && t.expected.is_none_or(|n| n == t.len)
                         {
-                            done(concat(std::mem::take(&mut t.chunks), t.len));
+                            t.complete();
                         }
                         Poll::Ready(None)
                     }
@@ -157,7 +177,7 @@ where
         match &self.kind {
             Kind::Full { data } => data.is_none(),
             Kind::Stream { body } => body.is_end_stream(),
-            // Reported as not ended until polled to its end, so the tee sees the end.
+            // Reported as not ended until the tee has seen the whole body.
             Kind::Tee { tee, body } => tee.is_none() && body.is_end_stream(),
         }
     }

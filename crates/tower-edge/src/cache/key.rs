@@ -65,8 +65,8 @@ pub(crate) fn resource(origin: &str, uri: &Uri, query: &QueryPolicy) -> String {
 }
 
 /// The key before `Vary`: resource, negotiated encoding, user key.
-pub(crate) fn base_key(resource: &str, encoding: &str, user: Option<&str>) -> CacheKey {
-    let key = CacheKey::new(resource).with_variant("enc", encoding);
+pub(crate) fn base_key(resource: String, encoding: &str, user: Option<&str>) -> CacheKey {
+    let key = CacheKey::from_string(resource).with_variant("enc", encoding);
     match user {
         Some(user) => key.with_variant("user", user),
         None => key,
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn vary_values_are_normalized_for_whitespace() {
-        let base = base_key("GET http://a/x", "br", None);
+        let base = base_key("GET http://a/x".to_owned(), "br", None);
         let mut a = HeaderMap::new();
         a.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_static("fr,  en"));
         let mut b = HeaderMap::new();

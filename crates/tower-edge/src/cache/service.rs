@@ -23,7 +23,9 @@ use super::{
 };
 use crate::http::{
     cache_control::CacheControl,
-    preconditions::{Precondition, Validators, evaluate, retain_not_modified_headers},
+    preconditions::{
+        Precondition, Validators, evaluate, has_preconditions, retain_not_modified_headers,
+    },
 };
 
 /// The service made by [`ResponseCacheLayer`](super::ResponseCacheLayer).
@@ -105,6 +107,7 @@ struct Ctx<St> {
     /// The client's headers as received (for conditionals and `Vary` values).
     client: HeaderMap,
     base: CacheKey,
+    origin: String,
     per_user: bool,
     no_store: bool,
 }
@@ -128,10 +131,10 @@ where
     let now = config.clock.now();
     let (mut parts, body) = req.into_parts();
     let origin = key::origin(&parts);
-    let handle = CacheHandle::new(&shared, origin.clone());
-    parts.extensions.insert(handle.clone());
 
     if parts.method != Method::GET && parts.method != Method::HEAD {
+        let handle = CacheHandle::new(&shared, origin.clone());
+        parts.extensions.insert(handle.clone());
         bump(&shared.counters.bypassed);
         let is_unsafe = !matches!(parts.method, Method::OPTIONS | Method::TRACE);
         let uri = parts.uri.clone();
@@ -152,6 +155,9 @@ where
         || (parts.headers.contains_key(header::AUTHORIZATION) && user.is_none());
     if bypass {
         bump(&shared.counters.bypassed);
+        parts
+            .extensions
+            .insert(CacheHandle::new(&shared, origin.clone()));
         let mut res = inner.call(Request::from_parts(parts, body)).await?;
         append_status(res.headers_mut(), "fwd=bypass");
         return Ok(res.map(CacheBody::stream));
@@ -171,16 +177,19 @@ where
         .encoding
         .as_ref()
         .map_or("any", |negotiate| negotiate(&parts.headers));
-    let mut base = key::base_key(&resource, encoding, user.as_deref());
+    let mut base = key::base_key(resource, encoding, user.as_deref());
     if let Some(part) = config.key_fn.as_ref().and_then(|f| f(&parts)) {
         base = base.with_variant("key", part);
     }
+    // The client's headers move into the context: a hit needs no copy of them. A forwarded
+    // request gets a copy back (see `forward`).
     let ctx = Ctx {
         shared: Arc::clone(&shared),
         now,
         method: parts.method.clone(),
-        client: parts.headers.clone(),
+        client: std::mem::take(&mut parts.headers),
         base,
+        origin,
         per_user: user.is_some(),
         no_store: request_cc.has("no-store"),
     };
@@ -205,7 +214,16 @@ where
             if !no_cache && let Some(found) = lookup(&ctx).await {
                 return answer_from(found, &ctx, inner, parts, body).await;
             }
-            forward(&ctx, &mut inner, parts, body, None, Some(guard), detail).await
+            Box::pin(forward(
+                &ctx,
+                &mut inner,
+                parts,
+                body,
+                None,
+                Some(guard),
+                detail,
+            ))
+            .await
         }
         Join::Follower(rx) => {
             if flight::wait(rx, shared.config.coalesce_timeout).await
@@ -216,7 +234,7 @@ where
                 return Ok(serve(&found, &ctx, "fwd=miss; collapsed"));
             }
             // The leader's answer was not storable, or took too long: go ourselves.
-            forward(&ctx, &mut inner, parts, body, None, None, detail).await
+            Box::pin(forward(&ctx, &mut inner, parts, body, None, None, detail)).await
         }
     }
 }
@@ -313,6 +331,7 @@ where
                 method: Method::GET,
                 client: ctx.client.clone(),
                 base: ctx.base.clone(),
+                origin: ctx.origin.clone(),
                 per_user: ctx.per_user,
                 no_store: false,
             };
@@ -360,7 +379,8 @@ where
             None
         }
     };
-    forward(
+    // Boxed, like every miss path: the hit path's future stays small to move and poll.
+    Box::pin(forward(
         ctx,
         &mut inner,
         parts,
@@ -368,7 +388,7 @@ where
         Some(found.entry),
         guard,
         "fwd=stale",
-    )
+    ))
     .await
 }
 
@@ -392,9 +412,13 @@ where
 {
     let shared = &ctx.shared;
     let config = &shared.config;
+    parts.headers = ctx.client.clone();
     for name in &CLIENT_ONLY {
         parts.headers.remove(name);
     }
+    parts
+        .extensions
+        .insert(CacheHandle::new(shared, ctx.origin.clone()));
     if let Some(stale) = &stale {
         if let Some(etag) = stale.headers().get(header::ETAG) {
             parts.headers.insert(header::IF_NONE_MATCH, etag.clone());
@@ -715,7 +739,7 @@ fn take_tags(parts: &mut response::Parts) -> Vec<String> {
 
 /// The client's preconditions against the validators of a fresh 2xx response.
 fn client_precondition<St>(ctx: &Ctx<St>, parts: &response::Parts) -> Precondition {
-    if !parts.status.is_success() {
+    if !parts.status.is_success() || !has_preconditions(&ctx.client) {
         return Precondition::Proceed;
     }
     let validators = Validators::from_headers(&parts.headers);
@@ -816,7 +840,10 @@ fn serve<St, B>(found: &Found, ctx: &Ctx<St>, status: &str) -> Response<CacheBod
 }
 
 fn append_status(headers: &mut HeaderMap, status: &str) {
-    if let Ok(value) = HeaderValue::from_str(&format!("tower-edge; {status}")) {
+    let mut text = String::with_capacity(12 + status.len());
+    text.push_str("tower-edge; ");
+    text.push_str(status);
+    if let Ok(value) = HeaderValue::try_from(text) {
         headers.append(HeaderName::from_static("cache-status"), value);
     }
 }

@@ -954,7 +954,7 @@ async fn stored_entries_keep_the_time_they_were_stored() {
         )
         .layer(ResponseCacheLayer::new(store.clone()).clock(clock.clone()));
     get_path(&app, "/r").await;
-    let key = super::key::base_key("GET http://example.com/r", "any", None);
+    let key = super::key::base_key("GET http://example.com/r".to_owned(), "any", None);
     let entry = store
         .get(&key)
         .await

@@ -1,0 +1,56 @@
+//! ResponseCacheLayer in process, without sockets: a hit against the bare handler returning the
+//! same bytes, and the miss path with storing.
+//!
+//! ```text
+//! cargo bench -p tower-edge-benches --bench cache
+//! ```
+
+use std::hint::black_box;
+
+use axum::{Router, body::Body, http::header};
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::Request;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use tower_edge_benches::{bare_app, cache_hit_app};
+
+async fn roundtrip(app: Router) -> usize {
+    let req = Request::get("/data")
+        .header(header::HOST, "bench")
+        .body(Body::empty())
+        .expect("valid request");
+    let res = app.oneshot(req).await.expect("infallible router");
+    res.into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .len()
+}
+
+fn cache(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let bare = bare_app();
+    let cached = cache_hit_app();
+    // Fill the cache, and let the store write spawned at the body's end run.
+    rt.block_on(async {
+        roundtrip(cached.clone()).await;
+        tokio::task::yield_now().await;
+    });
+    let mut group = c.benchmark_group("cache-10KiB");
+    group.bench_function("bare", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(roundtrip(bare.clone()).await) });
+    });
+    group.bench_function("hit", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(roundtrip(cached.clone()).await) });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, cache);
+criterion_main!(benches);
