@@ -43,6 +43,11 @@ for feature in etag last-modified axum cache; do
   cargo check -q -p tower-edge --no-default-features --features "$feature"
 done
 
+cargo check -q -p tower-edge-store --no-default-features
+for feature in moka memo; do
+  cargo check -q -p tower-edge-store --no-default-features --features "$feature"
+done
+
 step "tests (unit, integration, benches in test mode)"
 cargo test --workspace --all-features --all-targets
 

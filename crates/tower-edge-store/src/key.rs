@@ -78,17 +78,17 @@ impl CacheKey {
         &self.variant
     }
 
-    /// The prefix every variant of this key's resource starts with, for
-    /// [`CacheStore::delete_resource`](crate::CacheStore::delete_resource).
-    pub(crate) fn resource_prefix(resource: &str) -> String {
+    /// The prefix every variant of `resource` starts with in a key's printed form: what a
+    /// backend scans for in [`CacheStore::delete_resource`](crate::CacheStore::delete_resource).
+    pub fn resource_prefix(resource: &str) -> String {
         let mut key = Self::new(resource).resource;
         key.push('|');
         key
     }
 
-    /// The escaped form of a resource prefix, for
+    /// The escaped form of a resource prefix: what a backend scans for in
     /// [`CacheStore::delete_prefix`](crate::CacheStore::delete_prefix).
-    pub(crate) fn escape_prefix(prefix: &str) -> String {
+    pub fn escape_prefix(prefix: &str) -> String {
         Self::new(prefix).resource
     }
 }

@@ -33,6 +33,7 @@
 //! | feature | what it adds |
 //! |---------|--------------|
 //! | `moka` (default) | [`MokaStore`]: in memory, bounded by bytes, per-entry TTL |
+//! | `memo` (default) | [`memo::Memo`]: typed function caching with single-flight and grace |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -41,6 +42,9 @@ use std::{future::Future, sync::Arc, time::Duration};
 mod entry;
 mod error;
 mod key;
+#[cfg(feature = "memo")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memo")))]
+pub mod memo;
 #[cfg(feature = "moka")]
 #[cfg_attr(docsrs, doc(cfg(feature = "moka")))]
 pub mod moka;

@@ -1,0 +1,500 @@
+//! Function-level caching: [`Memo::get_or_compute`] and the low-level `get` / `set` / `add` /
+//! `delete` on typed values, over any [`CacheStore`].
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use tower_edge_store::{MokaStore, memo::Memo};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let memo = Memo::new(MokaStore::default(), "reports");
+//! let total: u64 = memo
+//!     .get_or_compute("total:2026", Duration::from_secs(60), || async {
+//!         Ok::<_, std::io::Error>(42) // the expensive query
+//!     })
+//!     .await
+//!     .unwrap();
+//! assert_eq!(total, 42);
+//! // Within the TTL the value comes from the store; the closure does not run.
+//! let again: u64 = memo
+//!     .get_or_compute("total:2026", Duration::from_secs(60), || async {
+//!         Err::<u64, _>(std::io::Error::other("not called"))
+//!     })
+//!     .await
+//!     .unwrap();
+//! assert_eq!(again, 42);
+//! # }
+//! ```
+//!
+//! Values are encoded with postcard (serde). Concurrent calls for one key in this process make
+//! one computation; the others wait for it (at most [`Memo::wait`]). Across processes sharing a
+//! store, the store's lock does the same: the holder computes, the others poll the store for the
+//! value until the wait runs out, then compute themselves. With a grace period, a value past its
+//! TTL is still returned when the computation fails (the "stale-if-error" of function caching).
+//! A store that fails is a miss: the value is computed.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::sync::watch;
+
+use crate::{CacheKey, CacheStore, Entry, StoreError};
+
+type Now = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Typed, single-flight function caching over a [`CacheStore`].
+pub struct Memo<St> {
+    store: St,
+    namespace: String,
+    grace: Duration,
+    wait: Duration,
+    now: Now,
+    flights: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
+}
+
+impl<St: Clone> Clone for Memo<St> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            namespace: self.namespace.clone(),
+            grace: self.grace,
+            wait: self.wait,
+            now: Arc::clone(&self.now),
+            flights: Arc::clone(&self.flights),
+        }
+    }
+}
+
+impl<St> fmt::Debug for Memo<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Memo")
+            .field("namespace", &self.namespace)
+            .field("grace", &self.grace)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: CacheStore + Clone> Memo<St> {
+    /// Memoization under `namespace` (keys are stored as `memo:{namespace}:{key}`).
+    pub fn new(store: St, namespace: &str) -> Self {
+        Self {
+            store,
+            namespace: namespace.to_owned(),
+            grace: Duration::ZERO,
+            wait: Duration::from_secs(5),
+            now: Arc::new(SystemTime::now),
+            flights: Arc::default(),
+        }
+    }
+
+    /// How long past its TTL a value is kept, to be returned if recomputing it fails.
+    ///
+    /// Defaults to zero.
+    #[must_use]
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// How long a caller waits for another caller's computation of the same key before
+    /// computing itself.
+    ///
+    /// Defaults to 5 seconds.
+    #[must_use]
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// The clock for TTLs and grace, for tests.
+    ///
+    /// Defaults to `SystemTime::now`.
+    #[must_use]
+    pub fn clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.now = Arc::new(now);
+        self
+    }
+
+    fn key(&self, key: &str) -> CacheKey {
+        CacheKey::new(&format!("memo:{}:{key}", self.namespace))
+    }
+
+    /// The stored entry and whether it is fresh; `None` when absent, undecodable or failed.
+    async fn load<T: DeserializeOwned>(&self, key: &CacheKey) -> Option<(T, bool)> {
+        let entry = match self.store.get(key).await {
+            Ok(entry) => entry?,
+            Err(error) => {
+                tracing::warn!(%error, %key, "memo store get failed; computing");
+                return None;
+            }
+        };
+        let age = entry.age((self.now)());
+        let fresh = age < entry.fresh_for();
+        if !fresh && age - entry.fresh_for() >= entry.stale_if_error() {
+            return None;
+        }
+        if !type_matches::<T>(&entry) {
+            tracing::warn!(%key, "memo value stored as another type; recomputing");
+            return None;
+        }
+        match postcard::from_bytes(entry.body()) {
+            Ok(value) => Some((value, fresh)),
+            Err(error) => {
+                // A value of another type or shape: useless, so remove it.
+                tracing::warn!(%error, %key, "memo value does not decode; dropping it");
+                let _ = self.store.delete(key).await;
+                None
+            }
+        }
+    }
+
+    /// The fresh value stored under `key`, if any.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let key = self.key(key);
+        let Some(entry) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        if entry.age((self.now)()) >= entry.fresh_for() || !type_matches::<T>(&entry) {
+            return Ok(None);
+        }
+        Ok(postcard::from_bytes(entry.body()).ok())
+    }
+
+    /// Stores `value` under `key` for `ttl` (plus the grace period).
+    pub async fn set<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let bytes = postcard::to_stdvec(value).map_err(StoreError::backend)?;
+        let mut headers = HeaderMap::new();
+        if let Ok(name) = HeaderValue::from_str(std::any::type_name::<T>()) {
+            headers.insert(TYPE_HEADER, name);
+        }
+        let entry = Entry::new(StatusCode::OK, headers, Bytes::from(bytes))
+            .with_stored_at((self.now)())
+            .with_fresh_for(ttl)
+            .with_stale_if_error(self.grace);
+        self.store
+            .put(&self.key(key), entry, ttl + self.grace)
+            .await
+    }
+
+    /// Stores `value` only if no fresh value is stored; returns whether it stored. Atomic
+    /// across callers that share the store, through its lock.
+    pub async fn add<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let lock_key = self.key(&format!("{key}#add"));
+        let Some(token) = self
+            .store
+            .try_lock(&lock_key, Duration::from_secs(5))
+            .await?
+        else {
+            return Ok(false);
+        };
+        let result = async {
+            let present = self
+                .store
+                .get(&self.key(key))
+                .await?
+                .is_some_and(|e| e.age((self.now)()) < e.fresh_for());
+            if present {
+                return Ok(false);
+            }
+            self.set(key, value, ttl).await.map(|()| true)
+        }
+        .await;
+        let _ = self.store.unlock(&lock_key, &token).await;
+        result
+    }
+
+    /// Removes the value under `key`.
+    pub async fn delete(&self, key: &str) -> Result<u64, StoreError> {
+        self.store.delete(&self.key(key)).await
+    }
+
+    /// Removes every value whose key starts with `prefix`.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        self.store
+            .delete_prefix(&format!("memo:{}:{prefix}", self.namespace))
+            .await
+    }
+
+    /// The value under `key`, computing and storing it with `compute` when there is no fresh
+    /// one. One computation per key at a time (see the module docs). When `compute` fails and a
+    /// value within its grace period exists, that value is returned instead of the error.
+    pub async fn get_or_compute<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let store_key = self.key(key);
+        let stale = match self.load::<T>(&store_key).await {
+            Some((value, true)) => return Ok(value),
+            Some((value, false)) => Some(value),
+            None => None,
+        };
+
+        // In this process: one computation per key.
+        let joined = {
+            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            match flights.get(key) {
+                Some(rx) => Err(rx.clone()),
+                None => {
+                    let (tx, rx) = watch::channel(());
+                    flights.insert(key.to_owned(), rx);
+                    Ok(FlightGuard {
+                        flights: Arc::clone(&self.flights),
+                        key: key.to_owned(),
+                        _tx: tx,
+                    })
+                }
+            }
+        };
+        let _guard = match joined {
+            Ok(guard) => guard,
+            Err(mut rx) => {
+                let waited =
+                    tokio::time::timeout(self.wait, async { while rx.changed().await.is_ok() {} })
+                        .await;
+                if waited.is_ok()
+                    && let Some((value, true)) = self.load::<T>(&store_key).await
+                {
+                    return Ok(value);
+                }
+                return self.compute_and_store(key, ttl, compute, stale).await;
+            }
+        };
+
+        // Across processes: the store's lock.
+        let lock_key = self.key(&format!("{key}#compute"));
+        let token = self
+            .store
+            .try_lock(&lock_key, self.wait)
+            .await
+            .ok()
+            .flatten();
+        if token.is_none() {
+            let deadline = tokio::time::Instant::now() + self.wait;
+            let mut delay = Duration::from_millis(2);
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(50));
+                if let Some((value, true)) = self.load::<T>(&store_key).await {
+                    return Ok(value);
+                }
+            }
+        }
+        let result = self.compute_and_store(key, ttl, compute, stale).await;
+        if let Some(token) = token {
+            let _ = self.store.unlock(&lock_key, &token).await;
+        }
+        result
+    }
+
+    async fn compute_and_store<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        compute: F,
+        stale: Option<T>,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match compute().await {
+            Ok(value) => {
+                if let Err(error) = self.set(key, &value, ttl).await {
+                    tracing::warn!(%error, key, "memo store put failed; value not stored");
+                }
+                Ok(value)
+            }
+            Err(error) => match stale {
+                Some(value) => Ok(value),
+                None => Err(error),
+            },
+        }
+    }
+}
+
+/// postcard is not self-describing: a value written as one type may decode as another. The
+/// writer's type name goes with the value, and a reader of another type treats it as absent.
+const TYPE_HEADER: HeaderName = HeaderName::from_static("memo-type");
+
+fn type_matches<T>(entry: &Entry) -> bool {
+    entry
+        .headers()
+        .get(TYPE_HEADER)
+        .is_some_and(|v| v.as_bytes() == std::any::type_name::<T>().as_bytes())
+}
+
+struct FlightGuard {
+    flights: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
+    key: String,
+    _tx: watch::Sender<()>,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        self.flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
+}
+
+#[cfg(all(test, feature = "moka"))]
+mod tests {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::MokaStore;
+
+    fn manual() -> (
+        Arc<AtomicU64>,
+        impl Fn() -> SystemTime + Send + Sync + 'static,
+    ) {
+        let secs = Arc::new(AtomicU64::new(1_750_000_000));
+        let s2 = Arc::clone(&secs);
+        (secs, move || {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(s2.load(Ordering::SeqCst))
+        })
+    }
+
+    #[tokio::test]
+    async fn computes_once_until_the_ttl_passes() {
+        let (secs, now) = manual();
+        let memo = Memo::new(MokaStore::default(), "t").clock(now);
+        let calls = AtomicUsize::new(0);
+        let compute = || async { Ok::<_, ()>(calls.fetch_add(1, Ordering::SeqCst) as u32) };
+        assert_eq!(
+            memo.get_or_compute("k", Duration::from_secs(10), compute)
+                .await,
+            Ok(0)
+        );
+        assert_eq!(
+            memo.get_or_compute("k", Duration::from_secs(10), compute)
+                .await,
+            Ok(0)
+        );
+        secs.fetch_add(10, Ordering::SeqCst);
+        assert_eq!(
+            memo.get_or_compute("k", Duration::from_secs(10), compute)
+                .await,
+            Ok(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn grace_returns_the_old_value_when_computing_fails() {
+        let (secs, now) = manual();
+        let memo = Memo::new(MokaStore::default(), "t")
+            .clock(now)
+            .grace(Duration::from_secs(60));
+        memo.get_or_compute("k", Duration::from_secs(10), || async {
+            Ok::<_, &str>("v1".to_owned())
+        })
+        .await
+        .unwrap();
+        secs.fetch_add(30, Ordering::SeqCst);
+        let v = memo
+            .get_or_compute("k", Duration::from_secs(10), || async {
+                Err::<String, _>("db down")
+            })
+            .await;
+        assert_eq!(v, Ok("v1".to_owned()));
+        secs.fetch_add(60, Ordering::SeqCst);
+        let v = memo
+            .get_or_compute("k", Duration::from_secs(10), || async {
+                Err::<String, _>("db down")
+            })
+            .await;
+        assert_eq!(v, Err("db down"));
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_computation() {
+        let memo = Memo::new(MokaStore::default(), "t");
+        let calls = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let (memo, calls, gate) = (memo.clone(), calls.clone(), gate.clone());
+                tokio::spawn(async move {
+                    memo.get_or_compute("k", Duration::from_secs(60), || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        gate.notified().await;
+                        Ok::<_, ()>(7u8)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        while calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        gate.notify_one();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), Ok(7));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn low_level_set_get_add_delete() {
+        let memo = Memo::new(MokaStore::default(), "t");
+        assert_eq!(memo.get::<u32>("a").await.unwrap(), None);
+        memo.set("a", &1u32, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(memo.get::<u32>("a").await.unwrap(), Some(1));
+        assert!(!memo.add("a", &2u32, Duration::from_secs(60)).await.unwrap());
+        assert!(memo.add("b", &3u32, Duration::from_secs(60)).await.unwrap());
+        assert_eq!(memo.get::<u32>("b").await.unwrap(), Some(3));
+        memo.set("user:1:name", &"ann".to_owned(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        memo.set("user:1:age", &40u8, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(memo.delete_prefix("user:1:").await.unwrap(), 2);
+        assert_eq!(memo.delete("a").await.unwrap(), 1);
+        assert_eq!(memo.get::<u32>("a").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_value_of_another_type_is_recomputed() {
+        let memo = Memo::new(MokaStore::default(), "t");
+        memo.set("k", &"text".to_owned(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let v: Result<Vec<u64>, ()> = memo
+            .get_or_compute("k", Duration::from_secs(60), || async { Ok(vec![1, 2]) })
+            .await;
+        assert_eq!(v, Ok(vec![1, 2]));
+    }
+}
