@@ -126,3 +126,92 @@ async fn revalidation_304_and_invalidation_over_the_wire() {
     );
     server.stop().await;
 }
+
+/// Chunks whose memory is counted while alive: `live` is what exists anywhere (in the layer,
+/// in flight, in the test) at a given moment.
+struct Counted {
+    len: usize,
+    live: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl AsRef<[u8]> for Counted {
+    fn as_ref(&self) -> &[u8] {
+        // A static zero page of the right length: the bytes' content does not matter here.
+        &ZEROS[..self.len]
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.live.fetch_sub(self.len as i64, Ordering::SeqCst);
+    }
+}
+
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+#[tokio::test]
+async fn a_64_mib_stream_passes_through_uncached_with_bounded_memory() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    const TOTAL: usize = 64 * 1024 * 1024;
+    const CHUNK: usize = 64 * 1024;
+    const BOUND: u64 = 1024 * 1024;
+    let live = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let producer_live = live.clone();
+    let app = Router::new()
+        .route(
+            "/huge",
+            get(move || {
+                let live = producer_live.clone();
+                async move {
+                    let chunks = (0..TOTAL / CHUNK).map(move |_| {
+                        live.fetch_add(CHUNK as i64, Ordering::SeqCst);
+                        Ok::<_, std::io::Error>(Bytes::from_owner(Counted {
+                            len: CHUNK,
+                            live: live.clone(),
+                        }))
+                    });
+                    (
+                        [(header::CACHE_CONTROL, "max-age=60")],
+                        Body::from_stream(stream::iter(chunks)),
+                    )
+                }
+            }),
+        )
+        .layer(ResponseCacheLayer::new(MokaStore::default()).max_body_size(BOUND));
+    let req = http::Request::get("/huge")
+        .header(header::HOST, "t")
+        .body(Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    // Unknown length: the cache does not claim `stored` before it knows the body fits.
+    assert_eq!(res.headers()["cache-status"], "tower-edge; fwd=miss");
+    let mut body = res.into_body();
+    let (mut received, mut peak) = (0usize, 0i64);
+    while let Some(frame) = body.frame().await {
+        let data = frame.unwrap().into_data().unwrap();
+        received += data.len();
+        peak = peak.max(live.load(Ordering::SeqCst));
+        drop(data);
+    }
+    assert_eq!(received, TOTAL);
+    // Copies stop at the bound: never more than the bound plus a chunk or two alive at once.
+    assert!(
+        peak <= (BOUND as i64) + 2 * CHUNK as i64,
+        "peak {peak} bytes alive"
+    );
+    assert_eq!(live.load(Ordering::SeqCst), 0, "every chunk was freed");
+    // And nothing was stored: the next request is a miss again.
+    let req = http::Request::get("/huge")
+        .header(header::HOST, "t")
+        .body(Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert!(
+        res.headers()["cache-status"]
+            .to_str()
+            .unwrap()
+            .contains("fwd=miss")
+    );
+}

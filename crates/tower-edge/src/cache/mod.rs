@@ -91,6 +91,11 @@
 //! `tracing`, and the request goes through.
 //!
 //! Stores and background refreshes run on the Tokio runtime the service is called from.
+//!
+//! # Warming up
+//!
+//! [`warm_up`] sends `GET`s for a list of paths through the stack at start-up, so the first
+//! visitors already get hits.
 
 mod body;
 mod flight;
@@ -101,6 +106,7 @@ mod layer;
 mod policy;
 mod service;
 mod stats;
+mod warm;
 
 use std::{sync::Arc, time::Duration};
 
@@ -114,6 +120,7 @@ pub use self::{
     policy::TTL_HEADER,
     service::ResponseCache,
     stats::CacheStats,
+    warm::warm_up,
 };
 pub use tower_edge_store::{CacheStore, MokaStore};
 

@@ -314,6 +314,7 @@ where
     let shared = &ctx.shared;
     if found.fresh(ctx.now) {
         bump(&shared.counters.hits);
+        tracing::trace!(key = %found.key, "cache hit");
         let ttl = found.entry.fresh_for().saturating_sub(found.age(ctx.now));
         return Ok(serve(&found, ctx, &format!("hit; ttl={}", ttl.as_secs())));
     }
@@ -321,6 +322,7 @@ where
     let may_serve_stale = !policy::forbids_stale(found.entry.headers());
     if may_serve_stale && stale_by < found.entry.stale_while_revalidate() {
         bump(&shared.counters.stale);
+        tracing::debug!(key = %found.key, stale_by = ?stale_by, "serving stale while revalidating");
         // One background refresh per key; everyone else is served the stale entry meanwhile.
         if let Join::Leader(guard) = shared.refreshes.join(found.key.to_string())
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
@@ -453,6 +455,7 @@ where
         Err(why) => {
             let stale = stale_for_error.expect("checked above");
             bump(&shared.counters.stale);
+            tracing::debug!(key = %ctx.base, "serving stale on error");
             let found = Found {
                 entry: Arc::clone(stale),
                 key: ctx.base.clone(),
@@ -487,6 +490,7 @@ where
         ) {
             Ok(freshness) => {
                 bump(&shared.counters.revalidated);
+                tracing::debug!(key = %ctx.base, "revalidated with 304");
                 let key = variant_key(ctx, &refreshed.headers);
                 let entry = entry_of(&refreshed, stale.body().clone(), &freshness, tags, ctx.now);
                 let ttl = freshness.store_ttl(true, config.keep_stale_for);
@@ -542,6 +546,7 @@ where
         Ok(freshness) => freshness,
         Err(reason) => {
             drop(guard);
+            tracing::debug!(key = %ctx.base, reason, "response not stored");
             append_status(&mut rparts.headers, &format!("{fwd}; detail={reason}"));
             return Ok(answer_uncached(ctx, rparts, rbody));
         }
@@ -552,7 +557,13 @@ where
     let ttl = freshness.store_ttl(has_validators, config.keep_stale_for);
     let key = variant_key(ctx, &rparts.headers);
     let template = entry_of(&rparts, Bytes::new(), &freshness, tags, ctx.now);
-    append_status(&mut rparts.headers, &format!("{fwd}; stored"));
+    // RFC 9211 `stored`: claimed only when the length is known to fit; a body of unknown length
+    // may still turn out too long to keep.
+    if rbody.size_hint().exact().is_some() {
+        append_status(&mut rparts.headers, &format!("{fwd}; stored"));
+    } else {
+        append_status(&mut rparts.headers, fwd);
+    }
 
     let client_answer = client_precondition(ctx, &rparts);
     if client_answer != Precondition::Proceed {
@@ -591,6 +602,7 @@ where
             ok &= store.put(&key, entry, ttl).await.is_ok();
             if ok {
                 bump(&counters.stored);
+                tracing::debug!(%key, bytes = len, ttl = ?ttl, "response stored");
                 counters
                     .bytes_stored
                     .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
