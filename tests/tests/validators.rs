@@ -18,7 +18,8 @@ fn etag_of(res: &http::Response<Bytes>) -> String {
 #[tokio::test]
 async fn every_get_route_answers_200_then_304_then_412() {
     let server = TestServer::start(app()).await;
-    for (path, _) in ROUTES {
+    // The cache's counters change with every request, so their tag does too.
+    for (path, _) in ROUTES.iter().filter(|(p, _)| *p != "/cache/stats") {
         let first = server.get(path, &[]).await;
         assert_eq!(first.status(), StatusCode::OK, "{path}");
         assert!(!first.body().is_empty(), "{path}");

@@ -11,7 +11,13 @@
 //! | `PUT /api/products/{id}`     | `If-Match` checked before the write: 412 for a stale copy, 428 without one |
 //! | `GET /articles/{slug}`       | `Last-Modified` stamped by `LastModifiedLayer` from the handler's data |
 //! | `GET /api/stats`             | an expensive report with an early 304 from a version counter    |
+//! | `GET /cache/stats`           | the response cache's counters                                   |
+//! | `POST /cache/purge`          | empties the response cache                                      |
 //! | `GET /healthz`               | liveness                                                        |
+//!
+//! The whole router sits behind a [`ResponseCacheLayer`] on an in-memory store: the catalogue
+//! and the articles are served from it (`Cache-Status` says so), a `PUT` removes the product it
+//! changed (RFC 9111 §4.4) and, through its `Cache-Tag`, the catalogue listing.
 
 use std::{
     collections::BTreeMap,
@@ -31,6 +37,7 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use tower_edge::{
+    cache::{CacheHandle, CacheTags, MokaStore, ResponseCacheLayer},
     etag::ETagLayer,
     extract::{Preconditions, Unmet},
     http::{etag::EntityTag, preconditions::Validators},
@@ -168,12 +175,15 @@ pub fn app() -> Router {
 
 /// The example application on the given data.
 pub fn app_with_state(state: AppState) -> Router {
+    let store = MokaStore::builder().max_bytes(64 * 1024 * 1024).build();
     Router::new()
         .route("/", get(index))
         .route("/api/products", get(list_products))
         .route("/api/products/{id}", get(get_product).put(put_product))
         .route("/articles/{slug}", get(article))
         .route("/api/stats", get(stats))
+        .route("/cache/stats", get(cache_stats))
+        .route("/cache/purge", axum::routing::post(cache_purge))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
         // Stamps Last-Modified from the `Published` extension that handlers attach.
@@ -183,7 +193,12 @@ pub fn app_with_state(state: AppState) -> Router {
             }),
         )
         .layer(ETagLayer::new())
+        // Outermost: a hit skips everything above, validators included.
+        .layer(ResponseCacheLayer::new(store))
 }
+
+/// `Cache-Control` for the public, briefly cacheable routes.
+const SHORT: &str = "public, max-age=30";
 
 /// A response extension: when the content was last changed.
 #[derive(Clone, Copy, Debug)]
@@ -207,6 +222,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         "/api/stats",
         "expensive report; early 304 from a version counter (Preconditions extractor)",
     ),
+    ("/cache/stats", "the response cache's counters (JSON)"),
     ("/healthz", "liveness"),
 ];
 
@@ -224,7 +240,8 @@ async fn index() -> Html<String> {
     }
     html.push_str(
         "<li><code>PUT /api/products/{id}</code>: update with <code>If-Match</code>; \
-         412 when your copy is stale</li>\n</ul>\n</body></html>\n",
+         412 when your copy is stale</li>\n\
+         <li><code>POST /cache/purge</code>: empty the response cache</li>\n</ul>\n</body></html>\n",
     );
     Html(html)
 }
@@ -232,8 +249,12 @@ async fn index() -> Html<String> {
 async fn list_products(State(state): State<AppState>) -> Response {
     let products = state.products.read().unwrap_or_else(|e| e.into_inner());
     let list: Vec<&Product> = products.values().map(|r| &r.product).collect();
-    // The ETag comes from ETagLayer, which hashes this body.
-    Json(list).into_response()
+    // The ETag comes from ETagLayer, which hashes this body. The tag lets a write to any
+    // product remove this listing from the cache.
+    let mut res = ([(header::CACHE_CONTROL, SHORT)], Json(list)).into_response();
+    res.extensions_mut()
+        .insert(CacheTags(vec!["catalogue".to_owned()]));
+    res
 }
 
 fn validators(record: &Record) -> Validators {
@@ -259,28 +280,54 @@ async fn get_product(
     let current = validators(&record);
     // Answer 304 from the version alone: no serialisation, and ETagLayer leaves our tag alone.
     pre.check(&current).map_err(IntoResponse::into_response)?;
-    Ok((current, Json(record.product)).into_response())
+    Ok((
+        current,
+        [(header::CACHE_CONTROL, SHORT)],
+        Json(record.product),
+    )
+        .into_response())
 }
 
 async fn put_product(
     State(state): State<AppState>,
     Path(id): Path<u32>,
+    cache: CacheHandle,
     pre: Preconditions,
     Json(update): Json<ProductUpdate>,
-) -> Result<Response, Response> {
+) -> Response {
+    let response = update_product(&state, id, &pre, update);
+    // The cache already drops this product's URL after a successful PUT (RFC 9111 §4.4); the
+    // listing that contains it goes by its tag.
+    if response.status().is_success()
+        && let Err(error) = cache.invalidate_tag("catalogue").await
+    {
+        tracing::warn!(%error, "could not invalidate the catalogue");
+    }
+    response
+}
+
+fn update_product(
+    state: &AppState,
+    id: u32,
+    pre: &Preconditions,
+    update: ProductUpdate,
+) -> Response {
     let mut products = state.products.write().unwrap_or_else(|e| e.into_inner());
-    let record = products.get_mut(&id).ok_or_else(|| not_found(id))?;
+    let Some(record) = products.get_mut(&id) else {
+        return not_found(id);
+    };
     // RFC 6585 §3: insist on a conditional update, so no client overwrites a change it never saw.
     if !pre.is_conditional() {
-        return Err((
+        return (
             StatusCode::PRECONDITION_REQUIRED,
             "precondition required: send If-Match with the ETag you last read\n",
         )
-            .into_response());
+            .into_response();
     }
     // Checked under the write lock: the check and the write are atomic.
-    pre.check(&validators(record))
-        .map_err(|unmet: Unmet| unmet.into_response())?;
+    if let Err(unmet) = pre.check(&validators(record)) {
+        return unmet.into_response();
+    }
     record.product = Product {
         id,
         name: update.name,
@@ -291,7 +338,7 @@ async fn put_product(
     record.version += 1;
     record.updated_at = SystemTime::now();
     state.data_version.fetch_add(1, Ordering::Relaxed);
-    Ok((validators(record), Json(record.product.clone())).into_response())
+    (validators(record), Json(record.product.clone())).into_response()
 }
 
 async fn article(State(state): State<AppState>, Path(slug): Path<String>) -> Response {
@@ -303,7 +350,7 @@ async fn article(State(state): State<AppState>, Path(slug): Path<String>) -> Res
          </head><body><article><h1>{0}</h1><p>{1}</p></article></body></html>\n",
         article.title, article.body
     );
-    let mut res = Html(html).into_response();
+    let mut res = ([(header::CACHE_CONTROL, "public, max-age=300")], Html(html)).into_response();
     res.extensions_mut().insert(Published(article.published));
     res
 }
@@ -340,6 +387,33 @@ async fn stats(State(state): State<AppState>, pre: Preconditions) -> Result<Resp
     Ok(res)
 }
 
+async fn cache_stats(cache: CacheHandle) -> Response {
+    let s = cache.stats();
+    let body = serde_json::json!({
+        "hits": s.hits,
+        "misses": s.misses,
+        "stale": s.stale,
+        "revalidated": s.revalidated,
+        "coalesced": s.coalesced,
+        "bypassed": s.bypassed,
+        "stored": s.stored,
+        "store_errors": s.store_errors,
+        "bytes_stored": s.bytes_stored,
+    });
+    ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+async fn cache_purge(cache: CacheHandle) -> Response {
+    match cache.purge().await {
+        Ok(()) => "purged\n".into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the cache store failed: {error}\n"),
+        )
+            .into_response(),
+    }
+}
+
 fn not_found(id: u32) -> Response {
     (StatusCode::NOT_FOUND, format!("no product with id {id}\n")).into_response()
 }
@@ -357,6 +431,10 @@ mod tests {
         let status = res.status();
         let headers = res.headers().clone();
         let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+        // The cache stores a response in a task spawned at its body's end: let it run.
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
         (status, headers, body)
     }
 
@@ -446,6 +524,60 @@ mod tests {
         let (status, headers, _) = send(&app, req.body(Body::empty()).unwrap()).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(headers[header::ETAG], "\"stats-2\"");
+    }
+
+    fn cache_status(headers: &http::HeaderMap) -> &str {
+        headers["cache-status"].to_str().unwrap()
+    }
+
+    #[tokio::test]
+    async fn catalogue_comes_from_the_cache_until_a_put_changes_a_product() {
+        let app = app();
+        let list = || get("/api/products").body(Body::empty()).unwrap();
+        let (_, headers, _) = send(&app, list()).await;
+        assert_eq!(cache_status(&headers), "tower-edge; fwd=miss; stored");
+        let (_, headers, first) = send(&app, list()).await;
+        assert!(cache_status(&headers).starts_with("tower-edge; hit"));
+        assert!(!headers.contains_key("cache-tag"));
+        // The product itself is cached too, and the PUT removes it with the listing.
+        send(&app, get("/api/products/4").body(Body::empty()).unwrap()).await;
+        let (status, _, _) = send(&app, put(4, Some("\"p4-v1\""))).await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, headers, after) = send(&app, list()).await;
+        assert!(cache_status(&headers).contains("fwd=miss"), "{headers:?}");
+        assert_ne!(first, after);
+        let (_, headers, body) =
+            send(&app, get("/api/products/4").body(Body::empty()).unwrap()).await;
+        assert!(cache_status(&headers).contains("fwd=miss"));
+        assert!(String::from_utf8(body).unwrap().contains("Renamed"));
+    }
+
+    #[tokio::test]
+    async fn cache_stats_and_purge() {
+        let app = app();
+        send(
+            &app,
+            get("/articles/validators").body(Body::empty()).unwrap(),
+        )
+        .await;
+        send(
+            &app,
+            get("/articles/validators").body(Body::empty()).unwrap(),
+        )
+        .await;
+        let (_, _, body) = send(&app, get("/cache/stats").body(Body::empty()).unwrap()).await;
+        let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(stats["hits"], 1);
+        assert!(stats["stored"].as_u64().unwrap() >= 1);
+        let purge = Request::post("/cache/purge").body(Body::empty()).unwrap();
+        let (status, _, _) = send(&app, purge).await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, headers, _) = send(
+            &app,
+            get("/articles/validators").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert!(cache_status(&headers).contains("fwd=miss"));
     }
 
     #[tokio::test]
