@@ -43,6 +43,7 @@
 //! |-----------------|------------------------------------------------------------------------|
 //! | `etag`          | [`etag::ETagLayer`]: strong `ETag`s from a SHA-256 of the body, 304/412 |
 //! | `last-modified` | [`last_modified::LastModifiedLayer`]: `If-Modified-Since`, `If-Unmodified-Since` |
+//! | `range`         | [`range::RangeLayer`]: `206`/`416` and `multipart/byteranges` for in-memory bodies |
 //! | `axum`          | [`extract::Preconditions`]: answer 304/412 in a handler before the work |
 //!
 //! The RFC primitives in [`http`] and the [`clock`] are always available.
@@ -72,7 +73,7 @@
 pub mod clock;
 pub mod http;
 
-#[cfg(any(feature = "etag", feature = "last-modified"))]
+#[cfg(any(feature = "etag", feature = "last-modified", feature = "range"))]
 pub mod body;
 #[cfg(any(feature = "etag", feature = "last-modified"))]
 mod conditional;
@@ -95,6 +96,10 @@ pub mod extract;
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cache;
 
+#[cfg(feature = "range")]
+#[cfg_attr(docsrs, doc(cfg(feature = "range")))]
+pub mod range;
+
 #[cfg(feature = "etag")]
 pub use etag::ETagLayer;
 
@@ -107,3 +112,5 @@ struct ReadmeDoctests;
 pub use cache::ResponseCacheLayer;
 #[cfg(feature = "last-modified")]
 pub use last_modified::LastModifiedLayer;
+#[cfg(feature = "range")]
+pub use range::RangeLayer;
