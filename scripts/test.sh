@@ -30,6 +30,9 @@ apt_install() {
 }
 # pkg-config is what -sys crates use to find C libraries.
 command -v pkg-config >/dev/null 2>&1 || apt_install pkg-config
+# The Redis tests start their own redis-server on a free loopback port.
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+redis-server --version
 
 step "cargo fmt --check"
 cargo fmt --all --check
@@ -44,7 +47,7 @@ for feature in etag last-modified axum cache range; do
 done
 
 cargo check -q -p tower-edge-store --no-default-features
-for feature in moka memo; do
+for feature in moka memo redis; do
   cargo check -q -p tower-edge-store --no-default-features --features "$feature"
 done
 

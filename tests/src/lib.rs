@@ -1,6 +1,7 @@
 //! Support for tower-edge's integration tests: a real server on a loopback port and a small
 //! HTTP/1.1 client.
 
+pub mod redis_server;
 pub mod store_suite;
 
 use std::net::SocketAddr;

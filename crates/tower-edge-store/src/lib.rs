@@ -34,6 +34,7 @@
 //! |---------|--------------|
 //! | `moka` (default) | [`MokaStore`]: in memory, bounded by bytes, per-entry TTL |
 //! | `memo` (default) | [`memo::Memo`]: typed function caching with single-flight and grace |
+//! | `redis` | [`RedisStore`] on deadpool-redis, failing open |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -48,9 +49,14 @@ pub mod memo;
 #[cfg(feature = "moka")]
 #[cfg_attr(docsrs, doc(cfg(feature = "moka")))]
 pub mod moka;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 
 #[cfg(feature = "moka")]
 pub use self::moka::MokaStore;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 pub use self::{entry::Entry, error::StoreError, key::CacheKey};
 
 /// Proof of holding a store lock, needed to release it.

@@ -1,0 +1,150 @@
+//! RedisStore against a real redis-server: the shared store suite, fail-open behaviour, and
+//! corrupt values.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use tower_edge_store::{CacheKey, CacheStore, Entry, RedisStore};
+use tower_edge_tests::{redis_server::RedisServer, store_suite};
+
+fn store(server: &RedisServer, prefix: &str) -> RedisStore {
+    RedisStore::builder(&server.url())
+        .prefix(prefix)
+        .build()
+        .expect("valid URL")
+}
+
+#[tokio::test]
+async fn passes_the_store_suite() {
+    let server = RedisServer::start();
+    store_suite::run_all(&store(&server, "suite:")).await;
+}
+
+#[tokio::test]
+async fn keys_are_readable_and_purge_keeps_to_its_prefix() {
+    let server = RedisServer::start();
+    let a = store(&server, "app-a:");
+    let b = store(&server, "app-b:");
+    let key = CacheKey::new("GET http://example.com/items").with_variant("enc", "br");
+    let entry = Entry::new(StatusCode::OK, HeaderMap::new(), Bytes::from_static(b"[]"))
+        .with_tags(vec!["items".into()]);
+    a.put(&key, entry.clone(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    b.put(&key, entry, Duration::from_secs(60)).await.unwrap();
+    let keys = server.command(&["KEYS", "app-a:*"]).unwrap();
+    assert!(
+        keys.contains("app-a:0:GET http://example.com/items|enc=br"),
+        "{keys}"
+    );
+    assert!(keys.contains("app-a:tag:items"), "{keys}");
+    a.purge().await.unwrap();
+    assert!(a.get(&key).await.unwrap().is_none());
+    assert!(
+        b.get(&key).await.unwrap().is_some(),
+        "another prefix is left alone"
+    );
+}
+
+#[tokio::test]
+async fn garbage_in_a_key_is_a_counted_miss_and_is_deleted() {
+    let server = RedisServer::start();
+    let store = store(&server, "g:");
+    let key = CacheKey::new("GET http://example.com/g");
+    store
+        .put_raw(&key, b"\x07not an entry", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let error = store.get(&key).await.unwrap_err();
+    assert!(error.is_corrupt());
+    assert_eq!(store.stats().corrupt, 1);
+    assert!(
+        store.get(&key).await.unwrap().is_none(),
+        "deleted after the first read"
+    );
+    let raw = server
+        .command(&["EXISTS", "g:0:GET http://example.com/g|"])
+        .unwrap();
+    assert_eq!(raw, ":0\r\n");
+}
+
+#[tokio::test]
+async fn a_dead_server_is_an_error_within_the_timeout_and_the_breaker_opens() {
+    let mut server = RedisServer::start();
+    let store = RedisStore::builder(&server.url())
+        .op_timeout(Duration::from_millis(50))
+        .breaker_threshold(3)
+        .breaker_backoff(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let key = CacheKey::new("GET http://example.com/x");
+    store
+        .put(
+            &key,
+            Entry::new(StatusCode::OK, HeaderMap::new(), Bytes::new()),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    server.stop();
+    for _ in 0..10 {
+        let started = Instant::now();
+        assert!(store.get(&key).await.is_err());
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert!(store.stats().short_circuited >= 1, "{:?}", store.stats());
+    // Back up: after the back-off a probe goes through and the store works again.
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if store
+            .put(
+                &key,
+                Entry::new(StatusCode::OK, HeaderMap::new(), Bytes::new()),
+                Duration::from_secs(60),
+            )
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the store never recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(store.get(&key).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_slow_server_is_a_timeout_not_a_hang() {
+    let server = RedisServer::start();
+    let store = RedisStore::builder(&server.url())
+        .op_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let key = CacheKey::new("GET http://example.com/slow");
+    store
+        .put(
+            &key,
+            Entry::new(StatusCode::OK, HeaderMap::new(), Bytes::new()),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    // The server reads DEBUG SLEEP before the store's GET arrives on its own connection, and
+    // answers nothing for half a second.
+    let stall = server.stall(0.5);
+    let started = Instant::now();
+    let result = store.get(&key).await;
+    assert!(result.unwrap_err().is_timeout());
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(stall);
+}
