@@ -68,6 +68,15 @@ impl CacheKey {
         self
     }
 
+    /// A key from parts already escaped (as [`CacheKey::resource`] and [`CacheKey::variant`]
+    /// return them), for keys that travel as text.
+    pub fn from_escaped(resource: &str, variant: &str) -> Self {
+        Self {
+            resource: resource.to_owned(),
+            variant: variant.to_owned(),
+        }
+    }
+
     /// The resource part, as escaped.
     pub fn resource(&self) -> &str {
         &self.resource

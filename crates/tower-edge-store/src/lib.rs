@@ -34,12 +34,14 @@
 //! |---------|--------------|
 //! | `moka` (default) | [`MokaStore`]: in memory, bounded by bytes, per-entry TTL |
 //! | `memo` (default) | [`memo::Memo`]: typed function caching with single-flight and grace |
-//! | `redis` | [`RedisStore`] on deadpool-redis, failing open |
+//! | `redis` | [`RedisStore`] on deadpool-redis, failing open; [`tiered::Tiered`] memory-in-front-of-Redis with the cross-instance invalidation bus |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::{future::Future, sync::Arc, time::Duration};
 
+#[cfg(feature = "redis")]
+mod bus;
 mod entry;
 mod error;
 mod key;
@@ -52,6 +54,9 @@ pub mod moka;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod tiered;
 
 #[cfg(feature = "moka")]
 pub use self::moka::MokaStore;

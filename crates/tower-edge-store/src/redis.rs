@@ -433,6 +433,20 @@ impl RedisStore {
         }
     }
 
+    /// Publishes `payload` on `channel` (the invalidation bus), within the operation timeout.
+    pub(crate) async fn publish(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
+        self.guarded(self.inner.op_timeout, async {
+            let mut conn = self.conn().await?;
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(payload)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(StoreError::backend)
+        })
+        .await
+    }
+
     /// Writes a raw value under `key`, bypassing the codec: for tests of what happens when
     /// something else writes garbage into the cache's keys.
     pub async fn put_raw(

@@ -15,16 +15,29 @@ pub(crate) struct Flights {
 
 /// Held by the request that makes the inner call; dropping it (after storing, or on giving up)
 /// wakes every follower.
-#[derive(Debug)]
 pub(crate) struct FlightGuard {
     flights: Arc<Flights>,
     key: String,
     // Dropped with the guard: followers see the channel close.
     _done: watch::Sender<()>,
+    // Releases the store's lock (other instances' followers), if this flight took it.
+    release: Option<Release>,
+}
+
+pub(crate) type Release = Box<dyn FnOnce() + Send + Sync>;
+
+impl FlightGuard {
+    /// Runs `release` when the flight ends.
+    pub(crate) fn on_release(&mut self, release: Release) {
+        self.release = Some(release);
+    }
 }
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release();
+        }
         self.flights
             .map
             .lock()
@@ -50,7 +63,16 @@ impl Flights {
             flights: Arc::clone(self),
             key,
             _done: tx,
+            release: None,
         })
+    }
+}
+
+impl std::fmt::Debug for FlightGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlightGuard")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 

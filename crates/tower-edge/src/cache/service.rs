@@ -209,10 +209,17 @@ where
     bump(&shared.counters.misses);
     let detail = if no_cache { "fwd=request" } else { "fwd=miss" };
     match shared.flights.join(ctx.base.to_string()) {
-        Join::Leader(guard) => {
+        Join::Leader(mut guard) => {
             // A flight may have ended between the lookup and the join.
             if !no_cache && let Some(found) = lookup(&ctx).await {
                 return answer_from(found, &ctx, inner, parts, body).await;
+            }
+            // Other instances sharing the store: one of us fetches, the others wait for it.
+            if let Some(found) = distributed_lock(&ctx, &mut guard).await
+                && !no_cache
+            {
+                bump(&shared.counters.coalesced);
+                return Ok(serve(&found, &ctx, "fwd=miss; collapsed"));
             }
             Box::pin(forward(
                 &ctx,
@@ -235,6 +242,51 @@ where
             }
             // The leader's answer was not storable, or took too long: go ourselves.
             Box::pin(forward(&ctx, &mut inner, parts, body, None, None, detail)).await
+        }
+    }
+}
+
+/// Takes the store's lock for this key (and arranges its release when `guard` goes), or, if
+/// another instance holds it, waits (bounded) for that instance's entry to appear. `Some` is
+/// that entry; `None` means: forward the request. A store without cross-process locks always
+/// grants it; a failing store is skipped.
+async fn distributed_lock<St: CacheStore + Clone>(
+    ctx: &Ctx<St>,
+    guard: &mut flight::FlightGuard,
+) -> Option<Found> {
+    let store = &ctx.shared.store;
+    let timeout = ctx.shared.config.coalesce_timeout;
+    let lock_key = ctx.base.clone();
+    match store.try_lock(&lock_key, timeout).await {
+        Ok(Some(token)) => {
+            let store = store.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                guard.on_release(Box::new(move || {
+                    runtime.spawn(async move {
+                        let _ = store.unlock(&lock_key, &token).await;
+                    });
+                }));
+            }
+            None
+        }
+        Ok(None) => {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut delay = Duration::from_millis(2);
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(50));
+                if let Some(found) = lookup(ctx).await
+                    && found.fresh(ctx.shared.config.clock.now())
+                {
+                    return Some(found);
+                }
+            }
+            None
+        }
+        Err(error) => {
+            bump(&ctx.shared.counters.store_errors);
+            tracing::debug!(%error, "store lock unavailable; fetching without it");
+            None
         }
     }
 }

@@ -1,0 +1,223 @@
+//! Cross-instance invalidation over Redis pub/sub, for the L1 of [`Tiered`](crate::tiered::Tiered).
+//!
+//! Every invalidation made through a `Tiered` store with the bus is published on
+//! `{prefix}invalidate`; every instance's subscriber applies the ones from other instances to
+//! its own L1. When the subscription drops (Redis restarted, network cut) the subscriber
+//! reconnects with back-off, and on reconnecting empties its L1: it may have missed messages,
+//! and an L1 that cannot know what was invalidated must not serve anything stale.
+
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use crate::{CacheKey, CacheStore, LockToken};
+
+/// One invalidation, as published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Message {
+    Key(CacheKey),
+    Resource(String),
+    Prefix(String),
+    Tag(String),
+    Generation,
+    Purge,
+}
+
+impl Message {
+    /// `{instance}\n{kind}\n{argument}[\n{argument}]`: fields are separated by newlines, which
+    /// no escaped key part contains.
+    fn encode(&self, instance: &str) -> String {
+        match self {
+            Self::Key(key) => format!("{instance}\nkey\n{}\n{}", key.resource(), key.variant()),
+            Self::Resource(r) => format!("{instance}\nresource\n{r}"),
+            Self::Prefix(p) => format!("{instance}\nprefix\n{p}"),
+            Self::Tag(t) => format!("{instance}\ntag\n{t}"),
+            Self::Generation => format!("{instance}\ngeneration"),
+            Self::Purge => format!("{instance}\npurge"),
+        }
+    }
+
+    fn decode(text: &str) -> Option<(&str, Self)> {
+        let mut fields = text.splitn(4, '\n');
+        let instance = fields.next()?;
+        let message = match fields.next()? {
+            "key" => Self::Key(CacheKey::from_escaped(
+                fields.next()?,
+                fields.next().unwrap_or(""),
+            )),
+            "resource" => Self::Resource(fields.next()?.to_owned()),
+            "prefix" => Self::Prefix(fields.next()?.to_owned()),
+            "tag" => Self::Tag(fields.next()?.to_owned()),
+            "generation" => Self::Generation,
+            "purge" => Self::Purge,
+            _ => return None,
+        };
+        Some((instance, message))
+    }
+}
+
+/// The publishing half, and the handle that keeps the subscriber running.
+pub(crate) struct Bus {
+    store: crate::RedisStore,
+    instance: String,
+    connected: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bus")
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bus {
+    pub(crate) fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+}
+
+mod redis_bus {
+    use deadpool_redis::redis;
+    use futures_util::StreamExt;
+
+    use super::*;
+    use crate::RedisStore;
+
+    fn channel(store: &RedisStore) -> String {
+        format!("{}invalidate", store.prefix())
+    }
+
+    impl Bus {
+        pub(crate) fn spawn<L1: CacheStore + Clone>(store: RedisStore, l1: L1) -> Self {
+            // Unique enough to tell our own messages apart: the same source as lock tokens.
+            let instance = LockToken::random().as_str().to_owned();
+            let connected = Arc::new(AtomicBool::new(false));
+            let task = tokio::spawn(subscribe(
+                store.clone(),
+                l1,
+                instance.clone(),
+                Arc::clone(&connected),
+            ));
+            Self {
+                store,
+                instance,
+                connected,
+                task,
+            }
+        }
+
+        pub(crate) async fn publish(&self, message: &Message) {
+            let payload = message.encode(&self.instance);
+            if let Err(error) = self.store.publish(&channel(&self.store), &payload).await {
+                // The other instances' L1s may now serve what was invalidated, for at most
+                // their L1 TTL; say so loudly.
+                tracing::warn!(%error, ?message, "invalidation not published");
+            }
+        }
+    }
+
+    impl Drop for Bus {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    async fn subscribe<L1: CacheStore>(
+        store: RedisStore,
+        l1: L1,
+        instance: String,
+        connected: Arc<AtomicBool>,
+    ) {
+        let channel = channel(&store);
+        let mut backoff = Duration::from_millis(50);
+        let mut first = true;
+        loop {
+            let pubsub = async {
+                let mut pubsub = store.client().get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            };
+            match tokio::time::timeout(Duration::from_secs(2), pubsub).await {
+                Ok(Ok(pubsub)) => {
+                    if !first {
+                        // Messages sent while we were away are lost: forget everything.
+                        tracing::info!("invalidation bus reconnected; emptying the local cache");
+                        let _ = l1.purge().await;
+                        store.refresh_generation();
+                    }
+                    first = false;
+                    backoff = Duration::from_millis(50);
+                    connected.store(true, Ordering::Release);
+                    let mut messages = pubsub.into_on_message();
+                    while let Some(msg) = messages.next().await {
+                        let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) else {
+                            continue;
+                        };
+                        match Message::decode(text) {
+                            Some((from, _)) if from == instance => {}
+                            Some((_, message)) => apply(&l1, &store, message).await,
+                            None => {
+                                tracing::warn!(payload = text, "unreadable invalidation message");
+                            }
+                        }
+                    }
+                    connected.store(false, Ordering::Release);
+                    tracing::warn!("invalidation bus disconnected; reconnecting");
+                }
+                Ok(Err(error)) => tracing::debug!(%error, "invalidation bus cannot subscribe yet"),
+                Err(_) => tracing::debug!("invalidation bus subscription timed out"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn apply<L1: CacheStore>(l1: &L1, store: &RedisStore, message: Message) {
+        let result = match &message {
+            Message::Key(key) => l1.delete(key).await.map(drop),
+            Message::Resource(r) => l1.delete_resource(r).await.map(drop),
+            Message::Prefix(p) => l1.delete_prefix(p).await.map(drop),
+            Message::Tag(t) => l1.delete_tag(t).await.map(drop),
+            Message::Generation => {
+                store.refresh_generation();
+                l1.bump_generation().await.map(drop)
+            }
+            Message::Purge => l1.purge().await,
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, ?message, "could not apply an invalidation to the local cache");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let key = CacheKey::new("GET http://a/x?y=1")
+            .with_variant("enc", "br")
+            .with_variant("vary:accept-language", "fr, en");
+        for message in [
+            Message::Key(key),
+            Message::Resource("GET http://a/x".into()),
+            Message::Prefix("GET http://a/".into()),
+            Message::Tag("product:7".into()),
+            Message::Generation,
+            Message::Purge,
+        ] {
+            let text = message.encode("me");
+            assert_eq!(Message::decode(&text), Some(("me", message)));
+        }
+        assert_eq!(Message::decode("x\nnonsense"), None);
+        assert_eq!(Message::decode(""), None);
+    }
+}
