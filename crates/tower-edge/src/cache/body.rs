@@ -26,6 +26,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B> {
         Full { data: Option<Bytes> },
+        Chunks { chunks: std::collections::VecDeque<Bytes> },
         Stream { #[pin] body: B },
         Tee { #[pin] body: B, tee: Option<Tee> },
     }
@@ -57,6 +58,12 @@ impl<B> CacheBody<B> {
             kind: Kind::Full {
                 data: (!data.is_empty()).then_some(data),
             },
+        }
+    }
+
+    pub(crate) fn chunks(chunks: std::collections::VecDeque<Bytes>) -> Self {
+        Self {
+            kind: Kind::Chunks { chunks },
         }
     }
 
@@ -123,6 +130,9 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project().kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Chunks { chunks } => {
+                Poll::Ready(chunks.pop_front().map(|d| Ok(Frame::data(d))))
+            }
             KindProj::Stream { body } => {
                 let frame = ready!(body.poll_frame(cx));
                 Poll::Ready(
@@ -176,6 +186,7 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full { data } => data.is_none(),
+            Kind::Chunks { chunks } => chunks.is_empty(),
             Kind::Stream { body } => body.is_end_stream(),
             // Reported as not ended until the tee has seen the whole body.
             Kind::Tee { tee, body } => tee.is_none() && body.is_end_stream(),
@@ -187,6 +198,9 @@ where
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
+            Kind::Chunks { chunks } => {
+                SizeHint::with_exact(chunks.iter().map(|c| c.len() as u64).sum())
+            }
             Kind::Stream { body } | Kind::Tee { body, .. } => body.size_hint(),
         }
     }
@@ -196,6 +210,7 @@ impl<B> fmt::Debug for CacheBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             Kind::Full { .. } => "Full",
+            Kind::Chunks { .. } => "Chunks",
             Kind::Stream { .. } => "Stream",
             Kind::Tee { .. } => "Tee",
         };

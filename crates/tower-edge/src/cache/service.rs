@@ -26,7 +26,9 @@ use crate::http::{
     preconditions::{
         Precondition, Validators, evaluate, has_preconditions, retain_not_modified_headers,
     },
+    range::{self, RangeLimits, Resolution},
 };
+use crate::range::{partial_parts, serves_ranges, unsatisfiable_parts};
 
 /// The service made by [`ResponseCacheLayer`](super::ResponseCacheLayer).
 pub struct ResponseCache<S, St> {
@@ -899,6 +901,29 @@ fn serve<St, B>(found: &Found, ctx: &Ctx<St>, status: &str) -> Response<CacheBod
             HeaderValue::from(entry.body().len() as u64),
         );
         return Response::from_parts(parts, CacheBody::empty());
+    }
+    // RFC 9110 §14: ranges of the stored body, with the same code as RangeLayer.
+    if ctx.client.contains_key(header::RANGE) && serves_ranges(parts.status, &parts.headers) {
+        let validators = Validators::from_headers(&parts.headers);
+        let len = entry.body().len() as u64;
+        match range::evaluate(
+            &ctx.method,
+            &ctx.client,
+            len,
+            &validators,
+            ctx.now,
+            &RangeLimits::new(),
+        ) {
+            Resolution::Full => {}
+            Resolution::Partial(ranges) => {
+                let (parts, chunks) = partial_parts(parts, entry.body(), &ranges);
+                return Response::from_parts(parts, CacheBody::chunks(chunks));
+            }
+            Resolution::Unsatisfiable => {
+                let (parts, body) = unsatisfiable_parts(parts, len);
+                return Response::from_parts(parts, CacheBody::full(body));
+            }
+        }
     }
     Response::from_parts(parts, CacheBody::full(entry.body().clone()))
 }

@@ -966,3 +966,71 @@ async fn stored_entries_keep_the_time_they_were_stored() {
     );
     assert_eq!(entry.fresh_for(), Duration::from_secs(60));
 }
+
+#[tokio::test]
+async fn answers_ranges_from_the_stored_body() {
+    let app = Router::new()
+        .route(
+            "/bytes",
+            get(|| async {
+                (
+                    [
+                        (header::CACHE_CONTROL, "max-age=60"),
+                        (header::ETAG, "\"b1\""),
+                        (header::CONTENT_TYPE, "text/plain"),
+                    ],
+                    "0123456789abcdefghij",
+                )
+            }),
+        )
+        .layer(layer(&clock()));
+    // A miss answers in full (the client's Range is not forwarded) and stores the body.
+    let miss = send(&app, get_req("/bytes", &[("range", "bytes=0-3")])).await;
+    assert_eq!(miss.status, StatusCode::OK);
+    assert_eq!(miss.text(), "0123456789abcdefghij");
+
+    let one = send(&app, get_req("/bytes", &[("range", "bytes=2-5")])).await;
+    assert_eq!(one.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(one.text(), "2345");
+    assert_eq!(one.headers[header::CONTENT_RANGE], "bytes 2-5/20");
+    assert!(one.cache_status().contains("hit"));
+
+    let suffix = send(&app, get_req("/bytes", &[("range", "bytes=-3")])).await;
+    assert_eq!(suffix.text(), "hij");
+
+    let two = send(&app, get_req("/bytes", &[("range", "bytes=0-1, 18-")])).await;
+    assert_eq!(two.status, StatusCode::PARTIAL_CONTENT);
+    let content_type = two.headers[header::CONTENT_TYPE].to_str().unwrap();
+    assert!(
+        content_type.starts_with("multipart/byteranges; boundary="),
+        "{content_type}"
+    );
+    let text = two.text();
+    assert!(
+        text.contains("Content-Range: bytes 0-1/20\r\n\r\n01\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Content-Range: bytes 18-19/20\r\n\r\nij\r\n"),
+        "{text}"
+    );
+
+    let none = send(&app, get_req("/bytes", &[("range", "bytes=50-")])).await;
+    assert_eq!(none.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(none.headers[header::CONTENT_RANGE], "bytes */20");
+
+    // If-Range with another validator: the whole representation.
+    let changed = send(
+        &app,
+        get_req("/bytes", &[("range", "bytes=0-1"), ("if-range", "\"b0\"")]),
+    )
+    .await;
+    assert_eq!(changed.status, StatusCode::OK);
+    assert_eq!(changed.body.len(), 20);
+    let same = send(
+        &app,
+        get_req("/bytes", &[("range", "bytes=0-1"), ("if-range", "\"b1\"")]),
+    )
+    .await;
+    assert_eq!(same.status, StatusCode::PARTIAL_CONTENT);
+}

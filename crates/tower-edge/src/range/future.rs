@@ -160,35 +160,43 @@ fn pass<B: Body>(parts: Parts, body: B) -> Response<RangeBody<B>> {
 
 /// The length of a response ranges can be served from, or `None` to leave it alone.
 fn rangeable_len<B: Body>(parts: &Parts, body: &B, max: u64) -> Option<u64> {
-    // RFC 9110 §14.2: ranges apply to a 200's representation; other statuses are left alone.
-    if parts.status != StatusCode::OK {
+    if !serves_ranges(parts.status, &parts.headers) {
         return None;
+    }
+    let hint = body.size_hint();
+    let len = hint.exact()?;
+    (len <= max).then_some(len)
+}
+
+/// Whether a response with this status and these headers may be answered in ranges; shared
+/// with the response cache.
+pub(crate) fn serves_ranges(status: StatusCode, headers: &http::HeaderMap) -> bool {
+    // RFC 9110 §14.2: ranges apply to a 200's representation; other statuses are left alone.
+    if status != StatusCode::OK {
+        return false;
     }
     // The handler may have said it serves no ranges (`Accept-Ranges: none`), or something this
     // layer does not understand.
-    if let Some(accept) = parts.headers.get(header::ACCEPT_RANGES) {
+    if let Some(accept) = headers.get(header::ACCEPT_RANGES) {
         if !accept.as_bytes().eq_ignore_ascii_case(b"bytes") {
-            return None;
+            return false;
         }
     }
     // A content-coded response is its own representation (§8.4), and a range of it is a range
     // of the coded bytes. That is only sound when those bytes are the same on every request,
     // which a strong ETag promises (§8.8.1); an encoder's output with a weak or no tag is left
     // alone, so a resumed download can never splice two different encodings.
-    if let Some(coding) = parts.headers.get(header::CONTENT_ENCODING) {
+    if let Some(coding) = headers.get(header::CONTENT_ENCODING) {
         let identity = coding.as_bytes().eq_ignore_ascii_case(b"identity");
-        let strong = parts
-            .headers
+        let strong = headers
             .get(header::ETAG)
             .and_then(|v| EntityTag::try_from(v).ok())
             .is_some_and(|t| !t.is_weak());
         if !identity && !strong {
-            return None;
+            return false;
         }
     }
-    let hint = body.size_hint();
-    let len = hint.exact()?;
-    (len <= max).then_some(len)
+    true
 }
 
 fn resolve(request: &RangeRequest, parts: &Parts, len: u64, config: &Config) -> Resolution {
@@ -248,11 +256,18 @@ fn concat(mut chunks: VecDeque<Bytes>, len: u64) -> Bytes {
 }
 
 /// The `206` for `ranges` (sorted, disjoint, within `whole`).
-fn partial<B: Body>(
+fn partial<B: Body>(parts: Parts, whole: &Bytes, ranges: &[ByteRange]) -> Response<RangeBody<B>> {
+    let (parts, body) = partial_parts(parts, whole, ranges);
+    Response::from_parts(parts, RangeBody::buffered(body, None))
+}
+
+/// The head and body chunks of the `206` for `ranges` (sorted, disjoint, within `whole`); shared
+/// with the response cache, which answers ranges from stored bodies.
+pub(crate) fn partial_parts(
     mut parts: Parts,
     whole: &Bytes,
     ranges: &[ByteRange],
-) -> Response<RangeBody<B>> {
+) -> (Parts, VecDeque<Bytes>) {
     let complete = whole.len() as u64;
     parts.status = StatusCode::PARTIAL_CONTENT;
     let slice = |r: &ByteRange| {
@@ -287,7 +302,7 @@ fn partial<B: Body>(
         body.push_back(multipart.closing());
         body
     };
-    Response::from_parts(parts, RangeBody::buffered(body, None))
+    (parts, body)
 }
 
 /// The body of the 416 this layer sends.
@@ -295,7 +310,14 @@ const UNSATISFIABLE_REASON: &str =
     "range not satisfiable: no range in the Range header starts inside the representation\n";
 
 /// The `416` for a representation of `complete` bytes, keeping its validators.
-fn unsatisfiable<B: Body>(mut parts: Parts, complete: u64) -> Response<RangeBody<B>> {
+fn unsatisfiable<B: Body>(parts: Parts, complete: u64) -> Response<RangeBody<B>> {
+    let (parts, body) = unsatisfiable_parts(parts, complete);
+    Response::from_parts(parts, RangeBody::buffered([body].into(), None))
+}
+
+/// The head and body of the `416` for a representation of `complete` bytes; shared with the
+/// response cache.
+pub(crate) fn unsatisfiable_parts(mut parts: Parts, complete: u64) -> (Parts, Bytes) {
     parts.status = StatusCode::RANGE_NOT_SATISFIABLE;
     let keep = [
         header::ETAG,
@@ -323,7 +345,7 @@ fn unsatisfiable<B: Body>(mut parts: Parts, complete: u64) -> Response<RangeBody
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    Response::from_parts(parts, RangeBody::buffered([body].into(), None))
+    (parts, body)
 }
 
 fn take<T>(slot: &mut Option<T>) -> T {

@@ -58,6 +58,8 @@
 //! compression layer, so ranges are taken of the identity bytes; compressors leave a `206` alone.
 
 mod future;
+
+pub(crate) use self::future::{partial_parts, serves_ranges, unsatisfiable_parts};
 mod layer;
 mod service;
 
