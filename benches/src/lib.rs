@@ -4,6 +4,8 @@
 //! answer it must get back. `bare` is the baseline every other scenario is compared with: the same
 //! handler, with no tower-edge layer in front of it.
 
+pub mod redis;
+
 use std::sync::OnceLock;
 
 use axum::{
@@ -43,7 +45,8 @@ pub struct Expect {
     pub body_len: usize,
 }
 
-/// One load-bench scenario.
+/// One load-bench scenario. Those named `redis-…` or `tiered-…` need a Redis server (see
+/// [`redis::needs_redis`]).
 #[derive(Clone, Debug)]
 pub struct Scenario {
     /// Short name, used by `--only` and in the report.
@@ -144,12 +147,15 @@ async fn cacheable_handler() -> Response {
         .into_response()
 }
 
+/// The bare route with `Cache-Control: public, max-age=3600`, for the cache scenarios.
+pub fn cacheable_router() -> Router {
+    Router::new().route("/data", get(cacheable_handler))
+}
+
 /// The same bytes behind `ResponseCacheLayer` on a `MokaStore`: after the first request, every
 /// request is a hit that never reaches the handler.
 pub fn cache_hit_app() -> Router {
-    Router::new()
-        .route("/data", get(cacheable_handler))
-        .layer(ResponseCacheLayer::new(MokaStore::default()))
+    cacheable_router().layer(ResponseCacheLayer::new(MokaStore::default()))
 }
 
 /// A handler using the `Preconditions` extractor with its own version-number ETag.
@@ -180,11 +186,21 @@ pub fn etag_of_body_10k() -> String {
     .clone()
 }
 
-fn get_data(headers: Vec<(&'static str, String)>) -> RequestSpec {
+pub(crate) fn get_data(headers: Vec<(&'static str, String)>) -> RequestSpec {
     RequestSpec {
         method: Method::GET,
         path: "/data",
         headers,
+    }
+}
+
+/// The scenario a scenario is best compared with, besides the bare handler: the same work done
+/// without the layer under test.
+pub fn paired_baseline(name: &str) -> Option<&'static str> {
+    match name {
+        "redis-hit" => Some("redis-bare"),
+        "tiered-hit" => Some("cache-hit"),
+        _ => None,
     }
 }
 
@@ -198,7 +214,7 @@ pub fn scenarios() -> Vec<Scenario> {
         status: StatusCode::NOT_MODIFIED,
         body_len: 0,
     };
-    vec![
+    let mut all = vec![
         Scenario {
             name: "bare",
             description: "bare axum handler, 10 KiB JSON (the baseline)",
@@ -241,7 +257,9 @@ pub fn scenarios() -> Vec<Scenario> {
             request: get_data(vec![("if-none-match", "\"v42\"".to_owned())]),
             expect: not_modified,
         },
-    ]
+    ];
+    all.extend(redis::scenarios(full));
+    all
 }
 
 #[cfg(test)]

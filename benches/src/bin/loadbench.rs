@@ -29,7 +29,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
-use tower_edge_benches::{Scenario, scenarios};
+use tower_edge_benches::{Scenario, paired_baseline, redis::needs_redis, scenarios};
 
 struct Options {
     duration: Duration,
@@ -164,13 +164,39 @@ fn main() -> ExitCode {
         eprintln!("warning: a debug build; figures are meaningless (use cargo run --release)");
     }
 
+    let all = scenarios();
+    let chosen = |name: &str| opts.only.is_empty() || opts.only.iter().any(|n| n == name);
+    // A scenario's own baseline runs with it.
+    let selected: Vec<Scenario> = all
+        .iter()
+        .filter(|s| {
+            chosen(s.name)
+                || (opts.baseline && s.name == "bare")
+                || (opts.baseline
+                    && all
+                        .iter()
+                        .any(|o| chosen(o.name) && paired_baseline(o.name) == Some(s.name)))
+        })
+        .cloned()
+        .collect();
+    let _redis = if selected.iter().any(|s| needs_redis(s.name)) {
+        match BenchRedis::start() {
+            Ok(redis) => {
+                tower_edge_benches::redis::set_url(redis.url());
+                Some(redis)
+            }
+            Err(e) => {
+                eprintln!("warning: {e}; skipping the redis-* and tiered-* scenarios");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut results: Vec<(Scenario, Measurement)> = Vec::new();
     let mut failed = false;
-    for scenario in scenarios() {
-        let selected = opts.only.is_empty()
-            || opts.only.iter().any(|n| n == scenario.name)
-            || (opts.baseline && scenario.name == "bare");
-        if !selected {
+    for scenario in selected {
+        if needs_redis(scenario.name) && _redis.is_none() {
             continue;
         }
         match run_scenario(&scenario, &opts, server_core, client_core) {
@@ -211,19 +237,29 @@ fn print_table(results: &[(Scenario, Measurement)], opts: &Options) {
         opts.duration.as_secs_f64()
     );
     println!(
-        "| scenario | req/s | p50 µs | p99 µs | server CPU µs/req | req/s vs bare | CPU/req vs bare |"
+        "| scenario | req/s | p50 µs | p99 µs | server CPU µs/req | req/s vs bare | CPU/req vs bare | own baseline | req/s vs it | CPU/req vs it |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|");
+    let ratios = |m: &Measurement, b: &Measurement| {
+        (
+            m.rps() / b.rps(),
+            b.cpu_per_request_us() / m.cpu_per_request_us(),
+        )
+    };
     for (s, m) in results {
-        let (rps_ratio, cpu_ratio) = match base {
-            Some(b) => (
-                m.rps() / b.rps(),
-                b.cpu_per_request_us() / m.cpu_per_request_us(),
-            ),
-            None => (f64::NAN, f64::NAN),
+        let (rps_ratio, cpu_ratio) = base.map_or((f64::NAN, f64::NAN), |b| ratios(m, b));
+        let pair = paired_baseline(s.name).and_then(|name| {
+            results
+                .iter()
+                .find(|(o, _)| o.name == name)
+                .map(|(o, b)| (o.name, ratios(m, b)))
+        });
+        let pair = match pair {
+            Some((name, (r, c))) => format!("{name} | {r:.2}x | {c:.2}x"),
+            None => "- | - | -".to_owned(),
         };
         println!(
-            "| {} | {:.0} | {} | {} | {:.2} | {:.2}x | {:.2}x |",
+            "| {} | {:.0} | {} | {} | {:.2} | {:.2}x | {:.2}x | {pair} |",
             s.name,
             m.rps(),
             m.percentile(0.50),
@@ -237,6 +273,60 @@ fn print_table(results: &[(Scenario, Measurement)], opts: &Options) {
         "\nCPU/req vs bare is the bare handler's server CPU per request divided by the \
          scenario's: 1.00x costs the same, 0.50x twice as much."
     );
+}
+
+/// A `redis-server` this bench started on a free loopback port; killed (by its PID) on drop.
+struct BenchRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl BenchRedis {
+    fn start() -> Result<Self, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot start redis-server ({e}); install it (apt-get install redis-server)"
+                )
+            })?;
+        let redis = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err("redis-server did not start within 10 s".to_owned());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for BenchRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The CPU time the calling thread has used, from the kernel's scheduler statistics.
