@@ -44,6 +44,7 @@
 //! | `etag`          | [`etag::ETagLayer`]: strong `ETag`s from a SHA-256 of the body, 304/412 |
 //! | `last-modified` | [`last_modified::LastModifiedLayer`]: `If-Modified-Since`, `If-Unmodified-Since` |
 //! | `range`         | [`range::RangeLayer`]: `206`/`416` and `multipart/byteranges` for in-memory bodies |
+//! | `fs`            | [`fs::ServeDir`], [`fs::ServeFile`]: files with validators, ranges, precompressed siblings, a hot cache |
 //! | `axum`          | [`extract::Preconditions`]: answer 304/412 in a handler before the work |
 //!
 //! The RFC primitives in [`http`] and the [`clock`] are always available.
@@ -99,6 +100,10 @@ pub mod cache;
 #[cfg(feature = "range")]
 #[cfg_attr(docsrs, doc(cfg(feature = "range")))]
 pub mod range;
+
+#[cfg(feature = "fs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
+pub mod fs;
 
 #[cfg(feature = "etag")]
 pub use etag::ETagLayer;

@@ -59,6 +59,7 @@
 
 mod future;
 
+#[cfg(feature = "cache")]
 pub(crate) use self::future::{partial_parts, serves_ranges, unsatisfiable_parts};
 mod layer;
 mod service;

@@ -1,0 +1,197 @@
+//! Turning a request path into segments that can only name something under the root.
+
+use std::path::{Component, Path};
+
+/// Why a request path is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Refused {
+    /// The path is not a valid percent-encoded UTF-8 path: answer `400` with this reason.
+    Malformed(&'static str),
+    /// The path is well formed but names nothing this server shows (`..`, a hidden file, a
+    /// drive letter…): answer as for a missing file, revealing nothing.
+    Hidden,
+}
+
+/// A request path reduced to plain file-name segments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct SafePath {
+    pub(super) segments: Vec<String>,
+    /// Whether the request path ends with `/` (a directory was asked for).
+    pub(super) trailing_slash: bool,
+    /// The segments joined with `/`, plus a trailing `/` when asked: the hot cache's key.
+    pub(super) key: Box<str>,
+}
+
+/// Parses the path of a request URI (without query).
+///
+/// Each `/`-separated segment is percent-decoded on its own, then must be a single, ordinary file
+/// name: not `.` or `..`, without `/`, `\`, `:` (drive letters, alternate data streams) or NUL,
+/// and not hidden (leading `.`) unless `allow_hidden`. Nothing is normalized away: a path that
+/// needs normalizing is refused, so `a/../b` never becomes `b`. Empty segments (`//`) are
+/// skipped, which cannot climb anywhere.
+pub(super) fn parse(path: &str, allow_hidden: bool) -> Result<SafePath, Refused> {
+    let mut segments = Vec::new();
+    for raw in path.split('/') {
+        if raw.is_empty() {
+            continue;
+        }
+        let decoded = percent_decode(raw.as_bytes()).ok_or(Refused::Malformed(
+            "bad request: malformed percent-encoding in the path\n",
+        ))?;
+        if decoded.contains(&0) {
+            return Err(Refused::Malformed("bad request: NUL byte in the path\n"));
+        }
+        let segment = String::from_utf8(decoded)
+            .map_err(|_| Refused::Malformed("bad request: the path is not valid UTF-8\n"))?;
+        if segment == "." || segment == ".." {
+            return Err(Refused::Hidden);
+        }
+        if segment.contains(['/', '\\', ':']) {
+            return Err(Refused::Hidden);
+        }
+        if segment.starts_with('.') && !allow_hidden {
+            return Err(Refused::Hidden);
+        }
+        // Belt and braces: the platform must see exactly one ordinary component.
+        let mut components = Path::new(&segment).components();
+        match (components.next(), components.next()) {
+            (Some(Component::Normal(c)), None) if c == segment.as_str() => {}
+            _ => return Err(Refused::Hidden),
+        }
+        segments.push(segment);
+    }
+    let trailing_slash = path.ends_with('/') || segments.is_empty();
+    let mut key = segments.join("/");
+    if trailing_slash {
+        key.push('/');
+    }
+    Ok(SafePath {
+        segments,
+        trailing_slash,
+        key: key.into_boxed_str(),
+    })
+}
+
+fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' {
+            let hi = hex(*input.get(i + 1)?)?;
+            let lo = hex(*input.get(i + 2)?)?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(input[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-encodes a file name for a URL path or an RFC 5987 `ext-value`: everything but the
+/// unreserved characters of RFC 3986 §2.3.
+pub(super) fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn ok(path: &str) -> SafePath {
+        parse(path, false).unwrap()
+    }
+
+    #[test]
+    fn splits_and_decodes_plain_paths() {
+        let p = ok("/css/app%20v2.css");
+        assert_eq!(p.segments, ["css", "app v2.css"]);
+        assert!(!p.trailing_slash);
+        assert_eq!(&*p.key, "css/app v2.css");
+        assert_eq!(&*ok("/docs/").key, "docs/");
+        assert!(ok("/").trailing_slash);
+        assert_eq!(&*ok("//a//b").key, "a/b");
+        assert_eq!(ok("/caf%C3%A9").segments, ["café"]);
+    }
+
+    #[test]
+    fn refuses_climbing_and_odd_names() {
+        for path in [
+            "/..",
+            "/../etc/passwd",
+            "/a/../../b",
+            "/%2e%2e/x",
+            "/%2E%2E/x",
+            "/.",
+            "/a/./b",
+            "/a%2f..%2fb",
+            "/..%5c..%5cwindows",
+            "/a\\b",
+            "/C:/Windows",
+            "/c%3a/x",
+            "/.env",
+            "/.git/config",
+            "/a/.hidden",
+        ] {
+            assert_eq!(parse(path, false), Err(Refused::Hidden), "{path}");
+        }
+    }
+
+    #[test]
+    fn allows_hidden_files_when_asked() {
+        assert_eq!(
+            parse("/.well-known/x", true).unwrap().segments,
+            [".well-known", "x"]
+        );
+        assert_eq!(parse("/..", true), Err(Refused::Hidden));
+    }
+
+    #[test]
+    fn malformed_paths_are_bad_requests() {
+        for path in ["/%", "/%zz", "/a%0", "/nul%00byte", "/%ff%fe"] {
+            assert!(
+                matches!(parse(path, false), Err(Refused::Malformed(_))),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn percent_encoding_round_trips() {
+        let name = "résumé final (2).pdf";
+        let encoded = percent_encode(name);
+        assert!(encoded.is_ascii());
+        assert_eq!(percent_decode(encoded.as_bytes()).unwrap(), name.as_bytes());
+    }
+
+    proptest! {
+        #[test]
+        fn never_yields_a_segment_that_climbs(path in "(/|%2e|%2E|\\.|%2f|%5c|\\\\|a|%00|%|:)*") {
+            if let Ok(p) = parse(&path, true) {
+                for s in &p.segments {
+                    prop_assert!(s != "." && s != ".." && !s.contains(['/', '\\', '\0', ':']));
+                }
+            }
+        }
+    }
+}

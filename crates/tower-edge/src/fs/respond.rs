@@ -1,0 +1,235 @@
+//! Building the response for one representation: preconditions, ranges, headers, body.
+
+use std::{collections::VecDeque, fs::File};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+
+use super::{
+    body::{FileBody, Segment},
+    cache::Rep,
+    meta,
+    serve_dir::Config,
+};
+use crate::http::{
+    preconditions::{
+        PRECONDITION_FAILED_REASON, Precondition, Validators, evaluate, retain_not_modified_headers,
+    },
+    range::{self, ByteRange, Multipart, Resolution, unsatisfied_content_range},
+};
+
+/// Where the bytes come from.
+pub(super) enum Source {
+    Bytes(Bytes),
+    File(File),
+}
+
+pub(super) struct Request<'a> {
+    pub(super) method: &'a Method,
+    pub(super) headers: &'a HeaderMap,
+}
+
+const UNSATISFIABLE_REASON: &str =
+    "range not satisfiable: no range in the Range header starts inside the file\n";
+
+pub(super) fn respond(
+    config: &Config,
+    request: &Request<'_>,
+    rep: &Rep,
+    name: &str,
+    content_type: &HeaderValue,
+    source: Source,
+) -> Response<FileBody> {
+    let now = config.clock.now();
+    let mut validators = Validators::new().with_etag(rep.etag.clone());
+    if config.last_modified {
+        if let Some(modified) = rep.modified {
+            validators = validators.with_last_modified(modified);
+        }
+    }
+    let mut headers = HeaderMap::with_capacity(10);
+    headers.insert(header::CONTENT_TYPE, content_type.clone());
+    validators.write_headers(&mut headers);
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let cache_control = if config.immutable_hashed_names && meta::is_hashed_name(name) {
+        Some(HeaderValue::from_static(
+            "public, max-age=31536000, immutable",
+        ))
+    } else {
+        config.cache_control.clone()
+    };
+    if let Some(cc) = cache_control {
+        headers.insert(header::CACHE_CONTROL, cc);
+    }
+    if config.any_precompressed() {
+        // RFC 9110 §12.5.5: the representation chosen depends on Accept-Encoding.
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    if let Some(encoding) = rep.encoding {
+        headers.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(encoding.token()),
+        );
+    }
+    if config.attachment {
+        headers.insert(header::CONTENT_DISPOSITION, meta::attachment(name));
+    }
+
+    // RFC 9110 §13.2.2: preconditions first, then (step 5) the range.
+    match evaluate(request.method, request.headers, &validators, now) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => {
+            retain_not_modified_headers(&mut headers);
+            return with(StatusCode::NOT_MODIFIED, headers, FileBody::empty());
+        }
+        Precondition::PreconditionFailed => {
+            let mut h = HeaderMap::new();
+            validators.write_headers(&mut h);
+            return text(
+                StatusCode::PRECONDITION_FAILED,
+                h,
+                PRECONDITION_FAILED_REASON,
+            );
+        }
+    }
+
+    let len = rep.version.len;
+    let head = request.method == Method::HEAD;
+    let resolution = range::evaluate(
+        request.method,
+        request.headers,
+        len,
+        &validators,
+        now,
+        &config.limits,
+    );
+    match resolution {
+        Resolution::Full => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            let body = if head || len == 0 {
+                FileBody::empty()
+            } else {
+                body(config, source, vec![whole(len)])
+            };
+            with(StatusCode::OK, headers, body)
+        }
+        Resolution::Unsatisfiable => {
+            let mut h = HeaderMap::new();
+            validators.write_headers(&mut h);
+            h.insert(header::CONTENT_RANGE, unsatisfied_content_range(len));
+            text(StatusCode::RANGE_NOT_SATISFIABLE, h, UNSATISFIABLE_REASON)
+        }
+        Resolution::Partial(ranges) => {
+            let segments = if let [range] = ranges.as_slice() {
+                headers.insert(header::CONTENT_RANGE, range.content_range(len));
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(range.len()));
+                vec![Piece::Range(*range)]
+            } else {
+                let multipart = Multipart::new(Some(content_type.clone()), len);
+                headers.insert(header::CONTENT_TYPE, multipart.content_type());
+                headers.insert(
+                    header::CONTENT_LENGTH,
+                    HeaderValue::from(multipart.body_len(&ranges)),
+                );
+                let mut pieces = Vec::with_capacity(ranges.len() * 2 + 1);
+                for range in &ranges {
+                    pieces.push(Piece::Framing(multipart.part_header(*range)));
+                    pieces.push(Piece::Range(*range));
+                }
+                pieces.push(Piece::Framing(multipart.closing()));
+                pieces
+            };
+            with(
+                StatusCode::PARTIAL_CONTENT,
+                headers,
+                body(config, source, segments),
+            )
+        }
+    }
+}
+
+enum Piece {
+    Framing(Bytes),
+    Range(ByteRange),
+}
+
+fn whole(len: u64) -> Piece {
+    Piece::Range(ByteRange::new(0, len - 1))
+}
+
+fn body(config: &Config, source: Source, pieces: Vec<Piece>) -> FileBody {
+    match source {
+        // Slices of the cached bytes: no copy.
+        Source::Bytes(bytes) => FileBody::bytes(
+            pieces
+                .into_iter()
+                .map(|p| match p {
+                    Piece::Framing(b) => b,
+                    Piece::Range(r) => bytes.slice(r.first() as usize..=r.last() as usize),
+                })
+                .collect(),
+        ),
+        Source::File(file) => {
+            let segments: VecDeque<Segment> = pieces
+                .into_iter()
+                .map(|p| match p {
+                    Piece::Framing(b) => Segment::Bytes(b),
+                    Piece::Range(r) => Segment::File {
+                        offset: r.first(),
+                        len: r.len(),
+                    },
+                })
+                .collect();
+            FileBody::file(file, segments, config.chunk_size)
+        }
+    }
+}
+
+fn with(status: StatusCode, headers: HeaderMap, body: FileBody) -> Response<FileBody> {
+    let mut res = Response::new(body);
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    res
+}
+
+/// A short plain-text answer (400, 404, 405, 412, 416) that no cache keeps as the file.
+pub(super) fn text(
+    status: StatusCode,
+    mut headers: HeaderMap,
+    reason: &'static str,
+) -> Response<FileBody> {
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(reason.len()));
+    with(
+        status,
+        headers,
+        FileBody::bytes([Bytes::from_static(reason.as_bytes())].into()),
+    )
+}
+
+pub(super) fn method_not_allowed() -> Response<FileBody> {
+    let mut h = HeaderMap::new();
+    // RFC 9110 §15.5.6: a 405 lists the methods the resource supports.
+    h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        h,
+        "method not allowed: files are served to GET and HEAD only\n",
+    )
+}
+
+pub(super) fn redirect(location: HeaderValue) -> Response<FileBody> {
+    let mut h = HeaderMap::new();
+    h.insert(header::LOCATION, location);
+    // 307 rather than a permanent redirect: a directory may become a file later, and browsers
+    // keep permanent redirects for good.
+    text(
+        StatusCode::TEMPORARY_REDIRECT,
+        h,
+        "redirecting to the directory, with a trailing slash\n",
+    )
+}
