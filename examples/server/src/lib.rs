@@ -37,7 +37,7 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use tower_edge::{
-    cache::{CacheHandle, CacheTags, MokaStore, ResponseCacheLayer},
+    cache::{CacheHandle, CacheStore, CacheTags, MokaStore, ResponseCacheLayer},
     etag::ETagLayer,
     extract::{Preconditions, Unmet},
     http::{etag::EntityTag, preconditions::Validators},
@@ -173,9 +173,15 @@ pub fn app() -> Router {
     app_with_state(AppState::new())
 }
 
-/// The example application on the given data.
+/// The example application on the given data, with an in-memory cache.
 pub fn app_with_state(state: AppState) -> Router {
     let store = MokaStore::builder().max_bytes(64 * 1024 * 1024).build();
+    app_with_store(state, store)
+}
+
+/// The example application with its cache in `store`: [`MokaStore`] alone, or memory in front
+/// of Redis (see `main.rs`, which does that when `REDIS_URL` is set).
+pub fn app_with_store<St: CacheStore + Clone>(state: AppState, store: St) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/api/products", get(list_products))

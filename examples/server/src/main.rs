@@ -4,7 +4,10 @@
 //! tower-edge-example-server [--addr HOST:PORT]
 //! ```
 //!
-//! The address comes from `--addr`, else the `ADDR` variable, else `127.0.0.1:3000`.
+//! The address comes from `--addr`, else the `ADDR` variable, else `127.0.0.1:3000`. With
+//! `REDIS_URL` set (`redis://127.0.0.1:6379/0`), the response cache keeps memory in front of
+//! that Redis, shared with every other instance started with the same URL, and invalidations
+//! reach all of them through the Redis invalidation bus.
 
 use std::{net::SocketAddr, process::ExitCode};
 
@@ -16,6 +19,9 @@ USAGE:
 
 OPTIONS:
     --addr HOST:PORT    address to listen on [env: ADDR] [default: 127.0.0.1:3000]
+
+ENVIRONMENT:
+    REDIS_URL           keep the response cache in memory in front of this Redis
     -h, --help          print this help
 ";
 
@@ -70,7 +76,29 @@ async fn main() -> ExitCode {
         let _ = tokio::signal::ctrl_c().await;
         eprintln!("shutting down");
     };
-    match axum::serve(listener, tower_edge_example_server::app())
+    let state = tower_edge_example_server::AppState::new();
+    let app = match std::env::var("REDIS_URL") {
+        Ok(url) if !url.is_empty() => {
+            let l2 = match tower_edge_store::RedisStore::builder(&url)
+                .prefix("tower-edge-example:")
+                .build()
+            {
+                Ok(l2) => l2,
+                Err(e) => {
+                    eprintln!("error: REDIS_URL {url:?}: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            eprintln!("response cache: memory in front of {url}, with the invalidation bus");
+            let memory = tower_edge_store::MokaStore::builder()
+                .max_bytes(64 * 1024 * 1024)
+                .build();
+            let store = tower_edge_store::tiered::Tiered::new(memory, l2).with_invalidation_bus();
+            tower_edge_example_server::app_with_store(state, store)
+        }
+        _ => tower_edge_example_server::app_with_state(state),
+    };
+    match axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
     {
