@@ -246,3 +246,47 @@ async fn redis_dying_under_load_costs_no_errors_and_caching_resumes_after_restar
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn after_a_bus_outage_an_instance_forgets_its_memory_tier() {
+    let mut redis = RedisServer::start();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let b = stack(&redis, calls, None);
+    until_connected(&[&b]).await;
+    fetch(&b.app, "/item/3").await;
+    assert!(b.store.l1().entry_count() > 0);
+    // While the bus is down, another instance's invalidations would be lost; on reconnecting,
+    // this instance must not trust what it held.
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(b.store.bus_connected() && b.store.l1().entry_count() == 0) {
+        assert!(
+            Instant::now() < deadline,
+            "the memory tier was not emptied after the bus came back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_redis_slows_requests_by_the_timeout_at_most() {
+    let redis = RedisServer::start();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let a = stack(&redis, calls, None);
+    until_connected(&[&a]).await;
+    let stall = redis.stall(1.0);
+    let started = Instant::now();
+    for i in 0..5 {
+        let (status, _, body) = fetch(&a.app, &format!("/item/{}", 500 + i)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, format!("item {}", 500 + i));
+    }
+    // Five cold requests, each a few store calls bounded by 50 ms (or refused at once by the
+    // breaker): well under the one-second stall.
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(stall);
+}
