@@ -38,6 +38,8 @@ pub(super) enum Segment {
 }
 
 struct FileStream {
+    // Bytes read ahead of the first poll (see `prefetch`), sent before the segments.
+    ready: VecDeque<Bytes>,
     segments: VecDeque<Segment>,
     // The file, when no read is in flight; while one is, the blocking task owns it.
     file: Option<File>,
@@ -67,12 +69,42 @@ impl FileBody {
             .sum();
         Self {
             kind: Kind::File(FileStream {
+                ready: VecDeque::new(),
                 segments,
                 file: Some(file),
                 reading: None,
                 chunk_size: chunk_size.max(1),
                 remaining,
             }),
+        }
+    }
+
+    /// Reads the first chunk of the file now, on the calling (blocking) thread, so the response
+    /// head and the first bytes leave together: one trip to the blocking pool instead of two,
+    /// and a small range is written in one go. Holds at most one chunk, like any other read.
+    pub(super) fn prefetch(&mut self) {
+        let Kind::File(stream) = &mut self.kind else {
+            return;
+        };
+        while let Some(Segment::Bytes(_)) = stream.segments.front() {
+            if let Some(Segment::Bytes(b)) = stream.segments.pop_front() {
+                stream.ready.push_back(b);
+            }
+        }
+        let (Some(Segment::File { offset, len }), Some(file)) =
+            (stream.segments.front_mut(), stream.file.as_ref())
+        else {
+            return;
+        };
+        let n = (*len).min(stream.chunk_size as u64);
+        // On failure nothing is consumed: the streaming path meets the error and reports it.
+        if let Ok(bytes) = read_span(file, *offset, n) {
+            *offset += n;
+            *len -= n;
+            if *len == 0 {
+                stream.segments.pop_front();
+            }
+            stream.ready.push_back(bytes);
         }
     }
 
@@ -103,7 +135,9 @@ impl Body for FileBody {
         match &self.kind {
             Kind::Empty => true,
             Kind::Bytes(chunks) => chunks.is_empty(),
-            Kind::File(stream) => stream.segments.is_empty() && stream.reading.is_none(),
+            Kind::File(stream) => {
+                stream.ready.is_empty() && stream.segments.is_empty() && stream.reading.is_none()
+            }
             Kind::Other(body) => body.is_end_stream(),
         }
     }
@@ -122,6 +156,13 @@ impl Body for FileBody {
 
 impl FileStream {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        if let Some(bytes) = self.ready.pop_front() {
+            self.remaining -= bytes.len() as u64;
+            if self.ready.is_empty() && self.segments.is_empty() {
+                self.file = None;
+            }
+            return Poll::Ready(Some(Ok(bytes)));
+        }
         if let Some(reading) = &mut self.reading {
             let joined = ready!(Pin::new(reading).poll(cx));
             self.reading = None;

@@ -443,68 +443,90 @@ where
         let hashes = self.hashes.clone();
         let not_found = self.not_found.clone();
         ResponseFuture::boxed(async move {
-            let loaded = match path {
-                None => Loaded::NotFound,
-                Some(path) => {
-                    let accepted = Accepted::from_headers(req.headers());
-                    let config = config.clone();
-                    let job = tokio::task::spawn_blocking(move || {
-                        let caches = Caches {
-                            hot: &cache,
-                            hashes: &hashes,
-                        };
-                        if let Some(entry) = caches.hot.get(&path.key) {
-                            if let Some(entry) = open::revalidate(&entry, now) {
-                                return Loaded::Cached(entry);
-                            }
+            let Some(path) = path else {
+                return Ok(not_found_response(not_found, req).await);
+            };
+            let accepted = Accepted::from_headers(req.headers());
+            // Everything that touches the disk, and the response itself, is done in one trip to
+            // the blocking pool; the request goes along and comes back for the not-found service.
+            let job = tokio::task::spawn_blocking(move || {
+                let caches = Caches {
+                    hot: &cache,
+                    hashes: &hashes,
+                };
+                let loaded = match caches.hot.get(&path.key) {
+                    Some(entry) => match open::revalidate(&entry, now) {
+                        Some(entry) => Loaded::Cached(entry),
+                        None => {
                             caches.hot.remove(&path.key);
+                            open::load(&config, &caches, &path, accepted, now)
                         }
-                        open::load(&config, &caches, &path, accepted, now)
-                    });
-                    job.await.unwrap_or(Loaded::NotFound)
-                }
-            };
-            let response = match loaded {
-                Loaded::Cached(entry) => respond_cached(&config, &req, &entry),
-                Loaded::File {
-                    file,
-                    rep,
-                    name,
-                    content_type,
-                } => respond::respond(
-                    &config,
-                    &respond::Request {
-                        method: req.method(),
-                        headers: req.headers(),
                     },
-                    &rep,
-                    &name,
-                    &content_type,
-                    Source::File(file),
+                    None => open::load(&config, &caches, &path, accepted, now),
+                };
+                let response = match loaded {
+                    Loaded::Cached(entry) => Some(respond_cached(&config, &req, &entry)),
+                    Loaded::File {
+                        file,
+                        rep,
+                        name,
+                        content_type,
+                    } => {
+                        let request = respond::Request {
+                            method: req.method(),
+                            headers: req.headers(),
+                        };
+                        let mut response = respond::respond(
+                            &config,
+                            &request,
+                            &rep,
+                            &name,
+                            &content_type,
+                            Source::File(file),
+                        );
+                        response.body_mut().prefetch();
+                        Some(response)
+                    }
+                    Loaded::Redirect(location) => Some(respond::redirect(location)),
+                    Loaded::Offload {
+                        relative,
+                        absolute,
+                        name,
+                    } => Some(offload(&config, &relative, &absolute, &name)),
+                    Loaded::NotFound => None,
+                };
+                (response, req)
+            });
+            Ok(match job.await {
+                Ok((Some(response), _)) => response,
+                Ok((None, req)) => not_found_response(not_found, req).await,
+                // The blocking job panicked (a bug): nothing was served, and nothing can be.
+                Err(_) => respond::text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    HeaderMap::new(),
+                    "internal error while opening the file\n",
                 ),
-                Loaded::Redirect(location) => respond::redirect(location),
-                Loaded::Offload {
-                    relative,
-                    absolute,
-                    name,
-                } => offload(&config, &relative, &absolute, &name),
-                Loaded::NotFound => {
-                    let mut not_found = not_found;
-                    std::future::poll_fn(|cx| not_found.poll_ready(cx))
-                        .await
-                        .unwrap_or_else(|never| match never {});
-                    let response = not_found
-                        .call(req)
-                        .await
-                        .unwrap_or_else(|never| match never {});
-                    let (parts, body) = response.into_parts();
-                    let body = body.map_err(|e| io::Error::other(e.into())).boxed_unsync();
-                    return Ok(Response::from_parts(parts, FileBody::other(body)));
-                }
-            };
-            Ok(response)
+            })
         })
     }
+}
+
+async fn not_found_response<F, ReqB, FB>(mut not_found: F, req: Request<ReqB>) -> Response<FileBody>
+where
+    F: Service<Request<ReqB>, Response = Response<FB>, Error = Infallible>,
+    FB: Body<Data = Bytes> + Send + 'static,
+    FB::Error: Into<BoxError>,
+{
+    std::future::poll_fn(|cx| not_found.poll_ready(cx))
+        .await
+        .unwrap_or_else(|never| match never {});
+    let response = not_found
+        .call(req)
+        .await
+        .unwrap_or_else(|never| match never {});
+    let (parts, body) = response.into_parts();
+    let body = body.map_err(|e| io::Error::other(e.into())).boxed_unsync();
+    Response::from_parts(parts, FileBody::other(body))
 }
 
 fn respond_cached<B>(
