@@ -4,6 +4,7 @@
 //! answer it must get back. `bare` is the baseline every other scenario is compared with: the same
 //! handler, with no tower-edge layer in front of it.
 
+pub mod fs;
 pub mod redis;
 
 use std::sync::OnceLock;
@@ -200,7 +201,7 @@ pub fn paired_baseline(name: &str) -> Option<&'static str> {
     match name {
         "redis-hit" => Some("redis-bare"),
         "tiered-hit" => Some("cache-hit"),
-        _ => None,
+        _ => fs::paired(name),
     }
 }
 
@@ -259,6 +260,7 @@ pub fn scenarios() -> Vec<Scenario> {
         },
     ];
     all.extend(redis::scenarios(full));
+    all.extend(fs::scenarios());
     all
 }
 

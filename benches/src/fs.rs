@@ -1,0 +1,154 @@
+//! File-serving scenarios: tower-edge's `ServeDir` and tower-http's `ServeDir` on the same files,
+//! side by side (each `fs-…` scenario is paired with its `tower-http-…` twin).
+//!
+//! The files are written once per process into a temporary directory that lives until the
+//! process exits.
+
+use std::{path::Path, sync::OnceLock, time::SystemTime};
+
+use axum::{Router, http::StatusCode};
+use tempfile::TempDir;
+use tower_edge::{fs::ServeDir, http::date::format_http_date};
+
+use crate::{Expect, RequestSpec, Scenario};
+
+const SMALL: usize = 10 * 1024;
+const LARGE: usize = 1024 * 1024;
+
+/// The directory holding `small.bin` (10 KiB) and `large.bin` (1 MiB).
+pub fn files() -> &'static Path {
+    static DIR: OnceLock<TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("tower-edge-bench-fs")
+            .tempdir()
+            .expect("a temporary directory");
+        let bytes = |len: usize| (0..len).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>();
+        std::fs::write(dir.path().join("small.bin"), bytes(SMALL)).expect("write small.bin");
+        std::fs::write(dir.path().join("large.bin"), bytes(LARGE)).expect("write large.bin");
+        dir
+    })
+    .path()
+}
+
+fn modified_of_small() -> String {
+    let modified = std::fs::metadata(files().join("small.bin"))
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| SystemTime::now());
+    format_http_date(modified)
+}
+
+/// tower-edge's `ServeDir` with its defaults.
+pub fn edge_app() -> Router {
+    Router::new().fallback_service(ServeDir::new(files()))
+}
+
+/// tower-http's `ServeDir` with its defaults.
+pub fn tower_http_app() -> Router {
+    Router::new().fallback_service(tower_http::services::ServeDir::new(files()))
+}
+
+fn get(path: &'static str, headers: Vec<(&'static str, String)>) -> RequestSpec {
+    RequestSpec {
+        method: axum::http::Method::GET,
+        path,
+        headers,
+    }
+}
+
+/// The file scenarios, each tower-edge one followed by its tower-http twin.
+pub fn scenarios() -> Vec<Scenario> {
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Vec<(&'static str, String)>,
+        Expect,
+    );
+    let cases: [Case; 4] = [
+        (
+            "10k",
+            "a 10 KiB file",
+            "/small.bin",
+            Vec::new(),
+            Expect {
+                status: StatusCode::OK,
+                body_len: SMALL,
+            },
+        ),
+        (
+            "1m",
+            "a 1 MiB file",
+            "/large.bin",
+            Vec::new(),
+            Expect {
+                status: StatusCode::OK,
+                body_len: LARGE,
+            },
+        ),
+        (
+            "range",
+            "a 1 KiB range of a 1 MiB file",
+            "/large.bin",
+            vec![("range", "bytes=524288-525311".to_owned())],
+            Expect {
+                status: StatusCode::PARTIAL_CONTENT,
+                body_len: 1024,
+            },
+        ),
+        (
+            "304",
+            "If-Modified-Since on a 10 KiB file: 304",
+            "/small.bin",
+            vec![("if-modified-since", modified_of_small())],
+            Expect {
+                status: StatusCode::NOT_MODIFIED,
+                body_len: 0,
+            },
+        ),
+    ];
+    let mut out = Vec::new();
+    for (key, what, path, headers, expect) in cases {
+        let (edge, tower_http) = names(key);
+        out.push(Scenario {
+            name: edge,
+            description: leak(format!("tower-edge ServeDir, {what}")),
+            app: edge_app,
+            request: get(path, headers.clone()),
+            expect,
+        });
+        out.push(Scenario {
+            name: tower_http,
+            description: leak(format!("tower-http ServeDir, {what}")),
+            app: tower_http_app,
+            request: get(path, headers),
+            expect,
+        });
+    }
+    out
+}
+
+fn names(key: &str) -> (&'static str, &'static str) {
+    match key {
+        "10k" => ("fs-10k", "tower-http-10k"),
+        "1m" => ("fs-1m", "tower-http-1m"),
+        "range" => ("fs-range", "tower-http-range"),
+        _ => ("fs-304", "tower-http-304"),
+    }
+}
+
+/// The tower-http twin of a tower-edge file scenario.
+pub fn paired(name: &str) -> Option<&'static str> {
+    match name {
+        "fs-10k" => Some("tower-http-10k"),
+        "fs-1m" => Some("tower-http-1m"),
+        "fs-range" => Some("tower-http-range"),
+        "fs-304" => Some("tower-http-304"),
+        _ => None,
+    }
+}
+
+fn leak(s: String) -> &'static str {
+    // Built once per run for a handful of scenarios.
+    Box::leak(s.into_boxed_str())
+}
