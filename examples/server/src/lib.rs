@@ -14,6 +14,7 @@
 //! | `GET /cache/stats`           | the response cache's counters                                   |
 //! | `POST /cache/purge`          | empties the response cache                                      |
 //! | `GET /healthz`               | liveness                                                        |
+//! | `GET /static/…`              | files from `static/` through `ServeDir`: ranges, validators, a precompressed `.gz`, an immutable hashed asset |
 //!
 //! The whole router sits behind a [`ResponseCacheLayer`] on an in-memory store: the catalogue
 //! and the articles are served from it (`Cache-Status` says so), a `PUT` removes the product it
@@ -40,6 +41,7 @@ use tower_edge::{
     cache::{CacheHandle, CacheStore, CacheTags, MokaStore, ResponseCacheLayer},
     etag::ETagLayer,
     extract::{Preconditions, Unmet},
+    fs::ServeDir,
     http::{etag::EntityTag, preconditions::Validators},
     last_modified::LastModifiedLayer,
 };
@@ -191,6 +193,7 @@ pub fn app_with_store<St: CacheStore + Clone>(state: AppState, store: St) -> Rou
         .route("/cache/stats", get(cache_stats))
         .route("/cache/purge", axum::routing::post(cache_purge))
         .route("/healthz", get(|| async { "ok" }))
+        .nest_service("/static", static_files())
         .with_state(state)
         // Stamps Last-Modified from the `Published` extension that handlers attach.
         .layer(
@@ -201,6 +204,16 @@ pub fn app_with_store<St: CacheStore + Clone>(state: AppState, store: St) -> Rou
         .layer(ETagLayer::new())
         // Outermost: a hit skips everything above, validators included.
         .layer(ResponseCacheLayer::new(store))
+}
+
+/// The directory `/static` serves: `static/` next to this crate's manifest, whatever the
+/// working directory.
+pub const STATIC_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/static");
+
+/// `ServeDir` over [`STATIC_DIR`], with gzip siblings (`app.3f2a9c1b.css.gz`) served to clients
+/// that accept them.
+fn static_files() -> ServeDir {
+    ServeDir::new(STATIC_DIR).precompressed_gzip(true)
 }
 
 /// `Cache-Control` for the public, briefly cacheable routes.
@@ -230,6 +243,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     ("/cache/stats", "the response cache's counters (JSON)"),
     ("/healthz", "liveness"),
+    (
+        "/static/hello.txt",
+        "a static file through ServeDir: Range, If-Range, ETag, Last-Modified",
+    ),
+    (
+        "/static/app.3f2a9c1b.css",
+        "a hashed asset: immutable for a year, gzip sibling for clients that accept it",
+    ),
+    ("/static/docs/", "a directory's index.html"),
 ];
 
 async fn index() -> Html<String> {
@@ -600,6 +622,59 @@ mod tests {
         );
         assert!(headers.contains_key(header::ETAG));
         let (status, _, _) = send(&app(), get("/articles/nope").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn static_files_are_served_with_ranges_validators_and_gzip_siblings() {
+        let app = app();
+        let on_disk = std::fs::read(format!("{STATIC_DIR}/hello.txt")).unwrap();
+        let (status, headers, body) =
+            send(&app, get("/static/hello.txt").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, on_disk);
+        assert_eq!(headers[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+        assert_eq!(headers[header::ACCEPT_RANGES], "bytes");
+        let etag = headers[header::ETAG].clone();
+
+        let req = get("/static/hello.txt")
+            .header(header::RANGE, "bytes=0-4")
+            .header(header::IF_RANGE, etag.clone());
+        let (status, headers, body) = send(&app, req.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(
+            headers[header::CONTENT_RANGE],
+            format!("bytes 0-4/{}", on_disk.len()).as_str()
+        );
+        assert_eq!(body, &on_disk[..5]);
+
+        let req = get("/static/hello.txt").header(header::IF_NONE_MATCH, etag);
+        let (status, _, body) = send(&app, req.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+        assert!(body.is_empty());
+
+        let req = get("/static/app.3f2a9c1b.css").header(header::ACCEPT_ENCODING, "gzip");
+        let (status, headers, body) = send(&app, req.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(
+            headers[header::CACHE_CONTROL],
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(
+            body,
+            std::fs::read(format!("{STATIC_DIR}/app.3f2a9c1b.css.gz")).unwrap()
+        );
+
+        let (status, headers, _) =
+            send(&app, get("/static/docs").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(headers[header::LOCATION], "docs/");
+        let (status, _, _) = send(
+            &app,
+            get("/static/../Cargo.toml").body(Body::empty()).unwrap(),
+        )
+        .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }
