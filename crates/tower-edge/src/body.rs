@@ -57,7 +57,8 @@ impl<B: Body> EdgeBody<B> {
         }
     }
 
-    /// The chunks already read, then whatever `rest` still yields.
+    /// The chunks already read, then whatever `rest` still yields. (ETagLayer's.)
+    #[cfg_attr(not(feature = "etag"), allow(dead_code))]
     pub(crate) fn prefixed(chunks: VecDeque<Bytes>, rest: Pin<Box<B>>) -> Self {
         Self {
             kind: Kind::Buffered {
@@ -72,6 +73,7 @@ impl<B: Body> EdgeBody<B> {
         Self { kind: Kind::Empty }
     }
 
+    #[cfg_attr(not(feature = "etag"), allow(dead_code))]
     pub(crate) fn failed(error: B::Error) -> Self {
         Self {
             kind: Kind::Failed { error: Some(error) },

@@ -71,10 +71,30 @@ impl fmt::Debug for ManualClock {
     }
 }
 
-/// A shareable clock, as the layers hold it.
+/// A shareable clock, as the layers hold it. (Unused in a build with no layer at all.)
 #[derive(Clone)]
+#[cfg_attr(
+    not(any(
+        feature = "etag",
+        feature = "last-modified",
+        feature = "cache",
+        feature = "range",
+        feature = "fs"
+    )),
+    allow(dead_code)
+)]
 pub(crate) struct SharedClock(Arc<dyn Clock>);
 
+#[cfg_attr(
+    not(any(
+        feature = "etag",
+        feature = "last-modified",
+        feature = "cache",
+        feature = "range",
+        feature = "fs"
+    )),
+    allow(dead_code)
+)]
 impl SharedClock {
     pub(crate) fn new(clock: impl Clock) -> Self {
         Self(Arc::new(clock))

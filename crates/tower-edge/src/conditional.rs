@@ -35,6 +35,8 @@ impl RequestConditions {
         })
     }
 
+    // Used by ETagLayer only (as is `evaluate`).
+    #[cfg_attr(not(feature = "etag"), allow(dead_code))]
     pub(crate) fn is_head(&self) -> bool {
         self.method == Method::HEAD
     }
@@ -43,6 +45,7 @@ impl RequestConditions {
         !self.headers.is_empty()
     }
 
+    #[cfg_attr(not(feature = "etag"), allow(dead_code))]
     pub(crate) fn evaluate(&self, validators: &Validators, now: SystemTime) -> Precondition {
         if !self.has_conditions() {
             return Precondition::Proceed;
@@ -50,6 +53,8 @@ impl RequestConditions {
         evaluate(&self.method, &self.headers, validators, now)
     }
 
+    // Used by LastModifiedLayer only.
+    #[cfg_attr(not(feature = "last-modified"), allow(dead_code))]
     pub(crate) fn evaluate_dates(
         &self,
         last_modified: Option<SystemTime>,
