@@ -4,6 +4,7 @@
 //! each RFC rule: [`etag`] for entity tags, [`date`] for HTTP dates, [`preconditions`] for the
 //! order in which conditional requests are evaluated, and [`range`] for byte ranges.
 
+pub mod accept_encoding;
 pub mod cache_control;
 pub mod date;
 pub mod etag;
