@@ -97,6 +97,23 @@ pub mod extract;
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cache;
 
+#[cfg(any(
+    feature = "compression-gzip",
+    feature = "compression-deflate",
+    feature = "compression-br",
+    feature = "compression-zstd"
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(
+        feature = "compression-gzip",
+        feature = "compression-deflate",
+        feature = "compression-br",
+        feature = "compression-zstd"
+    )))
+)]
+pub mod compression;
+
 #[cfg(feature = "range")]
 #[cfg_attr(docsrs, doc(cfg(feature = "range")))]
 pub mod range;

@@ -191,7 +191,10 @@ mod tests {
     fn pick(value: Option<&[u8]>) -> Result<Coding, NotAcceptable> {
         let mut h = HeaderMap::new();
         if let Some(v) = value {
-            h.insert(header::ACCEPT_ENCODING, http::HeaderValue::from_bytes(v).unwrap());
+            h.insert(
+                header::ACCEPT_ENCODING,
+                http::HeaderValue::from_bytes(v).unwrap(),
+            );
         }
         negotiate(&h, &ALL)
     }
