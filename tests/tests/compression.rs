@@ -13,7 +13,7 @@ use tower_edge_tests::TestServer;
 
 /// An incremental decoder: compressed bytes in, the plain text decoded so far out.
 enum Decoder {
-    Gzip(flate2::write::GzDecoder<Vec<u8>>),
+    Gzip(Box<flate2::write::GzDecoder<Vec<u8>>>),
     Br(Box<brotli::DecompressorWriter<Vec<u8>>>),
     Zstd(zstd::stream::write::Decoder<'static, Vec<u8>>),
 }
@@ -21,7 +21,7 @@ enum Decoder {
 impl Decoder {
     fn new(coding: &str) -> Self {
         match coding {
-            "gzip" => Self::Gzip(flate2::write::GzDecoder::new(Vec::new())),
+            "gzip" => Self::Gzip(Box::new(flate2::write::GzDecoder::new(Vec::new()))),
             "br" => Self::Br(Box::new(brotli::DecompressorWriter::new(Vec::new(), 4096))),
             "zstd" => Self::Zstd(zstd::stream::write::Decoder::new(Vec::new()).unwrap()),
             other => panic!("{other}"),
