@@ -12,6 +12,7 @@
 //! | `GET /articles/{slug}`       | `Last-Modified` stamped by `LastModifiedLayer` from the handler's data |
 //! | `GET /api/stats`             | an expensive report with an early 304 from a version counter    |
 //! | `GET /cache/stats`           | the response cache's counters                                   |
+//! | `GET /events`                | server-sent events, compressed and flushed per event            |
 //! | `POST /cache/purge`          | empties the response cache                                      |
 //! | `GET /healthz`               | liveness                                                        |
 //! | `GET /static/…`              | files from `static/` through `ServeDir`: ranges, validators, a precompressed `.gz`, an immutable hashed asset |
@@ -39,6 +40,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use tower_edge::{
     cache::{CacheHandle, CacheStore, CacheTags, MokaStore, ResponseCacheLayer},
+    compression::CompressionLayer,
     etag::ETagLayer,
     extract::{Preconditions, Unmet},
     fs::ServeDir,
@@ -184,6 +186,7 @@ pub fn app_with_state(state: AppState) -> Router {
 /// The example application with its cache in `store`: [`MokaStore`] alone, or memory in front
 /// of Redis (see `main.rs`, which does that when `REDIS_URL` is set).
 pub fn app_with_store<St: CacheStore + Clone>(state: AppState, store: St) -> Router {
+    let compression = CompressionLayer::new();
     Router::new()
         .route("/", get(index))
         .route("/api/products", get(list_products))
@@ -192,6 +195,7 @@ pub fn app_with_store<St: CacheStore + Clone>(state: AppState, store: St) -> Rou
         .route("/api/stats", get(stats))
         .route("/cache/stats", get(cache_stats))
         .route("/cache/purge", axum::routing::post(cache_purge))
+        .route("/events", get(events))
         .route("/healthz", get(|| async { "ok" }))
         .nest_service("/static", static_files())
         .with_state(state)
@@ -202,8 +206,34 @@ pub fn app_with_store<St: CacheStore + Clone>(state: AppState, store: St) -> Rou
             }),
         )
         .layer(ETagLayer::new())
-        // Outermost: a hit skips everything above, validators included.
-        .layer(ResponseCacheLayer::new(store))
+        // Outside ETag, so tags are computed once on the identity bytes and weakened here.
+        .layer(compression.clone())
+        // Outermost: a hit skips everything above, compression included. Keyed by the coding
+        // the compression layer will pick, so each stored variant is already compressed.
+        .layer(ResponseCacheLayer::new(store).encoding(Some(compression.negotiator())))
+}
+
+/// `GET /events`: five server-sent events, one a second. Compressed like any text, and flushed
+/// per event, so each one reaches the client when it is sent.
+async fn events() -> Response {
+    let ticks = futures_util::stream::unfold(0u32, |n| async move {
+        if n == 5 {
+            return None;
+        }
+        if n > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let event = format!("id: {n}\nevent: tick\ndata: {{\"tick\":{n}}}\n\n");
+        Some((Ok::<_, std::convert::Infallible>(event), n + 1))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::body::Body::from_stream(ticks),
+    )
+        .into_response()
 }
 
 /// The directory `/static` serves: `static/` next to this crate's manifest, whatever the
@@ -242,6 +272,10 @@ pub const ROUTES: &[(&str, &str)] = &[
         "expensive report; early 304 from a version counter (Preconditions extractor)",
     ),
     ("/cache/stats", "the response cache's counters (JSON)"),
+    (
+        "/events",
+        "server-sent events, compressed and flushed one by one (CompressionLayer)",
+    ),
     ("/healthz", "liveness"),
     (
         "/static/hello.txt",
@@ -578,6 +612,47 @@ mod tests {
             send(&app, get("/api/products/4").body(Body::empty()).unwrap()).await;
         assert!(cache_status(&headers).contains("fwd=miss"));
         assert!(String::from_utf8(body).unwrap().contains("Renamed"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_arrive_compressed() {
+        let req = get("/events")
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(Body::empty())
+            .unwrap();
+        let res = app().oneshot(req).await.unwrap();
+        assert_eq!(res.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text)
+            .unwrap();
+        assert_eq!(text.matches("event: tick").count(), 5);
+        assert!(text.ends_with("data: {\"tick\":4}\n\n"));
+    }
+
+    #[tokio::test]
+    async fn catalogue_is_cached_per_coding() {
+        let app = app();
+        let req = |coding: &str| {
+            get("/api/products")
+                .header(header::ACCEPT_ENCODING, coding)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (_, h, br) = send(&app, req("br, gzip")).await;
+        assert_eq!(h[header::CONTENT_ENCODING], "br");
+        let (_, h, gz) = send(&app, req("gzip")).await;
+        assert_eq!(h[header::CONTENT_ENCODING], "gzip");
+        assert!(
+            cache_status(&h).contains("fwd=miss"),
+            "another coding is another entry"
+        );
+        let (_, h, br_again) = send(&app, req("gzip;q=0.5, br")).await;
+        assert!(cache_status(&h).starts_with("tower-edge; hit"));
+        assert_eq!(h[header::CONTENT_ENCODING], "br");
+        assert_eq!(br, br_again);
+        assert_ne!(br, gz);
     }
 
     #[tokio::test]
