@@ -4,6 +4,7 @@
 //! answer it must get back. `bare` is the baseline every other scenario is compared with: the same
 //! handler, with no tower-edge layer in front of it.
 
+pub mod compression;
 pub mod fs;
 pub mod redis;
 
@@ -201,7 +202,7 @@ pub fn paired_baseline(name: &str) -> Option<&'static str> {
     match name {
         "redis-hit" => Some("redis-bare"),
         "tiered-hit" => Some("cache-hit"),
-        _ => fs::paired(name),
+        _ => fs::paired(name).or_else(|| compression::paired(name)),
     }
 }
 
@@ -261,6 +262,7 @@ pub fn scenarios() -> Vec<Scenario> {
     ];
     all.extend(redis::scenarios(full));
     all.extend(fs::scenarios());
+    all.extend(compression::scenarios());
     all
 }
 
