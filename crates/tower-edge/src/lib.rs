@@ -45,7 +45,13 @@
 //! | `last-modified` | [`last_modified::LastModifiedLayer`]: `If-Modified-Since`, `If-Unmodified-Since` |
 //! | `range`         | [`range::RangeLayer`]: `206`/`416` and `multipart/byteranges` for in-memory bodies |
 //! | `fs`            | [`fs::ServeDir`], [`fs::ServeFile`]: files with validators, ranges, precompressed siblings, a hot cache |
-//! | `axum`          | [`extract::Preconditions`]: answer 304/412 in a handler before the work |
+//! | `cache`         | [`cache::ResponseCacheLayer`]: an RFC 9111 shared cache on a [`cache::CacheStore`] (in memory by default; Redis through `tower-edge-store`) |
+//! | `compression-gzip` | [`compression::CompressionLayer`] with gzip                          |
+//! | `compression-br`   | … with brotli                                                         |
+//! | `compression-zstd` | … with zstd                                                           |
+//! | `compression-deflate` | … with deflate (zlib)                                              |
+//! | `compression-full` | every codec                                                          |
+//! | `axum`          | [`extract::Preconditions`]: answer 304/412 in a handler before the work; [`cache::CacheHandle`] as an extractor |
 //!
 //! The RFC primitives in [`http`] and the [`clock`] are always available.
 //!

@@ -197,7 +197,22 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        if self.done {
+            return true;
+        }
+        // Passing through with nothing held back: as ended as the inner body.
+        if self.encoder.is_none()
+            && self.prefix.is_empty()
+            && self.trailers.is_none()
+            && self.error.is_none()
+        {
+            return match &self.inner {
+                Inner::Direct { body } => body.is_end_stream(),
+                Inner::Boxed { body } => body.is_end_stream(),
+                Inner::Ended => true,
+            };
+        }
+        false
     }
 
     fn size_hint(&self) -> SizeHint {

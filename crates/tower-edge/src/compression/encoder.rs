@@ -61,8 +61,15 @@ fn ready<T>(poll: Poll<io::Result<T>>) -> io::Result<T> {
 }
 
 impl Encoder {
-    /// An encoder for `coding`, or `None` for identity or a codec this build lacks.
-    pub(crate) fn new(coding: Coding, levels: Levels) -> Option<Self> {
+    /// An encoder for `coding`, or `None` for identity or a codec this build lacks. With the
+    /// body's length known, brotli and zstd size their windows and tables to it (as their
+    /// one-shot APIs do), which spares most of a fresh encoder's allocation on small bodies.
+    pub(crate) fn new(coding: Coding, levels: Levels, len: Option<u64>) -> Option<Self> {
+        let _ = len;
+        // Room for the output of a typical text body, so the sink does not regrow while the
+        // encoder writes (a quarter of the input, capped).
+        let sink =
+            || Vec::with_capacity(len.map_or(8 * 1024, |n| (n / 4 + 256).min(64 * 1024)) as usize);
         #[cfg(any(
             feature = "compression-gzip",
             feature = "compression-deflate",
@@ -75,31 +82,53 @@ impl Encoder {
             #[cfg(feature = "compression-gzip")]
             Coding::Gzip => Some(Self::Gzip(
                 async_compression::tokio::write::GzipEncoder::with_quality(
-                    Vec::new(),
+                    sink(),
                     Level::Precise(levels.gzip),
                 ),
             )),
             #[cfg(feature = "compression-deflate")]
             Coding::Deflate => Some(Self::Deflate(
                 async_compression::tokio::write::ZlibEncoder::with_quality(
-                    Vec::new(),
+                    sink(),
                     Level::Precise(levels.deflate),
                 ),
             )),
             #[cfg(feature = "compression-br")]
-            Coding::Br => Some(Self::Br(Box::new(
-                async_compression::tokio::write::BrotliEncoder::with_quality(
-                    Vec::new(),
-                    Level::Precise(levels.br),
-                ),
-            ))),
+            Coding::Br => {
+                let mut params = async_compression::brotli::EncoderParams::default()
+                    .quality(Level::Precise(levels.br));
+                if let Some(len) = len {
+                    params = params.size_hint(usize::try_from(len).unwrap_or(usize::MAX));
+                }
+                Some(Self::Br(Box::new(
+                    async_compression::tokio::write::BrotliEncoder::with_params(sink(), params),
+                )))
+            }
             #[cfg(feature = "compression-zstd")]
-            Coding::Zstd => Some(Self::Zstd(
-                async_compression::tokio::write::ZstdEncoder::with_quality(
-                    Vec::new(),
-                    Level::Precise(levels.zstd),
-                ),
-            )),
+            Coding::Zstd => {
+                use async_compression::zstd::CParameter;
+                // The window a body of this length needs (zstd's own rule for a known source
+                // size): 2^10 at least, and never more than the level's default.
+                let params: Vec<CParameter> = match len {
+                    Some(len) if len < (1 << 20) => {
+                        let window =
+                            (64 - len.max(1024).saturating_sub(1).leading_zeros()).clamp(10, 20);
+                        vec![
+                            CParameter::window_log(window),
+                            CParameter::hash_log((window + 1).min(17)),
+                            CParameter::chain_log(window.min(16)),
+                        ]
+                    }
+                    _ => Vec::new(),
+                };
+                Some(Self::Zstd(
+                    async_compression::tokio::write::ZstdEncoder::with_quality_and_params(
+                        sink(),
+                        Level::Precise(levels.zstd),
+                        &params,
+                    ),
+                ))
+            }
             _ => None,
         }
     }

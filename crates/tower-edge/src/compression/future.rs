@@ -215,10 +215,10 @@ where
                         }
                         Decision::NotModified => {
                             // The client holds the variant this request negotiates: if that is
-                            // compressed, its tag was weakened, and the 304 must say the same.
+                            // compressed, its tag was weakened and it varied on the header, and
+                            // the 304 must say the same (RFC 9110 §15.4.5).
                             if let Choice::Coding(coding) = *this.choice
                                 && coding != Coding::Identity
-                                && parts.headers.contains_key(header::ETAG)
                             {
                                 weaken_etag(&mut parts.headers);
                                 add_vary(&mut parts.headers);
@@ -227,7 +227,8 @@ where
                         }
                         Decision::Reject => not_acceptable(parts, this.config),
                         Decision::Compress { coding, flush_each } => {
-                            match Encoder::new(coding, this.config.levels) {
+                            match Encoder::new(coding, this.config.levels, body.size_hint().exact())
+                            {
                                 Some(encoder) => {
                                     compressed_head(&mut parts, coding);
                                     Response::from_parts(
@@ -285,7 +286,7 @@ where
                     let chunks = std::mem::take(chunks);
                     let compress = *len >= min && error.is_none();
                     let response = match compress
-                        .then(|| Encoder::new(*coding, this.config.levels))
+                        .then(|| Encoder::new(*coding, this.config.levels, None))
                         .flatten()
                     {
                         Some(encoder) => {

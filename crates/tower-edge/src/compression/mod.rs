@@ -50,7 +50,11 @@
 //! `text/event-stream` or `application/x-ndjson` body, is flushed after each frame, so a client
 //! can decode each event as soon as the handler sends it. To apply the minimum size to a body of
 //! unknown length, the layer reads up to `min_size` bytes before sending the head (streaming
-//! types excepted). Trailers pass through after the compressed stream ends.
+//! types excepted), boxing the body to hand it on afterwards. Trailers pass through after the
+//! compressed stream ends; a body error reaches the client as the body's error.
+//!
+//! Each compressed response has its own encoder; with the body's length known, brotli and
+//! zstd size their state to it. The brotli state is boxed.
 //!
 //! # With the response cache
 //!

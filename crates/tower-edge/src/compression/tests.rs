@@ -410,6 +410,16 @@ async fn weakens_the_etag_of_a_304_to_a_compressing_request() {
     assert_eq!(h[header::VARY], "accept-encoding");
     let ((_, h), _) = call(CompressionLayer::new(), Method::GET, "", not_modified).await;
     assert_eq!(h[header::ETAG], "\"v1\"");
+    assert!(!h.contains_key(header::VARY));
+    // Without a tag, the 304 still varies as its 200 did.
+    let untagged = with_headers(
+        StatusCode::NOT_MODIFIED,
+        "application/json",
+        &[],
+        Bytes::new(),
+    );
+    let ((_, h), _) = call(CompressionLayer::new(), Method::GET, "br", untagged).await;
+    assert_eq!(h[header::VARY], "accept-encoding");
 }
 
 #[tokio::test]
@@ -575,4 +585,45 @@ async fn trailers_pass_through_after_the_compressed_stream() {
     let collected = res.into_body().collect().await.unwrap();
     assert_eq!(collected.trailers().unwrap()["x-checksum"], "abc");
     assert_eq!(decode("gzip", &collected.to_bytes()), text(4096));
+}
+
+#[tokio::test]
+async fn a_body_error_reaches_the_client() {
+    let svc = tower::Layer::layer(
+        &CompressionLayer::new(),
+        service_fn(|_r: Request<()>| async {
+            let frames = vec![
+                Ok(http_body::Frame::data(text(4096))),
+                Err(std::io::Error::other("disk gone")),
+            ];
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "text/plain")
+                    .header(header::CONTENT_LENGTH, "8192")
+                    .body(StreamBody::new(stream::iter(frames)))
+                    .unwrap(),
+            )
+        }),
+    );
+    let req = Request::get("/")
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .body(())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    let error = res.into_body().collect().await.unwrap_err();
+    assert_eq!(error.to_string(), "disk gone");
+}
+
+#[tokio::test]
+async fn informational_responses_pass_untouched() {
+    let early_hints = with_headers(
+        StatusCode::from_u16(103).unwrap(),
+        "text/html",
+        &[("link", "</a.css>; rel=preload")],
+        text(2048),
+    );
+    let ((status, h), body) = call(CompressionLayer::new(), Method::GET, "gzip", early_hints).await;
+    assert_eq!(status.as_u16(), 103);
+    assert!(!h.contains_key(header::CONTENT_ENCODING) && !h.contains_key(header::VARY));
+    assert_eq!(body.len(), 2048);
 }
