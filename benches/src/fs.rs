@@ -43,6 +43,12 @@ pub fn edge_app() -> Router {
     Router::new().fallback_service(ServeDir::new(files()))
 }
 
+/// tower-edge's `ServeDir` with its hot-file cache raised to hold the 1 MiB file too (for a
+/// server whose large files are few and hot).
+pub fn edge_hot_app() -> Router {
+    Router::new().fallback_service(ServeDir::new(files()).cache_max_file_size(2 * 1024 * 1024))
+}
+
 /// tower-http's `ServeDir` with its defaults.
 pub fn tower_http_app() -> Router {
     Router::new().fallback_service(tower_http::services::ServeDir::new(files()))
@@ -125,6 +131,16 @@ pub fn scenarios() -> Vec<Scenario> {
             expect,
         });
     }
+    out.push(Scenario {
+        name: "fs-range-hot",
+        description: "tower-edge ServeDir with a 2 MiB hot-cache bound, a 1 KiB range of a 1 MiB file",
+        app: edge_hot_app,
+        request: get("/large.bin", vec![("range", "bytes=524288-525311".to_owned())]),
+        expect: Expect {
+            status: StatusCode::PARTIAL_CONTENT,
+            body_len: 1024,
+        },
+    });
     out
 }
 
@@ -142,7 +158,7 @@ pub fn paired(name: &str) -> Option<&'static str> {
     match name {
         "fs-10k" => Some("tower-http-10k"),
         "fs-1m" => Some("tower-http-1m"),
-        "fs-range" => Some("tower-http-range"),
+        "fs-range" | "fs-range-hot" => Some("tower-http-range"),
         "fs-304" => Some("tower-http-304"),
         _ => None,
     }
