@@ -1,9 +1,11 @@
 //! Choosing a precompressed sibling from `Accept-Encoding` (RFC 9110 §12.5.3).
 //!
-//! A small private reading of the header, enough to pick among the files that exist; the
-//! compression layer's negotiation lives elsewhere and may replace it.
+//! The weights come from [`crate::http::accept_encoding`]; this module only maps them onto the
+//! siblings that exist on disk.
 
-use http::{HeaderMap, header};
+use http::HeaderMap;
+
+use crate::http::accept_encoding::{AcceptEncoding, Coding, NotAcceptable};
 
 /// A content coding this server may find a precompressed sibling for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,103 +38,49 @@ impl Encoding {
     }
 }
 
-/// The client's weights for each coding, in thousandths (`q=0.5` is 500).
+/// A request's `Accept-Encoding`, read once through [`crate::http::accept_encoding`], the
+/// crate's one reading of RFC 9110 §12.5.3.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Accepted {
-    weights: [u16; 3],
-    // None when the client did not weigh identity (it is then acceptable, below any coding).
-    identity: Option<u16>,
+pub(super) struct Accepted(AcceptEncoding);
+
+impl Encoding {
+    fn coding(self) -> Coding {
+        match self {
+            Encoding::Brotli => Coding::Br,
+            Encoding::Zstd => Coding::Zstd,
+            Encoding::Gzip => Coding::Gzip,
+        }
+    }
 }
 
 impl Accepted {
     pub(super) fn from_headers(headers: &HeaderMap) -> Self {
-        let mut explicit: [Option<u16>; 3] = [None; 3];
-        let mut identity = None;
-        let mut star = None;
-        for value in headers.get_all(header::ACCEPT_ENCODING) {
-            let Ok(value) = value.to_str() else { continue };
-            for member in value.split(',') {
-                let mut params = member.split(';');
-                let coding = params.next().unwrap_or("").trim();
-                if coding.is_empty() {
-                    continue;
-                }
-                let mut q = Some(1000);
-                for param in params {
-                    if let Some((name, v)) = param.split_once('=') {
-                        if name.trim().eq_ignore_ascii_case("q") {
-                            q = parse_q(v.trim());
-                        }
-                    }
-                }
-                // A malformed weight makes the member meaningless: skip it.
-                let Some(q) = q else { continue };
-                let slot = match coding.to_ascii_lowercase().as_str() {
-                    "br" => &mut explicit[0],
-                    "zstd" => &mut explicit[1],
-                    "gzip" | "x-gzip" => &mut explicit[2],
-                    "identity" => &mut identity,
-                    "*" => &mut star,
-                    _ => continue,
-                };
-                *slot = Some(q);
-            }
-        }
-        // §12.5.3: "*" matches any coding not listed; identity is acceptable unless excluded.
-        let weights = explicit.map(|w| w.or(star).unwrap_or(0));
-        let identity = identity.or(star.filter(|&q| q == 0));
-        Self { weights, identity }
+        Self(AcceptEncoding::from_headers(headers))
     }
 
-    /// The coding to send among `available` (those whose sibling exists), or `None` for the
-    /// identity file.
+    /// The coding to send among `available` (those whose sibling exists, most preferred
+    /// first), or `None` for the identity file. A precompressed file is smaller and costs
+    /// nothing to produce: it is sent unless the client weighs identity strictly higher.
     pub(super) fn choose(&self, available: impl Iterator<Item = Encoding>) -> Option<Encoding> {
-        let mut best: Option<(u16, Encoding)> = None;
-        for enc in available {
-            let w = self.weight(enc);
-            // Strictly greater keeps the earlier (preferred) coding on ties.
-            if w > 0 && best.is_none_or(|(bw, _)| w > bw) {
-                best = Some((w, enc));
-            }
+        let available: Vec<Encoding> = available.collect();
+        let offered: Vec<Coding> = available.iter().map(|e| e.coding()).collect();
+        match self.0.negotiate(&offered) {
+            Ok(coding) => available.into_iter().find(|e| e.coding() == coding),
+            // Identity excluded and no sibling acceptable: the identity file anyway (§12.5.3
+            // allows it), rather than a 406 for a static file.
+            Err(NotAcceptable) => None,
         }
-        // A precompressed file is smaller and costs nothing to produce: send it unless the
-        // client weighs identity strictly higher.
-        best.filter(|&(w, _)| self.identity.is_none_or(|i| w >= i))
-            .map(|(_, e)| e)
     }
 
     /// Whether the client accepts `enc` at all.
     pub(super) fn accepts(&self, enc: Encoding) -> bool {
-        self.weight(enc) > 0
-    }
-
-    fn weight(&self, enc: Encoding) -> u16 {
-        match enc {
-            Encoding::Brotli => self.weights[0],
-            Encoding::Zstd => self.weights[1],
-            Encoding::Gzip => self.weights[2],
-        }
-    }
-}
-
-/// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`, in thousandths.
-fn parse_q(s: &str) -> Option<u16> {
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let frac_value = frac.bytes().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'))
-        * 10u16.pow(3 - frac.len() as u32);
-    match int {
-        "0" => Some(frac_value),
-        "1" if frac_value == 0 => Some(1000),
-        _ => None,
+        self.0.weight(enc.coding()) > 0
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
+    use http::{HeaderValue, header};
 
     use super::*;
 
