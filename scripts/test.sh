@@ -42,7 +42,7 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 step "each feature of tower-edge builds alone"
 cargo check -q -p tower-edge --no-default-features
-for feature in etag last-modified axum cache compression-gzip compression-br compression-zstd compression-deflate range fs; do
+for feature in etag last-modified axum cache compression-gzip compression-br compression-zstd compression-deflate range fs preset; do
   cargo check -q -p tower-edge --no-default-features --features "$feature"
 done
 

@@ -51,6 +51,7 @@
 //! | `compression-zstd` | … with zstd                                                           |
 //! | `compression-deflate` | … with deflate (zlib)                                              |
 //! | `compression-full` | every codec                                                          |
+//! | `preset`        | [`stack::EdgeStack`]: cache → compression → ETag → Last-Modified as one layer |
 //! | `axum`          | [`extract::Preconditions`]: answer 304/412 in a handler before the work; [`cache::CacheHandle`] as an extractor |
 //!
 //! The RFC primitives in [`http`] and the [`clock`] are always available.
@@ -58,19 +59,34 @@
 //! # Ordering
 //!
 //! Layers added later with `Router::layer` wrap the earlier ones, so the last `.layer()` call is
-//! the outermost. The recommended stack, outermost first:
+//! the outermost. The recommended stack, outermost first, which [`stack::EdgeStack`] (feature
+//! `preset`) builds in one call:
 //!
 //! ```text
-//! request ─▶ ResponseCache ─▶ Compression ─▶ ETag ─▶ LastModified ─▶ handler
+//! request ─▶ ResponseCache ─▶ Compression ─▶ ETag ─▶ LastModified ─▶ handler / ServeDir
 //! ```
 //!
-//! - `ETag` and `LastModified` may go in either order: the date layer only decides
+//! What each rule buys, and what changes if it is broken:
+//!
+//! - **The cache goes outermost.** A hit skips everything below it: no compression, no hashing,
+//!   no handler. Inside compression, every hit would be compressed again (5–10x the cost of a
+//!   bare response for a 10 KiB body), and the cache would store identity bytes only.
+//! - **The cache is keyed by the compression layer's negotiation**
+//!   ([`compression::CompressionLayer::negotiator`]): one stored variant per coding actually
+//!   sent, not per `Accept-Encoding` string. Without it the cache still keys correctly, by the raw
+//!   header, with more entries.
+//! - **Compression goes outside `ETag`.** The tag is computed once, on the identity bytes, and
+//!   the compressor marks it weak for the encoded variant (RFC 9110 §8.8.1); `If-None-Match`
+//!   with that weak tag still matches (weak comparison). With `ETag` outside compression the tag
+//!   would hash encoder output (a compression per revalidation, and a different tag per coding).
+//! - **`ETag` and `LastModified` may go in either order**: the date layer only decides
 //!   `If-Modified-Since` when there is no `If-None-Match`, and `If-Unmodified-Since` when there is
 //!   no `If-Match`, which is exactly the precedence of RFC 9110 §13.2.2.
-//! - Compression goes outside `ETag`, so the tag is computed once, on the identity bytes, and the
-//!   compressor marks it weak for the encoded variant (RFC 9110 §8.8.1). With `ETag` outside
-//!   compression the tag would hash encoder output, and would cost a compression per revalidation.
-//! - The response cache goes outermost, so a hit skips everything below it.
+//! - **Ranges:** `RangeLayer` belongs inside compression (compression leaves `206` alone), and
+//!   the cache answers ranges of stored bodies itself. Outside compression, a range would be cut
+//!   from encoder output, which `RangeLayer` refuses unless the tag is strong.
+//! - **`ServeDir` is a leaf**: it does its own validators and ranges from file metadata, and
+//!   serves precompressed siblings itself; the layers above treat its answers like any other.
 //!
 //! [tower]: https://docs.rs/tower
 //! [axum]: https://docs.rs/axum
@@ -102,6 +118,10 @@ pub mod extract;
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub mod cache;
+
+#[cfg(feature = "preset")]
+#[cfg_attr(docsrs, doc(cfg(feature = "preset")))]
+pub mod stack;
 
 #[cfg(any(
     feature = "compression-gzip",

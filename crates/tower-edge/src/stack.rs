@@ -1,0 +1,328 @@
+//! The preset: the recommended stack of layers, in the right order, from one call.
+//!
+//! ```text
+//! request ─▶ ResponseCache ─▶ Compression ─▶ ETag ─▶ LastModified ─▶ your handlers
+//! ```
+//!
+//! [`EdgeStack::new`] builds it with every layer's defaults and a cache keyed by the
+//! compression layer's negotiation (so each stored variant is already compressed). Each part
+//! can be replaced by another layer of the same kind (`with_…`) or removed (`without_…`, which
+//! puts tower's `Identity` in its place), and the whole stack is one `Layer` for
+//! `Router::layer`.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use axum::{Router, body::Body, routing::get};
+//! use http::{Request, header};
+//! use http_body_util::BodyExt;
+//! use tower::ServiceExt;
+//! use tower_edge::{cache::MokaStore, stack::EdgeStack};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let page = "<p>hello</p>".repeat(200);
+//! let app = Router::new()
+//!     .route("/", get(move || async move {
+//!         ([(header::CACHE_CONTROL, "public, max-age=60"), (header::CONTENT_TYPE, "text/html")], page)
+//!     }))
+//!     .layer(EdgeStack::new(MokaStore::default()).default_ttl(Duration::from_secs(30)));
+//!
+//! let get = || Request::get("/").header(header::HOST, "example.com")
+//!     .header(header::ACCEPT_ENCODING, "br").body(Body::empty()).unwrap();
+//! let first = app.clone().oneshot(get()).await.unwrap();
+//! assert_eq!(first.headers()[header::CONTENT_ENCODING], "br");
+//! assert!(first.headers()[header::ETAG].to_str().unwrap().starts_with("W/\""));
+//! first.into_body().collect().await.unwrap();
+//! # tokio::task::yield_now().await;
+//! let second = app.oneshot(get()).await.unwrap();
+//! assert!(second.headers()["cache-status"].to_str().unwrap().starts_with("tower-edge; hit"));
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use tower::{Layer, layer::util::Identity};
+use tower_edge_store::CacheStore;
+
+use crate::{
+    cache::ResponseCacheLayer,
+    compression::{CompressionLayer, Predicate},
+    etag::ETagLayer,
+    last_modified::LastModifiedLayer,
+};
+
+/// The recommended stack: `C` (the response cache) outside `Z` (compression) outside `E`
+/// (ETag) outside `L` (Last-Modified). See the [module docs](crate::stack).
+#[derive(Clone, Debug)]
+pub struct EdgeStack<C, Z, E, L> {
+    cache: C,
+    compression: Z,
+    etag: E,
+    last_modified: L,
+}
+
+impl<St: CacheStore + Clone>
+    EdgeStack<ResponseCacheLayer<St>, CompressionLayer, ETagLayer, LastModifiedLayer>
+{
+    /// Every layer with its defaults, the cache in `store`, keyed by the compression layer's
+    /// negotiation.
+    pub fn new(store: St) -> Self {
+        let compression = CompressionLayer::new();
+        Self {
+            cache: ResponseCacheLayer::new(store).encoding(Some(compression.negotiator())),
+            compression,
+            etag: ETagLayer::new(),
+            last_modified: LastModifiedLayer::new(),
+        }
+    }
+}
+
+impl<St: CacheStore + Clone, Z, E, L> EdgeStack<ResponseCacheLayer<St>, Z, E, L> {
+    /// The cache's TTL for responses without freshness information of their own.
+    ///
+    /// Defaults to none (see [`ResponseCacheLayer::default_ttl`]).
+    #[must_use]
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.cache = self.cache.default_ttl(ttl);
+        self
+    }
+
+    /// The cache to use instead. Its `encoding` should be the compression layer's
+    /// [`CompressionLayer::negotiator`]; [`EdgeStack::with_compression`] keeps them in step.
+    ///
+    /// Defaults to `ResponseCacheLayer::new(store)` keyed by the default compression layer.
+    #[must_use]
+    pub fn with_cache<St2>(
+        self,
+        cache: ResponseCacheLayer<St2>,
+    ) -> EdgeStack<ResponseCacheLayer<St2>, Z, E, L> {
+        EdgeStack {
+            cache,
+            compression: self.compression,
+            etag: self.etag,
+            last_modified: self.last_modified,
+        }
+    }
+
+    /// The compression layer to use instead; the cache is re-keyed by its negotiation.
+    ///
+    /// Defaults to [`CompressionLayer::new`].
+    #[must_use]
+    pub fn with_compression<P: Predicate>(
+        self,
+        compression: CompressionLayer<P>,
+    ) -> EdgeStack<ResponseCacheLayer<St>, CompressionLayer<P>, E, L> {
+        EdgeStack {
+            cache: self.cache.encoding(Some(compression.negotiator())),
+            compression,
+            etag: self.etag,
+            last_modified: self.last_modified,
+        }
+    }
+
+    /// No compression; the cache keys nothing on the encoding (a response that still varies on
+    /// `Accept-Encoding` is keyed by the raw header).
+    #[must_use]
+    pub fn without_compression(self) -> EdgeStack<ResponseCacheLayer<St>, Identity, E, L> {
+        EdgeStack {
+            cache: self.cache.encoding(None),
+            compression: Identity::new(),
+            etag: self.etag,
+            last_modified: self.last_modified,
+        }
+    }
+}
+
+impl<C, Z, E, L> EdgeStack<C, Z, E, L> {
+    /// No response cache.
+    #[must_use]
+    pub fn without_cache(self) -> EdgeStack<Identity, Z, E, L> {
+        EdgeStack {
+            cache: Identity::new(),
+            compression: self.compression,
+            etag: self.etag,
+            last_modified: self.last_modified,
+        }
+    }
+
+    /// The ETag layer to use instead (say, `ETagLayer::new().algorithm(Algorithm::Xxh3_128)`).
+    ///
+    /// Defaults to [`ETagLayer::new`].
+    #[must_use]
+    pub fn with_etag(self, etag: ETagLayer) -> EdgeStack<C, Z, ETagLayer, L> {
+        EdgeStack {
+            cache: self.cache,
+            compression: self.compression,
+            etag,
+            last_modified: self.last_modified,
+        }
+    }
+
+    /// No computed ETags (handlers' own still pass through the other layers).
+    #[must_use]
+    pub fn without_etag(self) -> EdgeStack<C, Z, Identity, L> {
+        EdgeStack {
+            cache: self.cache,
+            compression: self.compression,
+            etag: Identity::new(),
+            last_modified: self.last_modified,
+        }
+    }
+
+    /// The Last-Modified layer to use instead (say, with a `source`).
+    ///
+    /// Defaults to [`LastModifiedLayer::new`].
+    #[must_use]
+    pub fn with_last_modified(
+        self,
+        last_modified: LastModifiedLayer,
+    ) -> EdgeStack<C, Z, E, LastModifiedLayer> {
+        EdgeStack {
+            cache: self.cache,
+            compression: self.compression,
+            etag: self.etag,
+            last_modified,
+        }
+    }
+
+    /// No Last-Modified evaluation.
+    #[must_use]
+    pub fn without_last_modified(self) -> EdgeStack<C, Z, E, Identity> {
+        EdgeStack {
+            cache: self.cache,
+            compression: self.compression,
+            etag: self.etag,
+            last_modified: Identity::new(),
+        }
+    }
+}
+
+impl<S, C, Z, E, L> Layer<S> for EdgeStack<C, Z, E, L>
+where
+    L: Layer<S>,
+    E: Layer<L::Service>,
+    Z: Layer<E::Service>,
+    C: Layer<Z::Service>,
+{
+    type Service = C::Service;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        // Innermost first: the handler's own layer is applied first.
+        let inner = self.last_modified.layer(inner);
+        let inner = self.etag.layer(inner);
+        let inner = self.compression.layer(inner);
+        self.cache.layer(inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{Router, body::Body, routing::get};
+    use http::{Request, StatusCode, header};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    use tower_edge_store::MokaStore;
+
+    use super::*;
+    use crate::etag::Algorithm;
+
+    fn page() -> String {
+        "<li>item</li>".repeat(300)
+    }
+
+    fn routes() -> Router {
+        Router::new().route(
+            "/",
+            get(|| async {
+                (
+                    [
+                        (header::CACHE_CONTROL, "public, max-age=60"),
+                        (header::CONTENT_TYPE, "text/html"),
+                    ],
+                    page(),
+                )
+            }),
+        )
+    }
+
+    async fn send(
+        app: &Router,
+        accept: &str,
+        extra: Option<(&str, &str)>,
+    ) -> (StatusCode, http::HeaderMap, Vec<u8>) {
+        let mut req = Request::get("/")
+            .header(header::HOST, "t")
+            .header(header::ACCEPT_ENCODING, accept);
+        if let Some((n, v)) = extra {
+            req = req.header(n, v);
+        }
+        let res = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let (status, headers) = (res.status(), res.headers().clone());
+        let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        (status, headers, body)
+    }
+
+    #[tokio::test]
+    async fn the_full_stack_compresses_tags_caches_and_revalidates() {
+        let app = routes().layer(EdgeStack::new(MokaStore::default()));
+        let (_, h, br) = send(&app, "br", None).await;
+        assert_eq!(h[header::CONTENT_ENCODING], "br");
+        let etag = h[header::ETAG].to_str().unwrap().to_owned();
+        assert!(etag.starts_with("W/\""), "{etag}");
+        let (_, h, again) = send(&app, "gzip;q=0.5, br", None).await;
+        assert!(
+            h["cache-status"]
+                .to_str()
+                .unwrap()
+                .starts_with("tower-edge; hit")
+        );
+        assert_eq!(br, again);
+        // The weakened tag revalidates against the cache.
+        let (status, _, _) = send(&app, "br", Some(("if-none-match", &etag))).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+    }
+
+    #[tokio::test]
+    async fn parts_can_be_removed_or_replaced() {
+        let bare = routes().layer(
+            EdgeStack::new(MokaStore::default())
+                .without_compression()
+                .without_cache(),
+        );
+        let (_, h, body) = send(&bare, "br", None).await;
+        assert!(!h.contains_key(header::CONTENT_ENCODING));
+        assert!(!h.contains_key("cache-status"));
+        assert_eq!(body, page().as_bytes());
+        assert!(h.contains_key(header::ETAG));
+
+        let xxh3 = routes().layer(
+            EdgeStack::new(MokaStore::default())
+                .with_etag(ETagLayer::new().algorithm(Algorithm::Xxh3_128))
+                .with_compression(
+                    CompressionLayer::new().prefer(&[crate::compression::Coding::Gzip]),
+                )
+                .without_last_modified(),
+        );
+        let (_, h, _) = send(&xxh3, "br, gzip", None).await;
+        assert_eq!(h[header::CONTENT_ENCODING], "gzip");
+        // An XXH3 tag is 22 base64url characters: W/ + quotes + 22.
+        assert_eq!(h[header::ETAG].len(), 26, "{:?}", h[header::ETAG]);
+        // The cache was re-keyed with the new negotiation: a br+gzip client hits the gzip entry.
+        let (_, h, _) = send(&xxh3, "gzip, br", None).await;
+        assert!(
+            h["cache-status"]
+                .to_str()
+                .unwrap()
+                .starts_with("tower-edge; hit")
+        );
+        assert_eq!(h[header::CONTENT_ENCODING], "gzip");
+    }
+}
