@@ -51,6 +51,7 @@
 //! | `compression-zstd` | … with zstd                                                           |
 //! | `compression-deflate` | … with deflate (zlib)                                              |
 //! | `compression-full` | every codec                                                          |
+//! | `metrics`       | counters through the `metrics` facade (see [`observe`]) |
 //! | `preset`        | [`stack::EdgeStack`]: cache → compression → ETag → Last-Modified as one layer |
 //! | `axum`          | [`extract::Preconditions`]: answer 304/412 in a handler before the work; [`cache::CacheHandle`] as an extractor |
 //!
@@ -95,6 +96,7 @@
 
 pub mod clock;
 pub mod http;
+pub mod observe;
 
 #[cfg(any(feature = "etag", feature = "last-modified", feature = "range"))]
 pub mod body;

@@ -12,6 +12,7 @@ use crate::{
 /// Turns the parts of a 2xx response into a `304 Not Modified` with the RFC 9110 §15.4.5 header
 /// set and no body.
 pub(crate) fn not_modified<B: Body>(mut parts: Parts) -> Response<EdgeBody<B>> {
+    crate::observe::validator("304");
     parts.status = StatusCode::NOT_MODIFIED;
     retain_not_modified_headers(&mut parts.headers);
     Response::from_parts(parts, EdgeBody::empty())
@@ -20,6 +21,7 @@ pub(crate) fn not_modified<B: Body>(mut parts: Parts) -> Response<EdgeBody<B>> {
 /// Turns the parts of a 2xx response into a `412 Precondition Failed` that still tells the client
 /// the current validators, with a one-line reason.
 pub(crate) fn precondition_failed<B: Body>(mut parts: Parts) -> Response<EdgeBody<B>> {
+    crate::observe::validator("412");
     parts.status = StatusCode::PRECONDITION_FAILED;
     let etag = parts.headers.remove(header::ETAG);
     let last_modified = parts.headers.remove(header::LAST_MODIFIED);

@@ -183,6 +183,13 @@ where
     if let Some(part) = config.key_fn.as_ref().and_then(|f| f(&parts)) {
         base = base.with_variant("key", part);
     }
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        // A hash, not the key: keys can carry user ids and header values.
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(base.to_string());
+        span.record("edge.cache_key", format!("{hash:016x}"));
+    }
     // The client's headers move into the context: a hit needs no copy of them. A forwarded
     // request gets a copy back (see `forward`).
     let ctx = Ctx {
@@ -828,6 +835,7 @@ fn answer_uncached<St, B>(
 fn short_answer<B>(mut parts: response::Parts, outcome: Precondition) -> Response<CacheBody<B>> {
     match outcome {
         Precondition::NotModified => {
+            crate::observe::validator("304");
             parts.status = StatusCode::NOT_MODIFIED;
             let cache_status: Vec<HeaderValue> = parts
                 .headers
@@ -848,6 +856,7 @@ fn short_answer<B>(mut parts: response::Parts, outcome: Precondition) -> Respons
             Response::from_parts(parts, CacheBody::empty())
         }
         Precondition::PreconditionFailed => {
+            crate::observe::validator("412");
             parts.status = StatusCode::PRECONDITION_FAILED;
             let keep: Vec<(HeaderName, HeaderValue)> = parts
                 .headers
@@ -929,6 +938,27 @@ fn serve<St, B>(found: &Found, ctx: &Ctx<St>, status: &str) -> Response<CacheBod
 }
 
 fn append_status(headers: &mut HeaderMap, status: &str) {
+    crate::observe::record("edge.cache", status);
+    let event = if status.starts_with("hit") {
+        if status.contains("stale") {
+            "stale"
+        } else {
+            "hit"
+        }
+    } else if status.starts_with("fwd=miss") {
+        if status.contains("collapsed") {
+            "collapsed"
+        } else {
+            "miss"
+        }
+    } else if status.starts_with("fwd=stale") {
+        "revalidate"
+    } else if status.starts_with("fwd=bypass") {
+        "bypass"
+    } else {
+        "forward"
+    };
+    crate::observe::count("tower_edge_cache_total", "event", event);
     let mut text = String::with_capacity(12 + status.len());
     text.push_str("tower-edge; ");
     text.push_str(status);

@@ -30,6 +30,24 @@ pin_project! {
         trailers: Option<HeaderMap>,
         error: Option<BoxError>,
         done: bool,
+        // For the request's span and the byte counters, when compressing.
+        bytes: Option<Box<ByteCount>>,
+    }
+}
+
+/// Bytes in and out of the encoder, reported when the compressed stream ends.
+struct ByteCount {
+    span: tracing::Span,
+    input: u64,
+    output: u64,
+}
+
+impl ByteCount {
+    fn report(&self) {
+        self.span.record("edge.bytes_in", self.input);
+        self.span.record("edge.bytes_out", self.output);
+        crate::observe::add("tower_edge_compression_bytes_in_total", self.input);
+        crate::observe::add("tower_edge_compression_bytes_out_total", self.output);
     }
 }
 
@@ -88,7 +106,15 @@ impl<B> CompressionBody<B> {
         encoder: Option<Encoder>,
         flush_each: bool,
     ) -> Self {
+        let bytes = encoder.as_ref().map(|_| {
+            Box::new(ByteCount {
+                span: tracing::Span::current(),
+                input: 0,
+                output: 0,
+            })
+        });
         Self {
+            bytes,
             inner,
             prefix,
             encoder,
@@ -133,6 +159,10 @@ where
                     encoder.flush().map_err(io_error)?;
                 }
                 let out = encoder.take();
+                if let Some(b) = this.bytes.as_mut() {
+                    b.input += chunk.len() as u64;
+                    b.output += out.len() as u64;
+                }
                 if !out.is_empty() {
                     return Poll::Ready(Some(Ok(Frame::data(out))));
                 }
@@ -156,6 +186,10 @@ where
                             encoder.flush().map_err(io_error)?;
                         }
                         let out = encoder.take();
+                        if let Some(b) = this.bytes.as_mut() {
+                            b.input += bytes.len() as u64;
+                            b.output += out.len() as u64;
+                        }
                         if !out.is_empty() {
                             return Poll::Ready(Some(Ok(Frame::data(out))));
                         }
@@ -185,6 +219,10 @@ where
                         *this.encoder_finished = true;
                         encoder.finish().map_err(io_error)?;
                         let out = encoder.take();
+                        if let Some(b) = this.bytes.as_mut() {
+                            b.output += out.len() as u64;
+                            b.report();
+                        }
                         if !out.is_empty() {
                             return Poll::Ready(Some(Ok(Frame::data(out))));
                         }

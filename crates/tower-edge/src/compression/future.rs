@@ -162,6 +162,8 @@ pub(crate) fn weaken_etag(headers: &mut HeaderMap) {
 }
 
 fn compressed_head(parts: &mut Parts, coding: Coding) {
+    crate::observe::record("edge.encoding", coding.as_str());
+    crate::observe::count("tower_edge_compression_total", "encoding", coding.as_str());
     let headers = &mut parts.headers;
     headers.remove(header::CONTENT_LENGTH);
     // Ranges of the identity bytes mean nothing against the compressed ones.

@@ -235,8 +235,19 @@ fn finish<B: Body>(
             };
             Response::from_parts(parts, body)
         }
-        Resolution::Unsatisfiable => unsatisfiable(parts, len),
+        Resolution::Unsatisfiable => {
+            crate::observe::record("edge.range", "416");
+            crate::observe::count("tower_edge_range_total", "status", "416");
+            unsatisfiable(parts, len)
+        }
         Resolution::Partial(ranges) => {
+            let what = if ranges.len() == 1 {
+                "206"
+            } else {
+                "206 multipart"
+            };
+            crate::observe::record("edge.range", what);
+            crate::observe::count("tower_edge_range_total", "status", what);
             let whole = concat(chunks, len);
             partial(parts, &whole, &ranges)
         }

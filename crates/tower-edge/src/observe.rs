@@ -1,0 +1,93 @@
+//! What the layers tell the outside world: `tracing` fields on the request's span, and counters
+//! through the [`metrics`](https://docs.rs/metrics) facade (feature `metrics`).
+//!
+//! Every layer records its decision on the *current* span, which is the request's span when
+//! the stack sits inside a tracing layer (tower-http's `TraceLayer`, say). `tracing` only keeps
+//! fields a span declared when it was created, so create the request span with
+//! [`request_span`], or declare the names in [`SPAN_FIELDS`] yourself.
+//!
+//! | field | set by | value |
+//! |---|---|---|
+//! | `edge.cache` | `ResponseCacheLayer` | its `Cache-Status` parameters: `hit; ttl=42`, `fwd=miss; stored`, … |
+//! | `edge.cache_key` | `ResponseCacheLayer` | a 64-bit hash of the key, in hex (the key itself may hold user data) |
+//! | `edge.encoding` | `CompressionLayer` | the coding sent (`br`, `gzip`, …) |
+//! | `edge.bytes_in`, `edge.bytes_out` | `CompressionLayer` | body bytes before and after, at the body's end |
+//! | `edge.validator` | `ETagLayer`, `LastModifiedLayer` | `304` or `412` when they answered |
+//! | `edge.range` | `RangeLayer` | `206`, `206 multipart` or `416` |
+//!
+//! With feature `metrics`, the same decisions are counted: `tower_edge_cache_total{event}`,
+//! `tower_edge_compression_total{encoding}`, `tower_edge_compression_bytes_in_total`,
+//! `tower_edge_compression_bytes_out_total`, `tower_edge_validator_total{status}`,
+//! `tower_edge_range_total{status}`. Without a recorder installed the facade does nothing.
+
+use tracing::Span;
+
+/// The span fields the layers record (see the module docs).
+pub const SPAN_FIELDS: [&str; 7] = [
+    "edge.cache",
+    "edge.cache_key",
+    "edge.encoding",
+    "edge.bytes_in",
+    "edge.bytes_out",
+    "edge.validator",
+    "edge.range",
+];
+
+/// An `INFO` span for one request, with the method, the path and every field the layers record.
+pub fn request_span<B>(request: &http::Request<B>) -> Span {
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        edge.cache = tracing::field::Empty,
+        edge.cache_key = tracing::field::Empty,
+        edge.encoding = tracing::field::Empty,
+        edge.bytes_in = tracing::field::Empty,
+        edge.bytes_out = tracing::field::Empty,
+        edge.validator = tracing::field::Empty,
+        edge.range = tracing::field::Empty,
+    )
+}
+
+/// Records `value` under `field` on the current span.
+#[allow(dead_code)] // unused in builds with no layer
+pub(crate) fn record(field: &'static str, value: &str) {
+    Span::current().record(field, value);
+}
+
+/// Counts one `name{label=value}` event.
+#[allow(unused_variables, dead_code)]
+pub(crate) fn count(name: &'static str, label: &'static str, value: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(name, label => value).increment(1);
+}
+
+/// Adds `n` to the counter `name`.
+#[allow(unused_variables, dead_code)] // used by the compression layer only
+pub(crate) fn add(name: &'static str, n: u64) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(name).increment(n);
+}
+
+/// A validator layer answered `status` (304 or 412) in place of the response.
+#[allow(dead_code)] // unused in builds with no validator layer
+pub(crate) fn validator(status: &'static str) {
+    record("edge.validator", status);
+    count("tower_edge_validator_total", "status", status);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_spans_declare_every_field() {
+        let span = request_span(&http::Request::get("/x").body(()).unwrap());
+        // A disabled span (no subscriber) has no metadata; the declaration is what matters.
+        if let Some(meta) = span.metadata() {
+            for field in SPAN_FIELDS {
+                assert!(meta.fields().field(field).is_some(), "{field}");
+            }
+        }
+    }
+}
