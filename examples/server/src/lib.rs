@@ -37,6 +37,7 @@ use axum::{
     response::{Html, IntoResponse, Response},
     routing::get,
 };
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use tower_edge::{
     cache::{CacheHandle, CacheStore, CacheTags, MokaStore, ResponseCacheLayer},
@@ -44,9 +45,11 @@ use tower_edge::{
     etag::ETagLayer,
     extract::{Preconditions, Unmet},
     fs::ServeDir,
+    fs::ServeFile,
     http::{etag::EntityTag, preconditions::Validators},
     last_modified::LastModifiedLayer,
 };
+use tower_edge_store::memo::Memo;
 
 /// A product in the catalogue.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -76,7 +79,7 @@ pub struct ProductUpdate {
     pub stock: u32,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Record {
     product: Product,
     version: u64,
@@ -90,14 +93,32 @@ struct Article {
     published: SystemTime,
 }
 
-/// The server's in-memory data. Cloning shares it.
-#[derive(Clone, Debug)]
+/// The server's in-memory data and settings. Cloning shares them.
+#[derive(Clone)]
 pub struct AppState {
     products: Arc<RwLock<BTreeMap<u32, Record>>>,
     articles: Arc<BTreeMap<&'static str, Article>>,
     // Bumped on every write; the stats report is a function of it.
     data_version: Arc<AtomicU64>,
+    // Product lookups, memoized (as a slow database query would be).
+    memo: Memo<MokaStore>,
+    purge_token: Option<Arc<str>>,
+    metrics: Option<PrometheusHandle>,
+    // The large download, in a directory removed when the last clone of the state goes.
+    download: Arc<tempfile::TempDir>,
 }
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("data_version", &self.data_version)
+            .field("purge_token", &self.purge_token.as_ref().map(|_| "(set)"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The size of `/download/sample.bin`.
+pub const DOWNLOAD_LEN: usize = 2 * 1024 * 1024;
 
 impl Default for AppState {
     fn default() -> Self {
@@ -164,10 +185,67 @@ impl AppState {
         ]
         .into_iter()
         .collect();
+        let download = tempfile::Builder::new()
+            .prefix("tower-edge-example-")
+            .tempdir()
+            .expect("a temporary directory for the download");
+        // Bytes that do not compress, like the archives people download.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let bytes: Vec<u8> = (0..DOWNLOAD_LEN)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        std::fs::write(download.path().join("sample.bin"), bytes).expect("write the download");
         Self {
             products: Arc::new(RwLock::new(products)),
             articles: Arc::new(articles),
             data_version: Arc::new(AtomicU64::new(1)),
+            memo: Memo::new(
+                MokaStore::builder().max_bytes(8 * 1024 * 1024).build(),
+                "products",
+            ),
+            purge_token: None,
+            metrics: None,
+            download: Arc::new(download),
+        }
+    }
+
+    /// Protects `POST /cache/purge` with this bearer token (without one it answers 403).
+    #[must_use]
+    pub fn with_purge_token(mut self, token: &str) -> Self {
+        self.purge_token = Some(Arc::from(token));
+        self
+    }
+
+    /// Serves the metrics of this recorder at `/metrics`, in the Prometheus text format.
+    #[must_use]
+    pub fn with_metrics(mut self, handle: PrometheusHandle) -> Self {
+        self.metrics = Some(handle);
+        self
+    }
+
+    async fn lookup(&self, id: u32) -> Option<Record> {
+        let products = Arc::clone(&self.products);
+        self.memo
+            .get_or_compute(&id.to_string(), Duration::from_secs(30), || async move {
+                let found = products
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&id)
+                    .cloned();
+                Ok::<_, std::convert::Infallible>(found)
+            })
+            .await
+            .unwrap_or_else(|never| match never {})
+    }
+
+    async fn forget(&self, id: u32) {
+        if let Err(error) = self.memo.delete(&id.to_string()).await {
+            tracing::warn!(%error, id, "could not forget a memoized product");
         }
     }
 }
@@ -187,17 +265,26 @@ pub fn app_with_state(state: AppState) -> Router {
 /// of Redis (see `main.rs`, which does that when `REDIS_URL` is set).
 pub fn app_with_store<St: CacheStore + Clone>(state: AppState, store: St) -> Router {
     let compression = CompressionLayer::new();
+    let download = state.download.path().join("sample.bin");
     Router::new()
         .route("/", get(index))
-        .route("/api/products", get(list_products))
-        .route("/api/products/{id}", get(get_product).put(put_product))
+        .route("/api/products", get(list_products).post(create_product))
+        .route(
+            "/api/products/{id}",
+            get(get_product).put(put_product).delete(delete_product),
+        )
         .route("/articles/{slug}", get(article))
         .route("/api/stats", get(stats))
         .route("/cache/stats", get(cache_stats))
         .route("/cache/purge", axum::routing::post(cache_purge))
         .route("/events", get(events))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .nest_service("/static", static_files())
+        .route_service(
+            "/download/sample.bin",
+            ServeFile::new(download).configure(|dir| dir.attachment(true)),
+        )
         .with_state(state)
         // Stamps Last-Modified from the `Published` extension that handlers attach.
         .layer(
@@ -278,6 +365,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     ("/healthz", "liveness"),
     (
+        "/download/sample.bin",
+        "a 2 MiB download: Range and If-Range to resume it, Content-Disposition (ServeFile)",
+    ),
+    (
         "/static/hello.txt",
         "a static file through ServeDir: Range, If-Range, ETag, Last-Modified",
     ),
@@ -288,12 +379,47 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/static/docs/", "a directory's index.html"),
 ];
 
-async fn index() -> Html<String> {
-    let mut html = String::from(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+/// The languages the home page speaks, and its greeting in each.
+const GREETINGS: [(&str, &str); 3] = [
+    ("en", "Every route answers conditional requests."),
+    ("fr", "Chaque route répond aux requêtes conditionnelles."),
+    ("de", "Jede Route beantwortet bedingte Anfragen."),
+];
+
+/// The first language of `Accept-Language` the page speaks (weights ignored: browsers list
+/// languages in order), else English.
+fn language(headers: &http::HeaderMap) -> &'static str {
+    let wanted = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    wanted
+        .split(',')
+        .filter_map(|item| item.split(';').next())
+        .map(|tag| {
+            tag.trim()
+                .split('-')
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase()
+        })
+        .find_map(|tag| GREETINGS.iter().find(|(l, _)| *l == tag).map(|(l, _)| *l))
+        .unwrap_or("en")
+}
+
+/// `GET /`: the route list, greeting in the client's language. Cached per language: the
+/// response varies on `Accept-Language`, so the cache keeps one entry per value.
+async fn index(headers: http::HeaderMap) -> Response {
+    let lang = language(&headers);
+    let greeting = GREETINGS
+        .iter()
+        .find(|(l, _)| *l == lang)
+        .map_or(GREETINGS[0].1, |(_, g)| *g);
+    let mut html = format!(
+        "<!doctype html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
          <title>tower-edge example</title></head><body>\n<h1>tower-edge example server</h1>\n\
-         <p>Every route answers conditional requests. Try <code>curl -i</code> with \
-         <code>If-None-Match</code> set to the <code>ETag</code> you got.</p>\n<ul>\n",
+         <p>{greeting} Try <code>curl -i</code> with <code>If-None-Match</code> set to the \
+         <code>ETag</code> you got.</p>\n<ul>\n"
     );
     for (path, what) in ROUTES {
         html.push_str(&format!(
@@ -301,11 +427,30 @@ async fn index() -> Html<String> {
         ));
     }
     html.push_str(
-        "<li><code>PUT /api/products/{id}</code>: update with <code>If-Match</code>; \
+        "<li><code>POST /api/products</code>: create a product (201 with Location)</li>\n\
+         <li><code>PUT /api/products/{id}</code>: update with <code>If-Match</code>; \
          412 when your copy is stale</li>\n\
-         <li><code>POST /cache/purge</code>: empty the response cache</li>\n</ul>\n</body></html>\n",
+         <li><code>DELETE /api/products/{id}</code>: delete (If-Match honoured)</li>\n\
+         <li><code>POST /cache/purge?tag=catalogue</code>: purge a tag, or everything without \
+         one; needs <code>Authorization: Bearer &lt;PURGE_TOKEN&gt;</code></li>\n\
+         <li><code>GET /metrics</code>: Prometheus metrics (when the server installed a recorder)</li>\n\
+         </ul>\n</body></html>\n",
     );
-    Html(html)
+    let mut res = Html(html).into_response();
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("public, max-age=60"),
+    );
+    headers.insert(
+        header::VARY,
+        http::HeaderValue::from_static("accept-language"),
+    );
+    headers.insert(
+        header::CONTENT_LANGUAGE,
+        http::HeaderValue::from_static(lang),
+    );
+    res
 }
 
 async fn list_products(State(state): State<AppState>) -> Response {
@@ -332,13 +477,8 @@ async fn get_product(
     Path(id): Path<u32>,
     pre: Preconditions,
 ) -> Result<Response, Response> {
-    let record = state
-        .products
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| not_found(id))?;
+    // Memoized for 30 s; every write forgets the product.
+    let record = state.lookup(id).await.ok_or_else(|| not_found(id))?;
     let current = validators(&record);
     // Answer 304 from the version alone: no serialisation, and ETagLayer leaves our tag alone.
     pre.check(&current).map_err(IntoResponse::into_response)?;
@@ -358,6 +498,9 @@ async fn put_product(
     Json(update): Json<ProductUpdate>,
 ) -> Response {
     let response = update_product(&state, id, &pre, update);
+    if response.status().is_success() {
+        state.forget(id).await;
+    }
     // The cache already drops this product's URL after a successful PUT (RFC 9111 §4.4); the
     // listing that contains it goes by its tag.
     if response.status().is_success()
@@ -465,15 +608,133 @@ async fn cache_stats(cache: CacheHandle) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
-async fn cache_purge(cache: CacheHandle) -> Response {
-    match cache.purge().await {
-        Ok(()) => "purged\n".into_response(),
+/// `POST /cache/purge[?tag=T]`: purges a tag, or everything, for a holder of the token.
+async fn cache_purge(
+    State(state): State<AppState>,
+    cache: CacheHandle,
+    headers: http::HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
+) -> Response {
+    let Some(token) = state.purge_token.as_deref() else {
+        return (
+            StatusCode::FORBIDDEN,
+            "purging is disabled: start the server with PURGE_TOKEN set\n",
+        )
+            .into_response();
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compared without an early exit, so the time taken says nothing about the token.
+    let matches = presented.is_some_and(|p| {
+        p.len() == token.len()
+            && p.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if !matches {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a valid bearer token is required\n",
+        )
+            .into_response();
+    }
+    let result = match query.get("tag") {
+        Some(tag) => cache
+            .invalidate_tag(tag)
+            .await
+            .map(|n| format!("purged {n} entries tagged {tag}\n")),
+        None => cache.purge().await.map(|()| "purged\n".to_owned()),
+    };
+    match result {
+        Ok(message) => message.into_response(),
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the cache store failed: {error}\n"),
         )
             .into_response(),
     }
+}
+
+/// `GET /metrics`: the Prometheus text format, when the server installed a recorder.
+async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [
+                (header::CONTENT_TYPE, "text/plain; version=0.0.4"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            handle.render(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no metrics recorder installed\n").into_response(),
+    }
+}
+
+/// `POST /api/products`: creates a product; the cache drops the listing (by its tag) and the
+/// new URL (by `Location`, RFC 9111 §4.4).
+async fn create_product(
+    State(state): State<AppState>,
+    cache: CacheHandle,
+    Json(new): Json<ProductUpdate>,
+) -> Response {
+    let record = {
+        let mut products = state.products.write().unwrap_or_else(|e| e.into_inner());
+        let id = products.keys().next_back().map_or(1, |last| last + 1);
+        let record = Record {
+            product: Product {
+                id,
+                name: new.name,
+                price_cents: new.price_cents,
+                description: new.description,
+                stock: new.stock,
+            },
+            version: 1,
+            updated_at: SystemTime::now(),
+        };
+        products.insert(id, record.clone());
+        record
+    };
+    state.data_version.fetch_add(1, Ordering::Relaxed);
+    if let Err(error) = cache.invalidate_tag("catalogue").await {
+        tracing::warn!(%error, "could not invalidate the catalogue");
+    }
+    let location = format!("/api/products/{}", record.product.id);
+    (
+        StatusCode::CREATED,
+        validators(&record),
+        [(header::LOCATION, location)],
+        Json(record.product),
+    )
+        .into_response()
+}
+
+/// `DELETE /api/products/{id}`: deletes, honouring `If-Match`.
+async fn delete_product(
+    State(state): State<AppState>,
+    Path(id): Path<u32>,
+    cache: CacheHandle,
+    pre: Preconditions,
+) -> Response {
+    {
+        let mut products = state.products.write().unwrap_or_else(|e| e.into_inner());
+        let Some(record) = products.get(&id) else {
+            return not_found(id);
+        };
+        if let Err(unmet) = pre.check(&validators(record)) {
+            return unmet.into_response();
+        }
+        products.remove(&id);
+    }
+    state.data_version.fetch_add(1, Ordering::Relaxed);
+    state.forget(id).await;
+    if let Err(error) = cache.invalidate_tag("catalogue").await {
+        tracing::warn!(%error, "could not invalidate the catalogue");
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 fn not_found(id: u32) -> Response {
@@ -656,8 +917,111 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn cache_stats_and_purge() {
+    async fn purging_is_off_without_a_token() {
+        let purge = Request::post("/cache/purge")
+            .header(header::AUTHORIZATION, "Bearer anything")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&app(), purge).await.0, StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn the_home_page_is_cached_per_language() {
         let app = app();
+        let home = |lang: &str| {
+            get("/")
+                .header(header::ACCEPT_LANGUAGE, lang)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (_, h, fr) = send(&app, home("fr-CH, fr;q=0.9, en;q=0.8")).await;
+        assert_eq!(h[header::CONTENT_LANGUAGE], "fr");
+        assert!(
+            String::from_utf8(fr.clone())
+                .unwrap()
+                .contains("Chaque route")
+        );
+        let (_, h, de) = send(&app, home("de")).await;
+        assert_eq!(h[header::CONTENT_LANGUAGE], "de");
+        assert!(
+            cache_status(&h).contains("fwd=miss"),
+            "another language, another entry"
+        );
+        let (_, h, fr_again) = send(&app, home("fr-CH, fr;q=0.9, en;q=0.8")).await;
+        assert!(cache_status(&h).starts_with("tower-edge; hit"));
+        assert_eq!(fr, fr_again);
+        assert_ne!(fr, de);
+    }
+
+    #[tokio::test]
+    async fn products_are_created_memoized_and_deleted() {
+        let app = app();
+        let body = r#"{"name":"Rope","price_cents":500,"description":"50 m","stock":9}"#;
+        let create = Request::post("/api/products")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let (status, h, _) = send(&app, create).await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(h[header::LOCATION], "/api/products/41");
+        let (status, h, _) = send(&app, get("/api/products/41").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        let etag = h[header::ETAG].to_str().unwrap().to_owned();
+        let stale = Request::delete("/api/products/41")
+            .header(header::IF_MATCH, "\"p41-v0\"")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&app, stale).await.0, StatusCode::PRECONDITION_FAILED);
+        let delete = Request::delete("/api/products/41")
+            .header(header::IF_MATCH, etag)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&app, delete).await.0, StatusCode::NO_CONTENT);
+        // Gone from the store, the memo and the cache alike.
+        let (status, _, _) = send(&app, get("/api/products/41").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn the_download_resumes_with_ranges() {
+        let app = app();
+        let (status, h, whole) = send(
+            &app,
+            get("/download/sample.bin").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(whole.len(), DOWNLOAD_LEN);
+        assert!(
+            h[header::CONTENT_DISPOSITION]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment")
+        );
+        let etag = h[header::ETAG].to_str().unwrap().to_owned();
+        let resume = get("/download/sample.bin")
+            .header(header::RANGE, "bytes=1000000-")
+            .header(header::IF_RANGE, etag)
+            .body(Body::empty())
+            .unwrap();
+        let (status, h, tail) = send(&app, resume).await;
+        assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(
+            h[header::CONTENT_RANGE],
+            format!("bytes 1000000-{}/{DOWNLOAD_LEN}", DOWNLOAD_LEN - 1)
+        );
+        assert_eq!(tail, whole[1_000_000..]);
+    }
+
+    #[tokio::test]
+    async fn metrics_are_off_without_a_recorder() {
+        let (status, _, _) = send(&app(), get("/metrics").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn cache_stats_and_purge() {
+        let app = app_with_state(AppState::new().with_purge_token("s3cret"));
         send(
             &app,
             get("/articles/validators").body(Body::empty()).unwrap(),
@@ -672,7 +1036,26 @@ mod tests {
         let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(stats["hits"], 1);
         assert!(stats["stored"].as_u64().unwrap() >= 1);
+        // Without the token, or with a wrong one: refused.
         let purge = Request::post("/cache/purge").body(Body::empty()).unwrap();
+        assert_eq!(send(&app, purge).await.0, StatusCode::UNAUTHORIZED);
+        let wrong = Request::post("/cache/purge")
+            .header(header::AUTHORIZATION, "Bearer s3creT")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&app, wrong).await.0, StatusCode::UNAUTHORIZED);
+        // By tag, then everything.
+        let by_tag = Request::post("/cache/purge?tag=nothing-has-this")
+            .header(header::AUTHORIZATION, "Bearer s3cret")
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, body) = send(&app, by_tag).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, b"purged 0 entries tagged nothing-has-this\n");
+        let purge = Request::post("/cache/purge")
+            .header(header::AUTHORIZATION, "Bearer s3cret")
+            .body(Body::empty())
+            .unwrap();
         let (status, _, _) = send(&app, purge).await;
         assert_eq!(status, StatusCode::OK);
         let (_, headers, _) = send(

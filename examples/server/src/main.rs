@@ -1,56 +1,144 @@
 //! Runs the tower-edge example server.
 //!
 //! ```text
-//! tower-edge-example-server [--addr HOST:PORT]
+//! tower-edge-example-server [--addr HOST:PORT] [--request-timeout SECS] [--concurrency N]
+//!                           [--header-timeout SECS] [--warm PATHS]
 //! ```
 //!
-//! The address comes from `--addr`, else the `ADDR` variable, else `127.0.0.1:3000`. With
-//! `REDIS_URL` set (`redis://127.0.0.1:6379/0`), the response cache keeps memory in front of
-//! that Redis, shared with every other instance started with the same URL, and invalidations
-//! reach all of them through the Redis invalidation bus.
+//! Every flag has an environment variable (see `--help`). With `REDIS_URL` set
+//! (`redis://127.0.0.1:6379/0`), the response cache keeps memory in front of that Redis, shared
+//! with every other instance started with the same URL, and invalidations reach all of them
+//! through the Redis invalidation bus.
 
-use std::{net::SocketAddr, process::ExitCode};
+use std::{net::SocketAddr, process::ExitCode, time::Duration};
+
+use axum::{Router, http::StatusCode};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use tower::{ServiceBuilder, limit::ConcurrencyLimitLayer};
+use tower_edge_example_server::AppState;
+use tower_http::{timeout::TimeoutLayer, trace::TraceLayer};
 
 const USAGE: &str = "\
 tower-edge example server
 
 USAGE:
-    tower-edge-example-server [--addr HOST:PORT]
+    tower-edge-example-server [OPTIONS]
 
 OPTIONS:
-    --addr HOST:PORT    address to listen on [env: ADDR] [default: 127.0.0.1:3000]
+    --addr HOST:PORT          address to listen on [env: ADDR] [default: 127.0.0.1:3000]
+    --request-timeout SECS    answer 503 to a request not done in time [env: REQUEST_TIMEOUT] [default: 30]
+    --concurrency N           requests handled at once; the rest wait [env: CONCURRENCY] [default: 1024]
+    --header-timeout SECS     time a client has to send a request head, also between
+                              requests on a kept-alive connection [env: HEADER_TIMEOUT] [default: 10]
+    --warm PATHS              comma-separated paths fetched into the cache at start
+                              [env: WARM] [default: /,/api/products]
+    -h, --help                print this help
 
 ENVIRONMENT:
-    REDIS_URL           keep the response cache in memory in front of this Redis
-    -h, --help          print this help
+    REDIS_URL                 keep the response cache in memory in front of this Redis
+    PURGE_TOKEN               bearer token that POST /cache/purge requires (purging is off without it)
+    RUST_LOG                  log filter, e.g. info or tower_edge=debug [default: info]
 ";
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<SocketAddr>, String> {
-    let mut addr = std::env::var("ADDR").ok();
+#[derive(Debug)]
+struct Config {
+    addr: SocketAddr,
+    request_timeout: Duration,
+    concurrency: usize,
+    header_timeout: Duration,
+    warm: Vec<String>,
+}
+
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Config>, String> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let mut addr = env("ADDR");
+    let mut request_timeout = env("REQUEST_TIMEOUT");
+    let mut concurrency = env("CONCURRENCY");
+    let mut header_timeout = env("HEADER_TIMEOUT");
+    let mut warm = env("WARM");
     let mut args = args.skip(1);
     while let Some(arg) = args.next() {
-        match arg.as_str() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
+            None => (arg.clone(), None),
+        };
+        let slot = match name.as_str() {
             "-h" | "--help" => return Ok(None),
-            "--addr" => {
-                let value = args.next();
-                addr = Some(value.ok_or("--addr needs a value, e.g. 127.0.0.1:3000")?);
-            }
-            other => match other.strip_prefix("--addr=") {
-                Some(value) => addr = Some(value.to_owned()),
-                None => return Err(format!("unknown argument {other:?}")),
-            },
-        }
+            "--addr" => &mut addr,
+            "--request-timeout" => &mut request_timeout,
+            "--concurrency" => &mut concurrency,
+            "--header-timeout" => &mut header_timeout,
+            "--warm" => &mut warm,
+            other => return Err(format!("unknown argument {other:?}")),
+        };
+        let value = match inline {
+            Some(v) => v,
+            None => args.next().ok_or(format!("{name} needs a value"))?,
+        };
+        *slot = Some(value);
     }
+    let seconds = |value: Option<String>, name: &str, default: u64| -> Result<Duration, String> {
+        match value {
+            None => Ok(Duration::from_secs(default)),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs)
+                .ok_or(format!("{name}: {v:?} is not a positive number of seconds")),
+        }
+    };
     let addr = addr.unwrap_or_else(|| "127.0.0.1:3000".to_owned());
-    addr.parse()
-        .map(Some)
-        .map_err(|e| format!("invalid address {addr:?}: {e}"))
+    Ok(Some(Config {
+        addr: addr
+            .parse()
+            .map_err(|e| format!("invalid address {addr:?}: {e}"))?,
+        request_timeout: seconds(request_timeout, "--request-timeout", 30)?,
+        concurrency: match concurrency {
+            None => 1024,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(format!("--concurrency: {v:?} is not a positive number"))?,
+        },
+        header_timeout: seconds(header_timeout, "--header-timeout", 10)?,
+        warm: warm
+            .unwrap_or_else(|| "/,/api/products".to_owned())
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    }))
+}
+
+fn build_app(state: AppState) -> Result<Router, String> {
+    match std::env::var("REDIS_URL") {
+        Ok(url) if !url.is_empty() => {
+            let l2 = tower_edge_store::RedisStore::builder(&url)
+                .prefix("tower-edge-example:")
+                .build()
+                .map_err(|e| format!("REDIS_URL {url:?}: {e}"))?;
+            tracing::info!(%url, "response cache: memory in front of Redis, with the invalidation bus");
+            let memory = tower_edge_store::MokaStore::builder()
+                .max_bytes(64 * 1024 * 1024)
+                .build();
+            let store = tower_edge_store::tiered::Tiered::new(memory, l2).with_invalidation_bus();
+            Ok(tower_edge_example_server::app_with_store(state, store))
+        }
+        _ => Ok(tower_edge_example_server::app_with_state(state)),
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let addr = match parse_args(std::env::args()) {
-        Ok(Some(addr)) => addr,
+    let config = match parse_args(std::env::args()) {
+        Ok(Some(config)) => config,
         Ok(None) => {
             #[allow(clippy::print_stdout)] // --help goes to standard output
             {
@@ -63,49 +151,143 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listener = match tokio::net::TcpListener::bind(addr).await {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let metrics = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!(error = %e, "no metrics recorder; /metrics answers 404");
+            None
+        }
+    };
+
+    let mut state = AppState::new();
+    if let Ok(token) = std::env::var("PURGE_TOKEN")
+        && !token.is_empty()
+    {
+        state = state.with_purge_token(&token);
+    }
+    if let Some(handle) = metrics {
+        state = state.with_metrics(handle);
+    }
+    let app = match build_app(state) {
+        Ok(app) => app,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    // Outside the edge stack: the request span (with every field the layers record), a time
+    // limit per request, and a bound on requests in progress.
+    let app = app.layer(
+        ServiceBuilder::new()
+            .layer(TraceLayer::new_for_http().make_span_with(tower_edge::observe::request_span))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                config.request_timeout,
+            ))
+            .layer(ConcurrencyLimitLayer::new(config.concurrency)),
+    );
+
+    let listener = match tokio::net::TcpListener::bind(config.addr).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("error: cannot listen on {addr}: {e}");
+            eprintln!("error: cannot listen on {}: {e}", config.addr);
             return ExitCode::FAILURE;
         }
     };
-    let local = listener.local_addr().map_or(addr, |a| a);
-    eprintln!("tower-edge example server listening on http://{local}/");
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("shutting down");
-    };
-    let state = tower_edge_example_server::AppState::new();
-    let app = match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => {
-            let l2 = match tower_edge_store::RedisStore::builder(&url)
-                .prefix("tower-edge-example:")
-                .build()
-            {
-                Ok(l2) => l2,
-                Err(e) => {
-                    eprintln!("error: REDIS_URL {url:?}: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            eprintln!("response cache: memory in front of {url}, with the invalidation bus");
-            let memory = tower_edge_store::MokaStore::builder()
-                .max_bytes(64 * 1024 * 1024)
-                .build();
-            let store = tower_edge_store::tiered::Tiered::new(memory, l2).with_invalidation_bus();
-            tower_edge_example_server::app_with_store(state, store)
+    let local = listener.local_addr().map_or(config.addr, |a| a);
+
+    // Warm the cache before taking traffic.
+    let report = tower_edge::cache::warm_up::<axum::body::Body, _, _, _>(
+        app.clone(),
+        &format!("http://{local}"),
+        &config.warm,
+    )
+    .await;
+    for (path, result) in report {
+        match result {
+            Ok(status) => tracing::info!(path, %status, "warmed"),
+            Err(never) => match never {},
         }
-        _ => tower_edge_example_server::app_with_state(state),
-    };
-    match axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+    }
+    eprintln!("tower-edge example server listening on http://{local}/");
+    serve(listener, app, config.header_timeout).await
+}
+
+/// Serves HTTP/1.1 and HTTP/2 with a header read timeout, until Ctrl-C or SIGTERM; then lets
+/// the requests in progress finish (for up to 10 s).
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: Duration,
+) -> ExitCode {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    // Ctrl-C, or SIGTERM from a service manager or an orchestrator.
+    let mut stop = std::pin::pin!(async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    });
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a little, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = TowerToHyperService::new(app.clone().into_service::<hyper::body::Incoming>());
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut stop => {
+                eprintln!("shutting down");
+                break;
+            }
+        }
+    }
+    tokio::select! {
+        () = graceful.shutdown() => ExitCode::SUCCESS,
+        () = tokio::time::sleep(Duration::from_secs(10)) => {
+            eprintln!("some connections did not finish within 10 s");
+            ExitCode::SUCCESS
         }
     }
 }

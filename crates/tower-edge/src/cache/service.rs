@@ -476,7 +476,15 @@ where
     let shared = &ctx.shared;
     let config = &shared.config;
     parts.headers = ctx.client.clone();
+    // A range asked for on a miss goes to the origin as it is: its 206 is passed on and not
+    // stored, rather than fetching (and the client waiting for) the whole representation.
+    // Revalidations fetch the whole, to refresh the stored body.
+    let keep_range =
+        stale.is_none() && ctx.method == Method::GET && ctx.client.contains_key(header::RANGE);
     for name in &CLIENT_ONLY {
+        if keep_range && (*name == header::RANGE || *name == header::IF_RANGE) {
+            continue;
+        }
         parts.headers.remove(name);
     }
     parts
