@@ -135,6 +135,12 @@ pub fn cache_br_hit_app() -> Router {
     )
 }
 
+/// The example server (the full preset: cache, compression, ETag, Last-Modified, on realistic
+/// routes), for its product listing's hit path.
+pub fn example_app() -> Router {
+    tower_edge_example_server::app()
+}
+
 /// The length of the body `app` answers `path` with for `accept`, measured once.
 fn answer_len(
     key: &'static str,
@@ -301,6 +307,20 @@ pub fn scenarios() -> Vec<Scenario> {
             },
         })
         .collect();
+    out.push(Scenario {
+        name: "example-products-hit",
+        description: "the example server's full stack, GET /api/products with br: a cache hit",
+        app: example_app,
+        request: RequestSpec {
+            method: Method::GET,
+            path: "/api/products",
+            headers: vec![("accept-encoding", "br".to_owned())],
+        },
+        expect: Expect {
+            status: StatusCode::OK,
+            body_len: answer_len("example-products-hit", example_app, "/api/products", "br"),
+        },
+    });
     out.push(Scenario {
         name: "cache-br-hit",
         description: "cache outside compression: a stored brotli variant served (compare with zip-br-10k and bare)",
