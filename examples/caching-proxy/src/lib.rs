@@ -1,0 +1,247 @@
+//! An RFC 9111 shared cache in front of any HTTP/1.1 upstream, built from tower-edge layers.
+//!
+//! ```text
+//! client ──▶ ResponseCacheLayer ──▶ [CompressionLayer] ──▶ Forward ──▶ upstream
+//! ```
+//!
+//! [`proxy`] returns an axum [`Router`] that sends every request, whatever its method, to the
+//! upstream through a pooled HTTP/1.1 client, with a [`ResponseCacheLayer`] (over a
+//! [`MokaStore`]) in front. The cache does what a shared cache does: it stores what RFC 9111
+//! lets it store, answers fresh hits itself with `Age` and `Cache-Status`, answers the client's
+//! `If-None-Match` / `If-Modified-Since` with `304` and `Range` with `206` from the stored
+//! response, revalidates stale entries with a conditional request, and removes a URL's entries
+//! after a successful `POST`, `PUT`, `PATCH` or `DELETE` to it (RFC 9111 §4.4).
+//!
+//! ```
+//! use axum::{Router, body::Body, routing::get};
+//! use http::{Request, header};
+//! use tower::ServiceExt;
+//! use tower_edge_caching_proxy::{ProxyConfig, proxy};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // An origin on a free loopback port.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! let upstream = format!("http://{}", listener.local_addr().unwrap());
+//! let origin = Router::new().route(
+//!     "/",
+//!     get(|| async { ([(header::CACHE_CONTROL, "public, max-age=60")], "hello") }),
+//! );
+//! tokio::spawn(async move { axum::serve(listener, origin).await });
+//!
+//! let app = proxy(ProxyConfig::new(&upstream).unwrap());
+//! let get = || {
+//!     Request::get("/").header(header::HOST, "www.example.com").body(Body::empty()).unwrap()
+//! };
+//! let first = app.clone().oneshot(get()).await.unwrap();
+//! assert_eq!(first.headers()["cache-status"], "tower-edge; fwd=miss; stored");
+//! http_body_util::BodyExt::collect(first.into_body()).await.unwrap(); // stored at the end
+//! # tokio::task::yield_now().await;
+//!
+//! let second = app.oneshot(get()).await.unwrap();
+//! assert!(second.headers()["cache-status"].to_str().unwrap().starts_with("tower-edge; hit"));
+//! # }
+//! ```
+//!
+//! # What is forwarded
+//!
+//! - The method, the path and the query, unchanged, to the upstream's scheme and authority.
+//! - Every request and response header except the hop-by-hop ones (RFC 9110 §7.6.1):
+//!   `Connection` and the fields it names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
+//!   `Transfer-Encoding` and `Upgrade`.
+//! - `Host` as the client sent it, so the origin builds links and virtual hosts for the public
+//!   name, as it would with the proxy absent. An origin that only answers to its own name needs
+//!   a client (or a proxy in front) that sends that name. The cache keys by this `Host` as well.
+//! - `Via` (RFC 9110 §7.6.3) only with [`ProxyConfig::via`].
+//!
+//! Nothing is transformed unless [`ProxyConfig::compress`] is on: then a [`CompressionLayer`]
+//! sits inside the cache, and the cache keys variants by the encoding that layer negotiates, so
+//! each stored variant is compressed once.
+//!
+//! # Failures
+//!
+//! An upstream that refuses the connection, or breaks it before answering, gives `502 Bad
+//! Gateway`; one that does not connect within [`ProxyConfig::connect_timeout`] or send its
+//! response head within [`ProxyConfig::read_timeout`] gives `504 Gateway Timeout`. Both carry a
+//! short `text/plain` reason and `Cache-Control: no-store`. A body that stalls for longer than
+//! the read timeout between two chunks is cut off, and the client sees the connection end early.
+//!
+//! # Buffering
+//!
+//! Bodies stream in both directions. The cache keeps a copy of a storable response up to its
+//! bound (8 MiB); nothing else is buffered.
+
+mod body;
+mod forward;
+mod hop;
+
+use std::{fmt, time::Duration};
+
+use axum::Router;
+use http::Uri;
+use tower::Layer;
+use tower_edge::{
+    cache::{MokaStore, ResponseCacheLayer},
+    compression::CompressionLayer,
+};
+
+pub use self::forward::Forward;
+
+/// Where the proxy sends requests and how it caches and forwards them.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    upstream: Uri,
+    cache_bytes: u64,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    via: bool,
+    compress: bool,
+}
+
+impl ProxyConfig {
+    /// A configuration for `upstream`, an `http://host[:port]` URL with no path beyond `/`.
+    pub fn new(upstream: &str) -> Result<Self, ConfigError> {
+        let uri: Uri = upstream
+            .parse()
+            .map_err(|e| ConfigError(format!("invalid upstream {upstream:?}: {e}")))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "upstream scheme {other:?} is not supported, only http"
+                )));
+            }
+            None => {
+                return Err(ConfigError(format!(
+                    "upstream {upstream:?} needs a scheme, e.g. http://127.0.0.1:8000"
+                )));
+            }
+        }
+        if uri.authority().is_none() {
+            return Err(ConfigError(format!("upstream {upstream:?} has no host")));
+        }
+        if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/") {
+            return Err(ConfigError(format!(
+                "upstream {upstream:?} has a path or query; give only scheme, host and port"
+            )));
+        }
+        Ok(Self {
+            upstream: uri,
+            cache_bytes: 256 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(30),
+            via: false,
+            compress: false,
+        })
+    }
+
+    /// The upstream's URL, as given to [`ProxyConfig::new`].
+    pub fn upstream(&self) -> &Uri {
+        &self.upstream
+    }
+
+    /// The bound of the in-memory cache, in bytes of stored entries.
+    ///
+    /// Defaults to 256 MiB.
+    #[must_use]
+    pub fn cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// How long to wait for a TCP connection to the upstream; past it the client gets `504`.
+    ///
+    /// Defaults to 5 seconds.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for the upstream's response head once the request is sent (past it the
+    /// client gets `504`), and then between two chunks of its body (past it the body is cut off).
+    ///
+    /// Defaults to 30 seconds.
+    #[must_use]
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Adds `Via: <version> tower-edge` to forwarded requests and to responses (RFC 9110
+    /// §7.6.3).
+    ///
+    /// Defaults to `false`: headers pass through as they are.
+    #[must_use]
+    pub fn via(mut self, enabled: bool) -> Self {
+        self.via = enabled;
+        self
+    }
+
+    /// Compresses responses the upstream sent uncompressed, for clients that accept it, with a
+    /// [`CompressionLayer`] inside the cache, so compressed variants are stored.
+    ///
+    /// Defaults to `false`: bodies reach the client as the upstream sent them.
+    #[must_use]
+    pub fn compress(mut self, enabled: bool) -> Self {
+        self.compress = enabled;
+        self
+    }
+}
+
+/// A mistake in a [`ProxyConfig`]: an upstream URL the proxy cannot use.
+#[derive(Clone, Debug)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The caching proxy as an axum [`Router`]: every request goes through the cache to the
+/// upstream. Serve it with [`axum::serve()`].
+///
+/// Must be called inside a Tokio runtime (the client's connection pool runs on it).
+pub fn proxy(config: ProxyConfig) -> Router {
+    let store = MokaStore::builder().max_bytes(config.cache_bytes).build();
+    let cache = ResponseCacheLayer::new(store);
+    let compress = config.compress;
+    let forward = Forward::new(config);
+    if compress {
+        let compression = CompressionLayer::new();
+        // The cache keys variants by the coding this layer will pick, not the raw header.
+        let cache = cache.encoding(Some(compression.negotiator()));
+        Router::new().fallback_service(cache.layer(compression.layer(forward)))
+    } else {
+        Router::new().fallback_service(cache.layer(forward))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_an_http_upstream_with_host_and_port() {
+        let config = ProxyConfig::new("http://127.0.0.1:8000").unwrap();
+        assert_eq!(config.upstream().authority().unwrap(), "127.0.0.1:8000");
+        assert!(ProxyConfig::new("http://origin.internal/").is_ok());
+    }
+
+    #[test]
+    fn rejects_upstreams_it_cannot_forward_to() {
+        for bad in [
+            "https://example.com",
+            "127.0.0.1:8000",
+            "/relative",
+            "http://example.com/base",
+            "http://example.com/?q=1",
+            "not a url",
+        ] {
+            assert!(ProxyConfig::new(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+}
