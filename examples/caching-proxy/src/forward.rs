@@ -118,6 +118,9 @@ impl Forward {
         if self.via {
             append_via(&mut parts.headers, parts.version);
         }
+        // The version is the connection's, not the message's (RFC 9110 §6.2): the client gets
+        // this proxy's HTTP/1.1 even from an HTTP/1.0 upstream.
+        parts.version = Version::HTTP_11;
         // A body that stalls between chunks is cut off rather than held open forever.
         let body = Body::new(IdleTimeoutBody::new(self.read_timeout, body));
         Response::from_parts(parts, body)
@@ -205,6 +208,35 @@ mod tests {
         assert_eq!(from_origin_form, "http://127.0.0.1:8000/a/b?x=1&y=2");
         let from_absolute_form = forward.target(&"http://public.example/c".parse().unwrap());
         assert_eq!(from_absolute_form, "http://127.0.0.1:8000/c");
+    }
+
+    #[tokio::test]
+    async fn answers_an_http_1_0_upstream_in_http_1_1_with_via() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await.unwrap();
+            stream
+                .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+        });
+        let config = ProxyConfig::new(&format!("http://{addr}"))
+            .unwrap()
+            .via(true);
+        let res = tower::ServiceExt::oneshot(
+            Forward::new(config),
+            Request::get("/").body(Body::empty()).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.version(), Version::HTTP_11);
+        assert_eq!(res.headers()[header::VIA], "1.0 tower-edge");
     }
 
     #[tokio::test]
