@@ -37,6 +37,10 @@ use axum::{
     response::{Html, IntoResponse, Response},
     routing::get,
 };
+#[cfg(feature = "profiling")]
+mod profile;
+pub mod telemetry;
+
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use tower_edge::{
@@ -228,6 +232,41 @@ impl AppState {
         self
     }
 
+    /// Checks the operator token (`Authorization: Bearer <PURGE_TOKEN>`): `Err` is the answer
+    /// to send instead (403 when no token is configured, 401 for a wrong one).
+    #[allow(clippy::result_large_err)] // the error is the response itself
+    fn authorize(&self, headers: &http::HeaderMap) -> Result<(), Response> {
+        let Some(token) = self.purge_token.as_deref() else {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "operator routes are disabled: start the server with PURGE_TOKEN set\n",
+            )
+                .into_response());
+        };
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        // Compared without an early exit, so the time taken says nothing about the token.
+        let matches = presented.is_some_and(|p| {
+            p.len() == token.len()
+                && p.bytes()
+                    .zip(token.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        });
+        if matches {
+            Ok(())
+        } else {
+            Err((
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "a valid bearer token is required\n",
+            )
+                .into_response())
+        }
+    }
+
     async fn lookup(&self, id: u32) -> Option<Record> {
         let products = Arc::clone(&self.products);
         self.memo
@@ -279,6 +318,7 @@ pub fn app_with_store<St: CacheStore + Clone>(state: AppState, store: St) -> Rou
         .route("/cache/purge", axum::routing::post(cache_purge))
         .route("/events", get(events))
         .route("/metrics", get(metrics))
+        .merge(profiling_routes())
         .route("/healthz", get(|| async { "ok" }))
         .nest_service("/static", static_files())
         .route_service(
@@ -615,32 +655,8 @@ async fn cache_purge(
     headers: http::HeaderMap,
     axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
 ) -> Response {
-    let Some(token) = state.purge_token.as_deref() else {
-        return (
-            StatusCode::FORBIDDEN,
-            "purging is disabled: start the server with PURGE_TOKEN set\n",
-        )
-            .into_response();
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // Compared without an early exit, so the time taken says nothing about the token.
-    let matches = presented.is_some_and(|p| {
-        p.len() == token.len()
-            && p.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if !matches {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "a valid bearer token is required\n",
-        )
-            .into_response();
+    if let Err(refused) = state.authorize(&headers) {
+        return refused;
     }
     let result = match query.get("tag") {
         Some(tag) => cache
@@ -657,6 +673,16 @@ async fn cache_purge(
         )
             .into_response(),
     }
+}
+
+#[cfg(feature = "profiling")]
+fn profiling_routes() -> Router<AppState> {
+    Router::new().route("/debug/pprof/flamegraph", get(profile::flamegraph))
+}
+
+#[cfg(not(feature = "profiling"))]
+fn profiling_routes() -> Router<AppState> {
+    Router::new()
 }
 
 /// `GET /metrics`: the Prometheus text format, when the server installed a recorder.
@@ -1011,6 +1037,40 @@ mod tests {
             format!("bytes 1000000-{}/{DOWNLOAD_LEN}", DOWNLOAD_LEN - 1)
         );
         assert_eq!(tail, whole[1_000_000..]);
+    }
+
+    #[cfg(feature = "profiling")]
+    #[tokio::test]
+    async fn the_flamegraph_needs_the_token_and_is_an_svg() {
+        let app = app_with_state(AppState::new().with_purge_token("t"));
+        let anonymous = get("/debug/pprof/flamegraph?seconds=1")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&app, anonymous).await.0, StatusCode::UNAUTHORIZED);
+        let bad = get("/debug/pprof/flamegraph?seconds=0")
+            .header(header::AUTHORIZATION, "Bearer t")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&app, bad).await.0, StatusCode::BAD_REQUEST);
+        let req = get("/debug/pprof/flamegraph?seconds=1")
+            .header(header::AUTHORIZATION, "Bearer t")
+            .body(Body::empty())
+            .unwrap();
+        // Something to sample while the profiler runs.
+        let busy = std::thread::spawn(|| {
+            let until = std::time::Instant::now() + Duration::from_millis(1200);
+            let mut x = 0u64;
+            while std::time::Instant::now() < until {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            x
+        });
+        let (status, headers, body) = send(&app, req).await;
+        let _ = busy.join();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CONTENT_TYPE], "image/svg+xml");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("<svg"), "{}", &text[..text.len().min(300)]);
     }
 
     #[tokio::test]

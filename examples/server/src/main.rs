@@ -40,8 +40,11 @@ OPTIONS:
 
 ENVIRONMENT:
     REDIS_URL                 keep the response cache in memory in front of this Redis
-    PURGE_TOKEN               bearer token that POST /cache/purge requires (purging is off without it)
+    PURGE_TOKEN               bearer token the operator routes require (POST /cache/purge, and
+                              GET /debug/pprof/flamegraph with feature profiling); off without it
     RUST_LOG                  log filter, e.g. info or tower_edge=debug [default: info]
+    OTEL_EXPORTER_OTLP_ENDPOINT
+                              with feature otel: export traces over OTLP/HTTP to this collector
 ";
 
 #[derive(Debug)]
@@ -151,12 +154,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let _telemetry = tower_edge_example_server::telemetry::init();
     let metrics = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
         Ok(handle) => Some(handle),
         Err(e) => {
