@@ -437,3 +437,37 @@ async fn compression_is_opt_in_and_keyed_by_the_negotiated_encoding() {
         "one call without --compress, then gzip and identity"
     );
 }
+
+#[tokio::test]
+async fn a_default_ttl_caches_responses_without_freshness_information() {
+    let calls = Calls::default();
+    let app = Router::new()
+        .route(
+            "/plain",
+            get(
+                |State(calls): State<Calls>, method: Method, uri: Uri| async move {
+                    format!("call {}", calls.record(&method, &uri))
+                },
+            ),
+        )
+        .with_state(calls.clone());
+    let origin = TestServer::start(app).await;
+    let upstream = format!("http://{}", origin.addr());
+    // Without a default TTL, a response that says nothing about freshness is not stored...
+    let strict = TestServer::start(proxy(ProxyConfig::new(&upstream).unwrap())).await;
+    assert_eq!(strict.get("/plain", &[]).await.body(), "call 1");
+    assert_eq!(strict.get("/plain", &[]).await.body(), "call 2");
+    // ...with one, it is, as a CDN would.
+    let config = ProxyConfig::new(&upstream)
+        .unwrap()
+        .default_ttl(std::time::Duration::from_secs(60));
+    let lenient = TestServer::start(proxy(config)).await;
+    assert_eq!(lenient.get("/plain", &[]).await.body(), "call 3");
+    let again = lenient.get("/plain", &[]).await;
+    assert_eq!(again.body(), "call 3");
+    assert!(
+        cache_status(&again).starts_with("tower-edge; hit"),
+        "{}",
+        cache_status(&again)
+    );
+}

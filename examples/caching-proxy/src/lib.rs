@@ -96,6 +96,8 @@ pub struct ProxyConfig {
     read_timeout: Duration,
     via: bool,
     compress: bool,
+    heuristic: bool,
+    default_ttl: Option<Duration>,
 }
 
 impl ProxyConfig {
@@ -132,7 +134,29 @@ impl ProxyConfig {
             read_timeout: Duration::from_secs(30),
             via: false,
             compress: false,
+            heuristic: false,
+            default_ttl: None,
         })
+    }
+
+    /// Heuristic freshness (RFC 9111 §4.2.2) for responses that have a `Last-Modified` but no
+    /// explicit freshness: fresh for a tenth of their age, as shared caches commonly do.
+    ///
+    /// Defaults to `false`.
+    #[must_use]
+    pub fn heuristic(mut self, enabled: bool) -> Self {
+        self.heuristic = enabled;
+        self
+    }
+
+    /// A TTL for responses with no freshness information at all (no `Cache-Control` lifetime, no
+    /// `Expires`), like a CDN's default TTL. Responses that forbid storing are still not stored.
+    ///
+    /// Defaults to none: such responses are not stored.
+    #[must_use]
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = Some(ttl);
+        self
     }
 
     /// The upstream's URL, as given to [`ProxyConfig::new`].
@@ -207,7 +231,10 @@ impl std::error::Error for ConfigError {}
 /// Must be called inside a Tokio runtime (the client's connection pool runs on it).
 pub fn proxy(config: ProxyConfig) -> Router {
     let store = MokaStore::builder().max_bytes(config.cache_bytes).build();
-    let cache = ResponseCacheLayer::new(store);
+    let mut cache = ResponseCacheLayer::new(store).heuristic_freshness(config.heuristic);
+    if let Some(ttl) = config.default_ttl {
+        cache = cache.default_ttl(ttl);
+    }
     let compress = config.compress;
     let forward = Forward::new(config);
     if compress {

@@ -22,6 +22,8 @@ OPTIONS:
     --read-timeout SECS       wait for the upstream's response head, then 504 [default: 30]
     --via                     add Via to forwarded requests and responses
     --compress                compress responses for clients that accept it (off: no transformation)
+    --heuristic               heuristic freshness for responses with Last-Modified only (RFC 9111 §4.2.2)
+    --default-ttl SECS        TTL for responses with no freshness information at all [default: none]
     -h, --help                print this help
 
 The client's Host header is forwarded unchanged, so the upstream sees the public host name.
@@ -39,7 +41,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
     let mut cache_mib = std::env::var("CACHE_MIB").ok();
     let mut connect_timeout = None;
     let mut read_timeout = None;
-    let (mut via, mut compress) = (false, false);
+    let (mut via, mut compress, mut heuristic) = (false, false, false);
+    let mut default_ttl = None;
     let mut args = args.skip(1);
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -56,6 +59,11 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
                 compress = true;
                 continue;
             }
+            "--heuristic" => {
+                heuristic = true;
+                continue;
+            }
+            "--default-ttl" => &mut default_ttl,
             "--upstream" => &mut upstream,
             "--addr" => &mut addr,
             "--cache-mib" => &mut cache_mib,
@@ -75,7 +83,11 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
     let mut config = ProxyConfig::new(&upstream)
         .map_err(|e| e.to_string())?
         .via(via)
-        .compress(compress);
+        .compress(compress)
+        .heuristic(heuristic);
+    if let Some(secs) = default_ttl {
+        config = config.default_ttl(seconds("--default-ttl", &secs)?);
+    }
     if let Some(mib) = cache_mib {
         let mib: u64 = mib
             .parse()
