@@ -1,0 +1,135 @@
+//! The README's run command, as a user runs it: the example server binary starts with no
+//! external service, and what `curl` sees on every documented route is what the README says.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{Request, StatusCode, header};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tower_edge_example_server::ROUTES;
+
+/// The server process this test started; killed (by its PID) when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start() -> (Server, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tower-edge-example-server"))
+        .args(["--addr", "127.0.0.1:0", "--warm", "/"])
+        .env_remove("REDIS_URL")
+        .env_remove("ADDR")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the example server binary starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let server = Server(child);
+    // It prints the address it listens on once it is ready.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for line in BufReader::new(stderr).lines() {
+        let line = line.expect("stderr line");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            let addr = rest
+                .trim_end_matches('/')
+                .parse()
+                .expect("a socket address");
+            return (server, addr);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never said it was listening"
+        );
+    }
+    panic!("the server exited before listening");
+}
+
+async fn get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, http::HeaderMap, Bytes) {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let mut req = Request::get(path).header(header::HOST, addr.to_string());
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    let res = sender
+        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .expect("response");
+    let (status, headers) = (res.status(), res.headers().clone());
+    (
+        status,
+        headers,
+        res.into_body().collect().await.expect("body").to_bytes(),
+    )
+}
+
+#[tokio::test]
+async fn the_binary_serves_every_documented_route() {
+    let (_server, addr) = start();
+    // Warmed at start: the home page is already a hit.
+    let (status, headers, _) = get(addr, "/", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["cache-status"]
+            .to_str()
+            .unwrap()
+            .starts_with("tower-edge; hit"),
+        "{headers:?}"
+    );
+    for (path, _) in ROUTES {
+        let (status, _, body) = get(addr, path, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(!body.is_empty(), "{path}");
+    }
+    // Prometheus metrics, with the layers' counters in them.
+    let (status, _, metrics) = get(addr, "/metrics", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&metrics).contains("tower_edge_cache_total"));
+    // Purging is off without PURGE_TOKEN.
+    let (status, _, _) = get(addr, "/healthz", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[test]
+fn help_lists_every_option_and_bad_flags_exit_2() {
+    let help = Command::new(env!("CARGO_BIN_EXE_tower-edge-example-server"))
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(help.status.success());
+    let text = String::from_utf8(help.stdout).unwrap();
+    for flag in [
+        "--addr",
+        "--request-timeout",
+        "--concurrency",
+        "--header-timeout",
+        "--warm",
+        "REDIS_URL",
+        "PURGE_TOKEN",
+    ] {
+        assert!(text.contains(flag), "{flag} missing from --help");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_tower-edge-example-server"))
+        .arg("--concurrency=zero")
+        .output()
+        .expect("run with a bad flag");
+    assert_eq!(bad.status.code(), Some(2));
+}
