@@ -8,11 +8,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
-use http::{Request, StatusCode, header};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use http::StatusCode;
 use tower_edge_example_server::ROUTES;
+
+mod common;
+use common::get;
 
 /// The server process this test started; killed (by its PID) when dropped.
 struct Server(Child);
@@ -53,32 +53,6 @@ fn start() -> (Server, SocketAddr) {
         );
     }
     panic!("the server exited before listening");
-}
-
-async fn get(
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (StatusCode, http::HeaderMap, Bytes) {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let mut req = Request::get(path).header(header::HOST, addr.to_string());
-    for (n, v) in headers {
-        req = req.header(*n, *v);
-    }
-    let res = sender
-        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
-        .await
-        .expect("response");
-    let (status, headers) = (res.status(), res.headers().clone());
-    (
-        status,
-        headers,
-        res.into_body().collect().await.expect("body").to_bytes(),
-    )
 }
 
 #[tokio::test]

@@ -1,36 +1,11 @@
 //! The example server on a real socket: every route the home page documents answers as it says,
 //! the way `curl` would see it.
 
-use std::net::SocketAddr;
+use http::{StatusCode, header};
 
-use bytes::Bytes;
-use http::{Request, StatusCode, header};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+mod common;
+use common::get;
 use tower_edge_example_server::{AppState, ROUTES, app_with_state};
-
-async fn get(
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (StatusCode, http::HeaderMap, Bytes) {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let mut req = Request::get(path).header(header::HOST, addr.to_string());
-    for (n, v) in headers {
-        req = req.header(*n, *v);
-    }
-    let res = sender
-        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
-        .await
-        .expect("response");
-    let (status, headers) = (res.status(), res.headers().clone());
-    let body = res.into_body().collect().await.expect("body").to_bytes();
-    (status, headers, body)
-}
 
 #[tokio::test]
 async fn every_documented_route_answers_on_a_real_socket() {
