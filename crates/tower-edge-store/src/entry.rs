@@ -141,7 +141,8 @@ impl Entry {
     /// The entry's current age at `now` (RFC 9111 §4.2.3): its initial age plus its time in
     /// the store. A clock that went backwards counts as no time.
     pub fn age(&self, now: SystemTime) -> Duration {
-        self.initial_age + now.duration_since(self.stored_at).unwrap_or_default()
+        self.initial_age
+            .saturating_add(now.duration_since(self.stored_at).unwrap_or_default())
     }
 
     /// Approximate memory held by the entry, in bytes: body, headers, tags, and fixed overhead.

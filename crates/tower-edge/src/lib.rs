@@ -150,6 +150,10 @@ pub mod range;
 #[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
 pub mod fs;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(feature = "etag")]
 pub use etag::ETagLayer;
 

@@ -36,22 +36,59 @@ impl QueryPolicy {
     }
 }
 
-/// `scheme://host` of the request: from an absolute URI, else the `Host` header.
-pub(crate) fn origin(parts: &Parts) -> String {
-    let scheme = parts.uri.scheme_str().unwrap_or("http");
-    let host = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_ascii_lowercase)
-        })
-        .unwrap_or_default();
-    format!("{scheme}://{host}")
+/// The origin of a [`CacheHandle`](super::CacheHandle) given to a request that has none
+/// ([`origin`] is `None`). `.invalid` is reserved (RFC 6761 §6.4); and since such a request never
+/// reads or stores, the handle's invalidations only reach entries under this name.
+pub(crate) const UNKEYABLE_ORIGIN: &str = "http://unkeyable.invalid";
+
+/// `scheme://host[:port]` of the request, lowercased: from an absolute URI (without any
+/// userinfo), else the `Host` header. `None` when the request names its host in a way that cannot
+/// go into a key without ambiguity: several `Host` lines, a value that is not a plain
+/// `host[:port]` (RFC 9110 §7.2, RFC 3986 §3.2.2), an authority-form target, or a scheme other
+/// than `http` and `https`. Such a request bypasses the cache: a `Host`
+/// of `example.com/private` must not produce the key of `/private/…` on `example.com`.
+pub(crate) fn origin(parts: &Parts) -> Option<String> {
+    let scheme = match parts.uri.scheme_str() {
+        None => "http",
+        Some(s) if s.eq_ignore_ascii_case("http") => "http",
+        Some(s) if s.eq_ignore_ascii_case("https") => "https",
+        // Not a resource this cache knows how to name (and the `http` crate lets an empty
+        // scheme through).
+        Some(_) => return None,
+    };
+    let host = match parts.uri.authority() {
+        // Authority-form (`host:port` alone) is for CONNECT only.
+        Some(_) if parts.uri.scheme().is_none() => return None,
+        Some(authority) => {
+            let hostport = authority.as_str().rsplit('@').next().unwrap_or_default();
+            if !is_plain_authority(hostport.as_bytes()) {
+                return None;
+            }
+            hostport.to_owned()
+        }
+        None => {
+            let mut lines = parts.headers.get_all(header::HOST).iter();
+            match (lines.next(), lines.next()) {
+                (None, _) => String::new(),
+                (Some(host), None) if is_plain_authority(host.as_bytes()) => {
+                    // Checked to be ASCII just above.
+                    String::from_utf8_lossy(host.as_bytes()).into_owned()
+                }
+                _ => return None,
+            }
+        }
+    };
+    Some(format!("{scheme}://{}", host.to_ascii_lowercase()))
+}
+
+/// `host[:port]` with a registered name, IPv4 or bracketed IPv6 host: no userinfo, path, query,
+/// fragment, whitespace or other delimiters.
+fn is_plain_authority(value: &[u8]) -> bool {
+    !value.is_empty()
+        && value.len() <= 255 + 6
+        && value
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b))
 }
 
 /// The resource string of a GET (or HEAD) for `uri` at `origin`.
@@ -145,7 +182,7 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        let o = origin(&parts);
+        let o = origin(&parts).unwrap();
         assert_eq!(o, "http://example.com");
         assert_eq!(
             resource(&o, &parts.uri, &QueryPolicy::default()),
@@ -155,7 +192,46 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        assert_eq!(origin(&parts), "https://a.test");
+        assert_eq!(origin(&parts).unwrap(), "https://a.test");
+        let (parts, ()) = Request::get("https://user@A.test:8443/q")
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert_eq!(origin(&parts).unwrap(), "https://a.test:8443");
+    }
+
+    #[test]
+    fn a_host_that_is_not_a_plain_authority_has_no_origin() {
+        for bad in [
+            "example.com/private",
+            "a.test?x",
+            "a.test#f",
+            "user@a.test",
+            "a test",
+            "a|b",
+        ] {
+            let (parts, ()) = Request::get("/x")
+                .header(header::HOST, bad)
+                .body(())
+                .unwrap()
+                .into_parts();
+            assert_eq!(origin(&parts), None, "{bad}");
+        }
+        let (parts, ()) = Request::get("/x")
+            .header(header::HOST, "a.test")
+            .header(header::HOST, "b.test")
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert_eq!(origin(&parts), None, "two Host lines");
+        for good in ["a.test", "a.test:8080", "[::1]:3000", "127.0.0.1"] {
+            let (parts, ()) = Request::get("/x")
+                .header(header::HOST, good)
+                .body(())
+                .unwrap()
+                .into_parts();
+            assert_eq!(origin(&parts).unwrap(), format!("http://{good}"));
+        }
     }
 
     #[test]

@@ -59,6 +59,12 @@
 //! in the stored response's `Vary`, and the parts added by [`ResponseCacheLayer::key`] and
 //! [`ResponseCacheLayer::per_user`]. `HEAD` is answered from the `GET` entry.
 //!
+//! The host comes from an absolute request target (without userinfo) or the `Host` header. A
+//! request with several `Host` lines, or a `Host` that is not a plain `host[:port]` (a `/`, `?`,
+//! `@`, whitespace…), bypasses the cache and invalidates nothing: otherwise
+//! `Host: example.com/private` on `/x` would be stored under the key of
+//! `http://example.com/private/x`, and served to whoever asks for that.
+//!
 //! # Answers
 //!
 //! Every response says what happened in `Cache-Status` (RFC 9211): `hit; ttl=N`,
@@ -151,3 +157,86 @@ pub(crate) struct Shared<St> {
 
 #[cfg(test)]
 mod tests;
+
+/// Hooks for [`crate::fuzzing`]: the key and policy functions the layer uses, on plain inputs.
+#[cfg(feature = "fuzzing")]
+mod fuzz_hooks {
+    use std::time::{Duration, SystemTime};
+
+    use http::{HeaderMap, HeaderName, Method, Request, StatusCode, Uri};
+    use tower_edge_store::{CacheKey, MokaStore};
+
+    use super::{ResponseCacheLayer, key, policy};
+
+    /// How long a response is to be kept, if storable.
+    pub(crate) struct FuzzFreshness {
+        pub(crate) fresh_for: Duration,
+        pub(crate) initial_age: Duration,
+        inner: policy::Freshness,
+    }
+
+    impl FuzzFreshness {
+        pub(crate) fn store_ttl(&self, has_validators: bool, min_keep: Duration) -> Duration {
+            self.inner.store_ttl(has_validators, min_keep)
+        }
+    }
+
+    pub(crate) fn fuzz_decide(
+        status: StatusCode,
+        response: HeaderMap,
+        request: HeaderMap,
+        cdn_cache_control: bool,
+        heuristic: bool,
+        now: SystemTime,
+    ) -> Result<FuzzFreshness, &'static str> {
+        thread_local! {
+            // Building a layer (and its store) per input would dominate the run.
+            static LAYERS: [ResponseCacheLayer<MokaStore>; 4] = std::array::from_fn(|i| {
+                ResponseCacheLayer::new(MokaStore::default())
+                    .cdn_cache_control(i & 1 != 0)
+                    .heuristic_freshness(i & 2 != 0)
+            });
+        }
+        let layer = LAYERS.with(|layers| {
+            layers[usize::from(cdn_cache_control) | usize::from(heuristic) << 1].clone()
+        });
+        let req = super::service::PolicyRequest {
+            uri: Uri::from_static("http://fuzz.test/r"),
+            method: Method::GET,
+            headers: request,
+        };
+        let mut res = http::Response::new(());
+        *res.status_mut() = status;
+        *res.headers_mut() = response;
+        let (mut parts, ()) = res.into_parts();
+        let inner = policy::decide(&req, &mut parts, false, now, &layer.shared.config)?;
+        Ok(FuzzFreshness {
+            fresh_for: inner.fresh_for,
+            initial_age: inner.initial_age,
+            inner,
+        })
+    }
+
+    pub(crate) fn fuzz_vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+        key::vary_names(headers)
+    }
+
+    pub(crate) fn fuzz_vary_key(
+        base: CacheKey,
+        vary: &[HeaderName],
+        request: &HeaderMap,
+    ) -> CacheKey {
+        key::vary_key(base, vary, request)
+    }
+
+    /// The key of a GET for `request` with the default query policy, or `None` when the layer
+    /// would not key it.
+    pub(crate) fn fuzz_request_key(request: &Request<()>) -> Option<CacheKey> {
+        let (parts, ()) = request.clone().into_parts();
+        let origin = key::origin(&parts)?;
+        let resource = key::resource(&origin, &parts.uri, &key::QueryPolicy::default());
+        Some(key::base_key(resource, "any", None))
+    }
+}
+#[cfg(feature = "fuzzing")]
+pub(crate) use fuzz_hooks::{fuzz_decide, fuzz_request_key, fuzz_vary_key, fuzz_vary_names};

@@ -18,6 +18,12 @@ use crate::http::cache_control::CacheControl;
 /// removed before the response leaves the layer.
 pub const TTL_HEADER: &str = "tower-edge-ttl";
 
+/// The largest lifetime, age or stale window this cache works with: 2^31 seconds, which RFC 9111
+/// §1.2.2 asks caches to use for any larger delta-seconds. Larger values (from `Age`, `max-age`,
+/// the TTL header or the layer's options) are clamped to it, so sums of them and times computed
+/// from them cannot overflow.
+pub(crate) const MAX_DELTA: Duration = Duration::from_secs(1 << 31);
+
 /// How a storable response is to be kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Freshness {
@@ -112,25 +118,23 @@ pub(crate) fn decide<R: RequestLike>(
         return Err("vary-star");
     }
 
-    let initial_age = policy.age(now);
+    let initial_age = policy.age(now).min(MAX_DELTA);
     let explicit =
         cc.has("max-age") || cc.has("s-maxage") || (!cdn && headers.contains_key(header::EXPIRES));
     let revalidate_always = cc.has("no-cache");
-    let fresh_for = if let Some(ttl) = override_ttl {
-        initial_age + ttl
+    let ttl = if let Some(ttl) = override_ttl {
+        ttl
     } else if !explicit && !revalidate_always {
         let default = res
             .extensions
             .get::<DefaultTtl>()
             .map(|d| d.0)
             .or(config.default_ttl);
-        match default {
-            Some(ttl) => initial_age + ttl,
-            None => initial_age + policy.time_to_live(now),
-        }
+        default.unwrap_or_else(|| policy.time_to_live(now))
     } else {
-        initial_age + policy.time_to_live(now)
+        policy.time_to_live(now)
     };
+    let fresh_for = initial_age + ttl.min(MAX_DELTA);
 
     // RFC 9111 §4.2.4: must-revalidate (and, for shared caches, proxy-revalidate and no-cache)
     // forbid serving stale, whatever the stale windows say.
@@ -140,9 +144,11 @@ pub(crate) fn decide<R: RequestLike>(
     } else {
         (
             cc.duration("stale-while-revalidate")
-                .unwrap_or(config.stale_while_revalidate),
+                .unwrap_or(config.stale_while_revalidate)
+                .min(MAX_DELTA),
             cc.duration("stale-if-error")
-                .unwrap_or(config.stale_if_error),
+                .unwrap_or(config.stale_if_error)
+                .min(MAX_DELTA),
         )
     };
     let freshness = Freshness {

@@ -132,7 +132,12 @@ where
     let config = &shared.config;
     let now = config.clock.now();
     let (mut parts, body) = req.into_parts();
-    let origin = key::origin(&parts);
+    // A request whose host cannot be keyed without ambiguity neither reads, stores nor
+    // invalidates; its handle addresses a reserved name no valid request shares a key with.
+    let keyed_origin = key::origin(&parts);
+    let origin = keyed_origin
+        .clone()
+        .unwrap_or_else(|| key::UNKEYABLE_ORIGIN.to_owned());
 
     if parts.method != Method::GET && parts.method != Method::HEAD {
         let handle = CacheHandle::new(&shared, origin.clone());
@@ -143,6 +148,7 @@ where
         let res = inner.call(Request::from_parts(parts, body)).await?;
         let status = res.status();
         if is_unsafe
+            && keyed_origin.is_some()
             && config.invalidate_on_unsafe
             && (status.is_success() || status.is_redirection())
         {
@@ -152,7 +158,8 @@ where
     }
 
     let user = config.per_user.as_ref().and_then(|f| f(&parts));
-    let bypass = config.bypass.as_ref().is_some_and(|f| f(&parts))
+    let bypass = keyed_origin.is_none()
+        || config.bypass.as_ref().is_some_and(|f| f(&parts))
         // RFC 9111 §3.5: a cache shared between users keeps nothing for authorized requests.
         || (parts.headers.contains_key(header::AUTHORIZATION) && user.is_none());
     if bypass {
@@ -1040,10 +1047,10 @@ async fn invalidate_after_unsafe<St>(
 }
 
 /// The forwarded request, as the policy crate reads it.
-struct PolicyRequest {
-    uri: Uri,
-    method: Method,
-    headers: HeaderMap,
+pub(super) struct PolicyRequest {
+    pub(super) uri: Uri,
+    pub(super) method: Method,
+    pub(super) headers: HeaderMap,
 }
 
 impl http_cache_semantics::RequestLike for PolicyRequest {

@@ -1039,3 +1039,85 @@ async fn answers_ranges_from_the_stored_body() {
     .await;
     assert_eq!(same.status, StatusCode::PARTIAL_CONTENT);
 }
+
+#[tokio::test]
+async fn huge_ttls_ages_and_stale_windows_are_clamped_not_overflowed() {
+    // Found by the `cache_policy` fuzz target: a TTL of u64::MAX seconds plus an `Age`
+    // overflowed the sum of durations and panicked.
+    let clock = clock();
+    let app = Router::new()
+        .route(
+            "/r",
+            get(|| async {
+                (
+                    [
+                        ("tower-edge-ttl", "18446744073709551615"),
+                        ("age", "18446744073709551615"),
+                        (
+                            "cache-control",
+                            "max-age=99999999999999999999, stale-while-revalidate=18446744073709551615, stale-if-error=18446744073709551615",
+                        ),
+                    ],
+                    "body",
+                )
+            }),
+        )
+        .layer(layer(&clock));
+    let first = get_path(&app, "/r").await;
+    assert_eq!((first.status, first.text()), (StatusCode::OK, "body"));
+    settle().await;
+    clock.advance(Duration::from_secs(3600));
+    let second = get_path(&app, "/r").await;
+    assert_eq!((second.status, second.text()), (StatusCode::OK, "body"));
+    assert!(
+        second.cache_status().contains("hit"),
+        "{}",
+        second.cache_status()
+    );
+    let age: u64 = second.headers[header::AGE]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        age <= (1 << 31) + 3600,
+        "age {age} is clamped to 2^31 s plus time stored"
+    );
+}
+
+#[tokio::test]
+async fn a_host_that_cannot_be_keyed_bypasses_the_cache() {
+    // `Host: example.com/private` on `/x` must not be stored as `http://example.com/private/x`.
+    let app = Router::new()
+        .route(
+            "/x",
+            get(|| async { ([(header::CACHE_CONTROL, "max-age=60")], "public x") }),
+        )
+        .route(
+            "/private/x",
+            get(|| async { ([(header::CACHE_CONTROL, "max-age=60")], "private x") }),
+        )
+        .layer(layer(&clock()));
+    let with_host = |path: &str, host: &str| {
+        Request::get(path)
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let poison = send(&app, with_host("/x", "example.com/private")).await;
+    assert_eq!(poison.text(), "public x");
+    assert!(
+        poison.cache_status().contains("fwd=bypass"),
+        "{}",
+        poison.cache_status()
+    );
+    let victim = send(&app, get_req("/private/x", &[("host", "example.com")])).await;
+    assert_eq!(victim.text(), "private x");
+    // Two Host lines are as ambiguous as one bad one.
+    let two = send(&app, get_req("/x", &[("host", "other.test")])).await;
+    assert!(two.cache_status().contains("fwd=bypass"));
+    for bad in ["a.test?x=1", "user@a.test", "a.test#frag"] {
+        let res = send(&app, with_host("/x", bad)).await;
+        assert!(res.cache_status().contains("fwd=bypass"), "{bad}");
+    }
+}

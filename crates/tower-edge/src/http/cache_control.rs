@@ -92,16 +92,20 @@ impl CacheControl {
         }
     }
 
-    /// Whether the directive is present (with or without an argument).
+    /// Whether the directive is present (with or without an argument). `name` is compared
+    /// without regard to ASCII case, as directive names are (RFC 9111 §5.2).
     pub fn has(&self, name: &str) -> bool {
-        self.directives.iter().any(|(n, _)| n == name)
+        self.directives
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 
-    /// The first argument of the directive, if it has one.
+    /// The first argument of the directive, if it has one. `name` is compared without regard
+    /// to ASCII case.
     pub fn value(&self, name: &str) -> Option<&str> {
         self.directives
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .and_then(|(_, v)| v.as_deref())
     }
 
@@ -138,6 +142,14 @@ impl CacheControl {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn lookups_ignore_the_case_of_the_name_asked_for() {
+        let cc = CacheControl::parse_str("Max-Age=5, NO-STORE");
+        assert!(cc.has("no-store") && cc.has("No-Store"));
+        assert_eq!(cc.seconds("MAX-AGE"), Some(5));
+        assert_eq!(cc.value("max-age"), Some("5"));
+    }
 
     #[test]
     fn reads_every_line_as_one_list() {

@@ -79,7 +79,21 @@ impl EntityTag {
 
     /// Parses one entity tag, such as an `ETag` field value. Surrounding whitespace is allowed.
     pub fn parse(value: &[u8]) -> Result<Self, InvalidEntityTag> {
-        let mut members = Members::new(value);
+        // One tag, not a list: no list separators around it (the list reader skips them).
+        let start = value
+            .iter()
+            .position(|&b| !is_ows(b))
+            .unwrap_or(value.len());
+        let end = value
+            .iter()
+            .rposition(|&b| !is_ows(b))
+            .map_or(start, |i| i + 1);
+        let trimmed = &value[start..end];
+        if !(trimmed.starts_with(b"\"") || trimmed.starts_with(b"W/")) || !trimmed.ends_with(b"\"")
+        {
+            return Err(InvalidEntityTag { _priv: () });
+        }
+        let mut members = Members::new(trimmed);
         match (members.next(), members.next()) {
             (Some(Member::Tag { weak, opaque }), None) => Ok(Self::from_valid(weak, opaque)),
             _ => Err(InvalidEntityTag { _priv: () }),
@@ -374,6 +388,14 @@ mod tests {
         let weak: EntityTag = "W/\"abc\"".parse().unwrap();
         assert!(weak.is_weak());
         assert_eq!(weak.to_string(), "W/\"abc\"");
+    }
+
+    #[test]
+    fn one_tag_is_not_a_list() {
+        // Found by the `etag_list` fuzz target: list separators around a single tag were skipped.
+        for bad in ["W/\"x\",", ",\"x\"", "\"x\" ,", "\"a\", \"b\"", "\nW/\"\""] {
+            assert!(bad.parse::<EntityTag>().is_err(), "{bad}");
+        }
     }
 
     #[test]
