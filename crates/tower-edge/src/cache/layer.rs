@@ -51,6 +51,7 @@ pub(crate) struct Config {
     pub(crate) bypass: Option<PartsFn<bool>>,
     pub(crate) encoding: Option<EncodingFn>,
     pub(crate) invalidate_on_unsafe: bool,
+    pub(crate) store_cookie_requests: bool,
     pub(crate) clock: SharedClock,
 }
 
@@ -74,6 +75,7 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
                 bypass: None,
                 encoding: default_encoding(),
                 invalidate_on_unsafe: true,
+                store_cookie_requests: false,
                 clock: SharedClock::default(),
             },
         )
@@ -126,6 +128,22 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
     #[must_use]
     pub fn max_body_size(self, bytes: u64) -> Self {
         self.configure(|config| config.max_body_size = bytes)
+    }
+
+    /// Whether a response to a request that carries `Cookie` may be stored when the response
+    /// does not say it is shareable.
+    ///
+    /// By default (`false`) such a response is stored only when it has `Cache-Control: public`
+    /// or `s-maxage`, or names `Cookie` in `Vary`: an application that personalizes a page by
+    /// cookie and forgets `Vary: Cookie` would otherwise have the first visitor's page served
+    /// to everyone. This is the rule RFC 9111 §3.5 sets for `Authorization`, applied to
+    /// cookies; `Cache-Status` says `detail=cookie` when it applies. Requests with cookies are
+    /// still answered from entries stored for requests without them. With
+    /// [`ResponseCacheLayer::per_user`], entries are per user and this rule does not apply to
+    /// users it names.
+    #[must_use]
+    pub fn store_cookie_requests(self, enabled: bool) -> Self {
+        self.configure(|config| config.store_cookie_requests = enabled)
     }
 
     /// Heuristic freshness (RFC 9111 §4.2.2): 10% of the time since `Last-Modified` for

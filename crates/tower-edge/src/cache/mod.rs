@@ -43,6 +43,8 @@
 //! freshness only with [`ResponseCacheLayer::heuristic_freshness`]. This layer adds:
 //!
 //! - responses with `Set-Cookie` are never stored, and `Vary: *` never matches;
+//! - responses to requests with `Cookie` are stored only when marked `public` or `s-maxage`,
+//!   or varying on `Cookie` (see [`ResponseCacheLayer::store_cookie_requests`]);
 //! - [`ResponseCacheLayer::default_ttl`] (or the [`DefaultTtl`] response extension, per route)
 //!   for responses with no freshness information;
 //! - [`CacheTtl`] (a response extension) or the `tower-edge-ttl` response header (seconds) set

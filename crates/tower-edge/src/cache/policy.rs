@@ -114,8 +114,18 @@ pub(crate) fn decide<R: RequestLike>(
             "not-storable"
         });
     }
-    if super::key::vary_names(&res.headers).is_none() {
+    let Some(vary) = super::key::vary_names(&res.headers) else {
         return Err("vary-star");
+    };
+    // Cookies personalize like credentials do: unless the response says it may be shared, or
+    // is keyed by the cookie, keep it out of a cache shared between users.
+    let shareable = cc.has("public") || cc.has("s-maxage") || vary.contains(&header::COOKIE);
+    if !per_user
+        && !config.store_cookie_requests
+        && !shareable
+        && req.headers().contains_key(header::COOKIE)
+    {
+        return Err("cookie");
     }
 
     let initial_age = policy.age(now).min(MAX_DELTA);

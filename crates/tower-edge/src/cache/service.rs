@@ -210,9 +210,11 @@ where
         no_store: request_cc.has("no-store"),
     };
 
+    let mut flight_key = ctx.base.clone();
     if !no_cache {
-        if let Some(found) = lookup(&ctx).await {
-            return answer_from(found, &ctx, inner, parts, body).await;
+        match probe(&ctx).await {
+            Ok(found) => return answer_from(found, &ctx, inner, parts, body).await,
+            Err(key) => flight_key = key,
         }
         if request_cc.has("only-if-cached") {
             // RFC 9111 §5.2.1.7.
@@ -224,14 +226,14 @@ where
     }
     bump(&shared.counters.misses);
     let detail = if no_cache { "fwd=request" } else { "fwd=miss" };
-    match shared.flights.join(ctx.base.to_string()) {
+    match shared.flights.join(flight_key.to_string()) {
         Join::Leader(mut guard) => {
             // A flight may have ended between the lookup and the join.
             if !no_cache && let Some(found) = lookup(&ctx).await {
                 return answer_from(found, &ctx, inner, parts, body).await;
             }
             // Other instances sharing the store: one of us fetches, the others wait for it.
-            if let Some(found) = distributed_lock(&ctx, &mut guard).await
+            if let Some(found) = distributed_lock(&ctx, flight_key, &mut guard).await
                 && !no_cache
             {
                 bump(&shared.counters.coalesced);
@@ -266,29 +268,36 @@ where
 /// another instance holds it, waits (bounded) for that instance's entry to appear. `Some` is
 /// that entry; `None` means: forward the request. A store without cross-process locks always
 /// grants it; a failing store is skipped.
+///
+/// While waiting it also tries the lock again: a holder that finished without storing anything
+/// (a response that was not storable, a variant other than ours) releases it, and then there is
+/// nothing to wait for.
 async fn distributed_lock<St: CacheStore + Clone>(
     ctx: &Ctx<St>,
+    lock_key: CacheKey,
     guard: &mut flight::FlightGuard,
 ) -> Option<Found> {
     let store = &ctx.shared.store;
     let timeout = ctx.shared.config.coalesce_timeout;
-    let lock_key = ctx.base.clone();
-    match store.try_lock(&lock_key, timeout).await {
-        Ok(Some(token)) => {
-            let store = store.clone();
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                guard.on_release(Box::new(move || {
-                    runtime.spawn(async move {
-                        let _ = store.unlock(&lock_key, &token).await;
-                    });
-                }));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(2);
+    loop {
+        match store.try_lock(&lock_key, timeout).await {
+            Ok(Some(token)) => {
+                let store = store.clone();
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    guard.on_release(Box::new(move || {
+                        runtime.spawn(async move {
+                            let _ = store.unlock(&lock_key, &token).await;
+                        });
+                    }));
+                }
+                return None;
             }
-            None
-        }
-        Ok(None) => {
-            let deadline = tokio::time::Instant::now() + timeout;
-            let mut delay = Duration::from_millis(2);
-            while tokio::time::Instant::now() < deadline {
+            Ok(None) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return None;
+                }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_millis(50));
                 if let Some(found) = lookup(ctx).await
@@ -297,12 +306,11 @@ async fn distributed_lock<St: CacheStore + Clone>(
                     return Some(found);
                 }
             }
-            None
-        }
-        Err(error) => {
-            bump(&ctx.shared.counters.store_errors);
-            tracing::debug!(%error, "store lock unavailable; fetching without it");
-            None
+            Err(error) => {
+                bump(&ctx.shared.counters.store_errors);
+                tracing::debug!(%error, "store lock unavailable; fetching without it");
+                return None;
+            }
         }
     }
 }
@@ -330,24 +338,41 @@ impl Found {
 /// Looks the request up: the base key, then, if that holds a `Vary` marker, the variant.
 /// A store failure is a miss.
 async fn lookup<St: CacheStore>(ctx: &Ctx<St>) -> Option<Found> {
-    let entry = get(ctx, &ctx.base).await?;
+    probe(ctx).await.ok()
+}
+
+/// [`lookup`], with what a miss knows: the key the request's own entry would have, which is
+/// the variant key once the base holds a `Vary` marker. Concurrent misses coalesce on that key,
+/// so requests for different variants of one resource do not wait for each other.
+async fn probe<St: CacheStore>(ctx: &Ctx<St>) -> Result<Found, CacheKey> {
+    let Some(entry) = get(ctx, &ctx.base).await else {
+        return Err(ctx.base.clone());
+    };
     let Some(names) = entry.headers().get(VARY_MARKER) else {
-        return Some(Found {
+        return Ok(Found {
             entry,
             key: ctx.base.clone(),
         });
     };
-    let names: Vec<HeaderName> = names
-        .to_str()
-        .ok()?
-        .split(',')
-        .filter(|n| !n.is_empty())
-        .map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-        .collect::<Option<_>>()?;
+    let names: Option<Vec<HeaderName>> = names.to_str().ok().and_then(|names| {
+        names
+            .split(',')
+            .filter(|n| !n.is_empty())
+            .map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect()
+    });
+    let Some(names) = names else {
+        return Err(ctx.base.clone());
+    };
     let key = key::vary_key(ctx.base.clone(), &names, &ctx.client);
-    let entry = get(ctx, &key).await?;
+    let Some(entry) = get(ctx, &key).await else {
+        return Err(key);
+    };
     // A marker under a variant key would be a corrupt store; never serve it.
-    (!entry.headers().contains_key(VARY_MARKER)).then_some(Found { entry, key })
+    if entry.headers().contains_key(VARY_MARKER) {
+        return Err(key);
+    }
+    Ok(Found { entry, key })
 }
 
 async fn get<St: CacheStore>(ctx: &Ctx<St>, key: &CacheKey) -> Option<Arc<Entry>> {

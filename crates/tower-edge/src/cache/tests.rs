@@ -1121,3 +1121,121 @@ async fn a_host_that_cannot_be_keyed_bypasses_the_cache() {
         assert!(res.cache_status().contains("fwd=bypass"), "{bad}");
     }
 }
+
+/// A store whose unlock lands late, as a remote store's (or a spawned task's) does.
+#[derive(Clone, Default)]
+struct LateUnlock(MokaStore);
+
+impl CacheStore for LateUnlock {
+    async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
+        self.0.get(key).await
+    }
+    async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
+        self.0.put(key, entry, ttl).await
+    }
+    async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
+        self.0.delete(key).await
+    }
+    async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
+        self.0.delete_resource(resource).await
+    }
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        self.0.delete_prefix(prefix).await
+    }
+    async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
+        self.0.delete_tag(tag).await
+    }
+    async fn bump_generation(&self) -> Result<u64, StoreError> {
+        self.0.bump_generation().await
+    }
+    async fn purge(&self) -> Result<(), StoreError> {
+        self.0.purge().await
+    }
+    async fn try_lock(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+    ) -> Result<Option<LockToken>, StoreError> {
+        self.0.try_lock(key, ttl).await
+    }
+    async fn unlock(&self, key: &CacheKey, token: &LockToken) -> Result<bool, StoreError> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.0.unlock(key, token).await
+    }
+}
+
+#[tokio::test]
+async fn a_miss_on_a_new_variant_does_not_wait_for_another_variants_lock() {
+    // Found by the key-explosion test: misses took the store lock on the base key, so with a
+    // `Vary` on a high-cardinality header a request for a new variant found the lock of the
+    // previous variant's flight (its release still on the way) and waited for its own entry
+    // to appear there until the coalescing timeout ran out.
+    let app = Router::new()
+        .route(
+            "/v",
+            get(|headers: HeaderMap| async move {
+                (
+                    [
+                        (header::CACHE_CONTROL, "max-age=60"),
+                        (header::VARY, "x-client"),
+                    ],
+                    headers["x-client"].to_str().unwrap().to_owned(),
+                )
+            }),
+        )
+        .route(
+            "/no-store",
+            get(|| async { ([(header::CACHE_CONTROL, "no-store")], "fresh") }),
+        )
+        .layer(
+            ResponseCacheLayer::new(LateUnlock::default())
+                .coalesce_timeout(Duration::from_secs(3600)),
+        );
+    let all = async {
+        for i in 0..20 {
+            let id = format!("client-{i}");
+            let res = send(&app, get_req("/v", &[("x-client", &id)])).await;
+            assert_eq!(res.text(), id);
+            // Same key, nothing stored: the lock is taken again once released.
+            assert_eq!(send(&app, get_req("/no-store", &[])).await.text(), "fresh");
+        }
+    };
+    // With the coalescing timeout at an hour, waiting it out is a hang.
+    tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .expect("variant misses do not wait out the coalescing timeout");
+}
+
+#[tokio::test]
+async fn responses_to_cookie_requests_are_stored_only_when_shareable() {
+    let calls = Calls::default();
+    let app = |cc: &'static str| counted(calls.clone(), cc).layer(layer(&clock()));
+    let cookie: &[(&str, &str)] = &[("cookie", "session=abc")];
+    // Not marked shareable: never stored.
+    let private_ish = app("max-age=60");
+    let first = send(&private_ish, get_req("/r", cookie)).await;
+    assert!(
+        first.cache_status().contains("detail=cookie"),
+        "{}",
+        first.cache_status()
+    );
+    let again = send(&private_ish, get_req("/r", &[])).await;
+    assert_ne!(
+        again.text(),
+        first.text(),
+        "the cookie holder's answer was stored"
+    );
+    // `public` and `s-maxage` say it may be shared.
+    for cc in ["public, max-age=60", "s-maxage=60"] {
+        let shared = app(cc);
+        let first = send(&shared, get_req("/r", cookie)).await;
+        let again = send(&shared, get_req("/r", &[])).await;
+        assert_eq!(again.text(), first.text(), "{cc}");
+        assert!(again.cache_status().contains("hit"), "{cc}");
+    }
+    // Opting out of the rule.
+    let opted =
+        counted(calls.clone(), "max-age=60").layer(layer(&clock()).store_cookie_requests(true));
+    let first = send(&opted, get_req("/r", cookie)).await;
+    assert_eq!(send(&opted, get_req("/r", &[])).await.text(), first.text());
+}

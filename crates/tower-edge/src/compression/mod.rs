@@ -43,6 +43,39 @@
 //! of the request's `Accept-Encoding` still gets the `Vary`. A `304` to a request that negotiates
 //! a coding gets the weakened tag too, so revalidation with `If-None-Match` keeps working.
 //!
+//! # Secrets next to reflected input (BREACH)
+//!
+//! A compressed response's length leaks how well its parts compress together. When one response
+//! carries both a secret (a CSRF token, a session-bound value) and text the requester chose (a
+//! query echoed into the page), an attacker who can make a victim's browser send many requests,
+//! and can see the encrypted lengths, can guess the secret a byte at a time: the BREACH attack
+//! (2013). TLS does not help; turning compression off for those responses does, at the price of
+//! their size. Mark them, and leave them out with a predicate:
+//!
+//! ```
+//! use axum::{Router, routing::get, response::IntoResponse};
+//! use tower_edge::compression::{CompressionLayer, MimeAllowList, Predicate};
+//!
+//! /// A response extension: this body mixes a secret with reflected input.
+//! #[derive(Clone, Copy)]
+//! struct MixesSecret;
+//!
+//! async fn account() -> impl IntoResponse {
+//!     let mut res = "<form>… csrf token … echoed query …</form>".into_response();
+//!     res.extensions_mut().insert(MixesSecret);
+//!     res
+//! }
+//!
+//! let compression = CompressionLayer::new().compress_when(
+//!     MimeAllowList::new()
+//!         .and(|parts: &http::response::Parts| parts.extensions.get::<MixesSecret>().is_none()),
+//! );
+//! let app: Router = Router::new().route("/account", get(account)).layer(compression);
+//! ```
+//!
+//! The other mitigations (masking the token anew on each response, rate limits, same-site
+//! cookies) are the application's; this layer only offers the switch.
+//!
 //! # Streaming and buffering
 //!
 //! Bodies are compressed frame by frame, never buffered whole. A body of known length is
