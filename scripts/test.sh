@@ -60,6 +60,9 @@ cargo test --workspace --all-features --doc
 step "docs build with broken links denied"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps -q
 
+step "soak: 60 s of mixed load on the example server, Redis killed and handlers failing"
+cargo run -q -p tower-edge-tests --bin soak -- --duration 60
+
 step "load bench smoke run (correctness of every scenario, not a measurement)"
 cargo run -q -p tower-edge-benches --bin loadbench -- --smoke
 

@@ -110,6 +110,87 @@ pub struct AppState {
     metrics: Option<PrometheusHandle>,
     // The large download, in a directory removed when the last clone of the state goes.
     download: Arc<tempfile::TempDir>,
+    faults: Option<Faults>,
+}
+
+/// Faults to inject into the data routes (`GET /api/products…` and `/articles/…`), for soak
+/// and failure testing: a share of requests fails with `503` (marked `x-fault: injected`, so a
+/// test can tell them from 5xx the stack produced itself), another share is delayed, and an
+/// outage ([`Faults::set_outage`]) fails them all.
+#[derive(Clone, Debug)]
+pub struct Faults {
+    /// Failures per thousand requests.
+    pub fail_per_mille: u32,
+    /// Delays per thousand requests.
+    pub slow_per_mille: u32,
+    /// How long a delayed request waits.
+    pub slow_for: Duration,
+    rng: Arc<AtomicU64>,
+    outage: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Faults {
+    /// Fails `fail_per_mille` and delays `slow_per_mille` of every thousand requests by
+    /// `slow_for`, chosen by a generator seeded with `seed`.
+    pub fn new(fail_per_mille: u32, slow_per_mille: u32, slow_for: Duration, seed: u64) -> Self {
+        Self {
+            fail_per_mille,
+            slow_per_mille,
+            slow_for,
+            rng: Arc::new(AtomicU64::new(seed | 1)),
+            outage: Arc::default(),
+        }
+    }
+
+    /// Starts or ends an outage: while it lasts, every data request fails. Clones share it.
+    pub fn set_outage(&self, down: bool) {
+        self.outage.store(down, Ordering::Relaxed);
+    }
+
+    /// A number in `0..1000` (xorshift; shared, so concurrent draws differ).
+    fn draw(&self) -> u32 {
+        let mut x = self.rng.load(Ordering::Relaxed);
+        loop {
+            let mut next = x;
+            next ^= next << 13;
+            next ^= next >> 7;
+            next ^= next << 17;
+            match self
+                .rng
+                .compare_exchange_weak(x, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return u32::try_from(next % 1000).expect("below 1000"),
+                Err(current) => x = current,
+            }
+        }
+    }
+}
+
+/// The header that marks a failure [`Faults`] injected.
+pub const FAULT_HEADER: &str = "x-fault";
+
+async fn inject_faults(
+    faults: Option<Faults>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    let data_route = path.starts_with("/api/products") || path.starts_with("/articles/");
+    if let Some(faults) = faults.filter(|_| data_route && req.method() == http::Method::GET) {
+        let roll = faults.draw();
+        if roll < faults.fail_per_mille || faults.outage.load(Ordering::Relaxed) {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(FAULT_HEADER, "injected"), ("cache-control", "no-store")],
+                "injected fault\n",
+            )
+                .into_response();
+        }
+        if roll < faults.fail_per_mille + faults.slow_per_mille {
+            tokio::time::sleep(faults.slow_for).await;
+        }
+    }
+    next.run(req).await
 }
 
 impl std::fmt::Debug for AppState {
@@ -123,6 +204,21 @@ impl std::fmt::Debug for AppState {
 
 /// The size of `/download/sample.bin`.
 pub const DOWNLOAD_LEN: usize = 2 * 1024 * 1024;
+
+/// The content of `/download/sample.bin`: [`DOWNLOAD_LEN`] pseudo-random bytes that do not
+/// compress, like the archives people download. The same on every run, so a client can check
+/// any range it gets.
+pub fn download_bytes() -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..DOWNLOAD_LEN)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
 
 impl Default for AppState {
     fn default() -> Self {
@@ -193,16 +289,7 @@ impl AppState {
             .prefix("tower-edge-example-")
             .tempdir()
             .expect("a temporary directory for the download");
-        // Bytes that do not compress, like the archives people download.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let bytes: Vec<u8> = (0..DOWNLOAD_LEN)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect();
+        let bytes = download_bytes();
         std::fs::write(download.path().join("sample.bin"), bytes).expect("write the download");
         Self {
             products: Arc::new(RwLock::new(products)),
@@ -214,6 +301,7 @@ impl AppState {
             ),
             purge_token: None,
             metrics: None,
+            faults: None,
             download: Arc::new(download),
         }
     }
@@ -222,6 +310,13 @@ impl AppState {
     #[must_use]
     pub fn with_purge_token(mut self, token: &str) -> Self {
         self.purge_token = Some(Arc::from(token));
+        self
+    }
+
+    /// Injects `faults` into the data routes (see [`Faults`]).
+    #[must_use]
+    pub fn with_faults(mut self, faults: Faults) -> Self {
+        self.faults = Some(faults);
         self
     }
 
@@ -305,6 +400,7 @@ pub fn app_with_state(state: AppState) -> Router {
 pub fn app_with_store<St: CacheStore + Clone>(state: AppState, store: St) -> Router {
     let compression = CompressionLayer::new();
     let download = state.download.path().join("sample.bin");
+    let faults = state.faults.clone();
     Router::new()
         .route("/", get(index))
         .route("/api/products", get(list_products).post(create_product))
@@ -326,6 +422,10 @@ pub fn app_with_store<St: CacheStore + Clone>(state: AppState, store: St) -> Rou
             ServeFile::new(download).configure(|dir| dir.attachment(true)),
         )
         .with_state(state)
+        // Innermost, so what it injects is what a failing handler would send.
+        .layer(axum::middleware::from_fn(move |req, next| {
+            inject_faults(faults.clone(), req, next)
+        }))
         // Stamps Last-Modified from the `Published` extension that handlers attach.
         .layer(
             LastModifiedLayer::new().source(|parts: &http::response::Parts| {
@@ -373,8 +473,9 @@ fn static_files() -> ServeDir {
     ServeDir::new(STATIC_DIR).precompressed_gzip(true)
 }
 
-/// `Cache-Control` for the public, briefly cacheable routes.
-const SHORT: &str = "public, max-age=30";
+/// `Cache-Control` for the public, briefly cacheable routes: fresh for 30 s, and served stale
+/// for up to 5 minutes when the handler fails (RFC 5861).
+const SHORT: &str = "public, max-age=30, stale-if-error=300";
 
 /// A response extension: when the content was last changed.
 #[derive(Clone, Copy, Debug)]
