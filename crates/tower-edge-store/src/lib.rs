@@ -44,6 +44,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 mod bus;
 mod entry;
 mod error;
+pub mod fence;
 mod key;
 #[cfg(feature = "memo")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memo")))]
@@ -165,6 +166,15 @@ pub trait CacheStore: Send + Sync + 'static {
         key: &CacheKey,
         token: &LockToken,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The record of this store's invalidations that fills check against (see [`fence`]).
+    /// A store that keeps one records every deletion in it before deleting.
+    ///
+    /// Defaults to none: then a fill that raced an invalidation may put old data back, to be
+    /// read until it expires.
+    fn fence(&self) -> Option<&fence::Fence> {
+        None
+    }
 }
 
 #[cfg(test)]

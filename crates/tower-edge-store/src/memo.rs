@@ -47,7 +47,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::watch;
 
-use crate::{CacheKey, CacheStore, Entry, StoreError};
+use crate::{
+    CacheKey, CacheStore, Entry, StoreError,
+    fence::{Fence, Ticket},
+};
 
 type Now = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
@@ -171,7 +174,22 @@ impl<St: CacheStore + Clone> Memo<St> {
     }
 
     /// Stores `value` under `key` for `ttl` (plus the grace period).
+    ///
+    /// This is a write: a computation of `key` that began before it does not store its result
+    /// over this value (see [`Memo::get_or_compute`]).
     pub async fn set<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if let Some(fence) = self.store.fence() {
+            fence.invalidate_key(&self.key(key));
+        }
+        self.put(key, value, ttl).await
+    }
+
+    async fn put<T: Serialize>(
         &self,
         key: &str,
         value: &T,
@@ -238,6 +256,12 @@ impl<St: CacheStore + Clone> Memo<St> {
     /// The value under `key`, computing and storing it with `compute` when there is no fresh
     /// one. One computation per key at a time (see the module docs). When `compute` fails and a
     /// value within its grace period exists, that value is returned instead of the error.
+    ///
+    /// A computation that a [`Memo::delete`], [`Memo::delete_prefix`] or [`Memo::set`] of its
+    /// key overtakes (the source changed while it ran) returns its value but does not store it:
+    /// it may have read the source before the change. This holds for the writes this process
+    /// makes through a store that keeps a [`Fence`], which every store of
+    /// this crate does.
     pub async fn get_or_compute<T, E, F, Fut>(
         &self,
         key: &str,
@@ -250,6 +274,8 @@ impl<St: CacheStore + Clone> Memo<St> {
         Fut: Future<Output = Result<T, E>>,
     {
         let store_key = self.key(key);
+        // Taken before anything is read, so a write that follows the read is seen.
+        let ticket = self.store.fence().map(Fence::ticket);
         let stale = match self.load::<T>(&store_key).await {
             Some((value, true)) => return Ok(value),
             Some((value, false)) => Some(value),
@@ -283,7 +309,9 @@ impl<St: CacheStore + Clone> Memo<St> {
                 {
                     return Ok(value);
                 }
-                return self.compute_and_store(key, ttl, compute, stale).await;
+                return self
+                    .compute_and_store(key, ttl, compute, stale, ticket)
+                    .await;
             }
         };
 
@@ -306,7 +334,9 @@ impl<St: CacheStore + Clone> Memo<St> {
                 }
             }
         }
-        let result = self.compute_and_store(key, ttl, compute, stale).await;
+        let result = self
+            .compute_and_store(key, ttl, compute, stale, ticket)
+            .await;
         if let Some(token) = token {
             let _ = self.store.unlock(&lock_key, &token).await;
         }
@@ -319,6 +349,7 @@ impl<St: CacheStore + Clone> Memo<St> {
         ttl: Duration,
         compute: F,
         stale: Option<T>,
+        ticket: Option<Ticket>,
     ) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned,
@@ -327,15 +358,41 @@ impl<St: CacheStore + Clone> Memo<St> {
     {
         match compute().await {
             Ok(value) => {
-                if let Err(error) = self.set(key, &value, ttl).await {
-                    tracing::warn!(%error, key, "memo store put failed; value not stored");
-                }
+                self.fill(key, &value, ttl, ticket).await;
                 Ok(value)
             }
             Err(error) => match stale {
                 Some(value) => Ok(value),
                 None => Err(error),
             },
+        }
+    }
+
+    /// Stores a computed value, unless a write to its key overtook the computation (see the
+    /// [`fence`](crate::fence) protocol): checked before the put, and again after it.
+    async fn fill<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+        ticket: Option<Ticket>,
+    ) {
+        let store_key = self.key(key);
+        let current = || match (self.store.fence(), ticket) {
+            (Some(fence), Some(ticket)) => fence.is_current(ticket, &store_key, &[]),
+            _ => true,
+        };
+        if !current() {
+            tracing::debug!(key, "memo key written while computing; value not stored");
+            return;
+        }
+        if let Err(error) = self.put(key, value, ttl).await {
+            tracing::warn!(%error, key, "memo store put failed; value not stored");
+            return;
+        }
+        if !current() {
+            tracing::debug!(key, "memo key written while storing; value removed");
+            let _ = self.store.delete(&store_key).await;
         }
     }
 }
@@ -496,5 +553,123 @@ mod tests {
             .get_or_compute("k", Duration::from_secs(60), || async { Ok(vec![1, 2]) })
             .await;
         assert_eq!(v, Ok(vec![1, 2]));
+    }
+
+    #[tokio::test]
+    async fn a_write_during_the_computation_keeps_its_result_out() {
+        let memo = Memo::new(MokaStore::default(), "t");
+        let source = Arc::new(AtomicU64::new(1));
+        let ttl = Duration::from_secs(60);
+        // Read the source, then a writer changes it and forgets the key before the result is
+        // stored: the old value goes back to this caller only.
+        let got = memo
+            .get_or_compute("k", ttl, || async {
+                let read = source.load(Ordering::SeqCst);
+                source.store(2, Ordering::SeqCst);
+                memo.delete("k").await.unwrap();
+                Ok::<_, ()>(read)
+            })
+            .await;
+        assert_eq!(got, Ok(1));
+        assert_eq!(memo.get::<u64>("k").await.unwrap(), None);
+        let read = || async { Ok::<_, ()>(source.load(Ordering::SeqCst)) };
+        assert_eq!(memo.get_or_compute("k", ttl, read).await, Ok(2));
+        assert_eq!(memo.get::<u64>("k").await.unwrap(), Some(2));
+
+        // A write-through `set` is not overwritten by a computation that began before it.
+        let got = memo
+            .get_or_compute("j", ttl, || async {
+                memo.set("j", &20u64, ttl).await.unwrap();
+                Ok::<_, ()>(10u64)
+            })
+            .await;
+        assert_eq!(got, Ok(10));
+        assert_eq!(memo.get::<u64>("j").await.unwrap(), Some(20));
+
+        // Nor does one overtaken by a prefix deletion store.
+        let got = memo
+            .get_or_compute("user:1:a", ttl, || async {
+                memo.delete_prefix("user:1:").await.unwrap();
+                Ok::<_, ()>(1u64)
+            })
+            .await;
+        assert_eq!(got, Ok(1));
+        assert_eq!(memo.get::<u64>("user:1:a").await.unwrap(), None);
+    }
+
+    /// A store that lets one whole invalidation of the key land inside a put, after the filler
+    /// checked the fence and before the value is in: only the check after the put can catch it.
+    #[derive(Clone)]
+    struct InvalidatedDuringPut {
+        inner: MokaStore,
+        armed: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl CacheStore for InvalidatedDuringPut {
+        async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
+            if self.armed.swap(false, Ordering::SeqCst) {
+                self.inner.delete(key).await?;
+            }
+            self.inner.put(key, entry, ttl).await
+        }
+        async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
+            self.inner.delete(key).await
+        }
+        async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
+            self.inner.delete_resource(resource).await
+        }
+        async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+            self.inner.delete_prefix(prefix).await
+        }
+        async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
+            self.inner.delete_tag(tag).await
+        }
+        async fn bump_generation(&self) -> Result<u64, StoreError> {
+            self.inner.bump_generation().await
+        }
+        async fn purge(&self) -> Result<(), StoreError> {
+            self.inner.purge().await
+        }
+        async fn try_lock(
+            &self,
+            key: &CacheKey,
+            ttl: Duration,
+        ) -> Result<Option<crate::LockToken>, StoreError> {
+            self.inner.try_lock(key, ttl).await
+        }
+        async fn unlock(
+            &self,
+            key: &CacheKey,
+            token: &crate::LockToken,
+        ) -> Result<bool, StoreError> {
+            self.inner.unlock(key, token).await
+        }
+        fn fence(&self) -> Option<&Fence> {
+            self.inner.fence()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_inside_the_put_is_undone_after_it() {
+        let store = InvalidatedDuringPut {
+            inner: MokaStore::default(),
+            armed: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        };
+        let memo = Memo::new(store, "t");
+        let ttl = Duration::from_secs(60);
+        let got = memo
+            .get_or_compute("k", ttl, || async { Ok::<_, ()>(1u64) })
+            .await;
+        assert_eq!(got, Ok(1));
+        assert_eq!(memo.get::<u64>("k").await.unwrap(), None);
+        // Unarmed, the next computation stores as usual.
+        let got = memo
+            .get_or_compute("k", ttl, || async { Ok::<_, ()>(2u64) })
+            .await;
+        assert_eq!(got, Ok(2));
+        assert_eq!(memo.get::<u64>("k").await.unwrap(), Some(2));
     }
 }

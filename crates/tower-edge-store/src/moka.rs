@@ -12,7 +12,7 @@ use std::{
 
 use moka::{notification::RemovalCause, sync::Cache};
 
-use crate::{CacheKey, CacheStore, Entry, LockToken, StoreError};
+use crate::{CacheKey, CacheStore, Entry, LockToken, StoreError, fence::Fence};
 
 /// An in-memory [`CacheStore`] on [moka](https://docs.rs/moka).
 ///
@@ -39,6 +39,7 @@ struct Inner {
     next_id: AtomicU64,
     locks: Mutex<HashMap<String, (LockToken, Instant)>>,
     max_bytes: u64,
+    fence: Fence,
 }
 
 #[derive(Clone)]
@@ -138,6 +139,7 @@ impl MokaStoreBuilder {
                 next_id: AtomicU64::new(1),
                 locks: Mutex::new(HashMap::new()),
                 max_bytes: self.max_bytes,
+                fence: Fence::new(),
             }),
         }
     }
@@ -272,12 +274,14 @@ impl CacheStore for MokaStore {
     }
 
     async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
+        self.inner.fence.invalidate_key(key);
         Ok(u64::from(
             self.inner.cache.remove(&self.storage_key(key)).is_some(),
         ))
     }
 
     async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
+        self.inner.fence.invalidate_resource(resource);
         let prefix = format!(
             "{}{}",
             self.generation_prefix(),
@@ -287,6 +291,7 @@ impl CacheStore for MokaStore {
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        self.inner.fence.invalidate_all();
         let prefix = format!(
             "{}{}",
             self.generation_prefix(),
@@ -296,6 +301,7 @@ impl CacheStore for MokaStore {
     }
 
     async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
+        self.inner.fence.invalidate_tag(tag);
         let keys: Vec<String> = lock(&self.inner.index)
             .tags
             .remove(tag)
@@ -308,10 +314,12 @@ impl CacheStore for MokaStore {
     }
 
     async fn bump_generation(&self) -> Result<u64, StoreError> {
+        self.inner.fence.invalidate_all();
         Ok(self.inner.generation.fetch_add(1, Ordering::AcqRel) + 1)
     }
 
     async fn purge(&self) -> Result<(), StoreError> {
+        self.inner.fence.invalidate_all();
         self.inner.cache.invalidate_all();
         *lock(&self.inner.index) = Index::default();
         Ok(())
@@ -345,5 +353,9 @@ impl CacheStore for MokaStore {
             }
             _ => Ok(false),
         }
+    }
+
+    fn fence(&self) -> Option<&Fence> {
+        Some(&self.inner.fence)
     }
 }

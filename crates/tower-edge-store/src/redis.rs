@@ -12,7 +12,7 @@ use std::{
 
 use deadpool_redis::{Pool, Runtime, redis};
 
-use crate::{CacheKey, CacheStore, Entry, LockToken, StoreError};
+use crate::{CacheKey, CacheStore, Entry, LockToken, StoreError, fence::Fence};
 
 /// A [`CacheStore`] in Redis, shared by every instance that uses the same URL and prefix.
 ///
@@ -47,6 +47,7 @@ struct Inner {
     generation: Mutex<Option<(u64, Instant)>>,
     breaker: Breaker,
     stats: Counters,
+    fence: Fence,
 }
 
 /// Builds a [`RedisStore`].
@@ -185,6 +186,7 @@ impl RedisStoreBuilder {
                     backoff: self.breaker_backoff,
                 },
                 stats: Counters::default(),
+                fence: Fence::new(),
             }),
         })
     }
@@ -538,6 +540,7 @@ impl CacheStore for RedisStore {
     }
 
     async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
+        self.inner.fence.invalidate_key(key);
         self.guarded(self.inner.op_timeout, async {
             let mut conn = self.conn().await?;
             let generation = self.generation(&mut conn).await?;
@@ -551,16 +554,19 @@ impl CacheStore for RedisStore {
     }
 
     async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
+        self.inner.fence.invalidate_resource(resource);
         let prefix = CacheKey::resource_prefix(resource);
         self.delete_escaped_prefix(&prefix).await
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        self.inner.fence.invalidate_all();
         let prefix = CacheKey::escape_prefix(prefix);
         self.delete_escaped_prefix(&prefix).await
     }
 
     async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
+        self.inner.fence.invalidate_tag(tag);
         self.guarded(self.inner.admin_timeout, async {
             let mut conn = self.conn().await?;
             let tag_key = self.tag_key(tag);
@@ -607,6 +613,7 @@ impl CacheStore for RedisStore {
     }
 
     async fn bump_generation(&self) -> Result<u64, StoreError> {
+        self.inner.fence.invalidate_all();
         self.guarded(self.inner.op_timeout, async {
             let mut conn = self.conn().await?;
             let generation: u64 = redis::cmd("INCR")
@@ -625,6 +632,7 @@ impl CacheStore for RedisStore {
     }
 
     async fn purge(&self) -> Result<(), StoreError> {
+        self.inner.fence.invalidate_all();
         self.guarded(self.inner.admin_timeout, async {
             let mut conn = self.conn().await?;
             let pattern = format!("{}*", glob_escape(&self.inner.prefix));
@@ -679,6 +687,12 @@ impl CacheStore for RedisStore {
             })
             .await?;
         Ok(removed == 1)
+    }
+
+    /// Records this instance's invalidations; those of other instances reach a fence only
+    /// through [`Tiered`](crate::tiered::Tiered)'s bus.
+    fn fence(&self) -> Option<&Fence> {
+        Some(&self.inner.fence)
     }
 }
 

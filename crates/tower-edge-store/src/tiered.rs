@@ -1,8 +1,24 @@
 //! [`Tiered`]: a fast store (memory) in front of a shared one (Redis).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering::SeqCst},
+    },
+    time::Duration,
+};
 
-use crate::{CacheKey, CacheStore, Entry, LockToken, StoreError, bus::Bus};
+use crate::{
+    CacheKey, CacheStore, Entry, LockToken, StoreError,
+    bus::{Bus, Message},
+    fence::Fence,
+};
+
+/// How many invalidations that missed L2 are kept for replay; past that, the replay is one new
+/// L2 generation, which makes every L2 entry unreachable.
+const MAX_PENDING: usize = 1024;
+/// How often a replay of invalidations that missed L2 is tried.
+const RETRY_EVERY: Duration = Duration::from_millis(100);
 
 /// Reads L1 then L2, promoting L2 hits into L1 for what remains of their life; writes both;
 /// invalidates both, and (with the invalidation bus) every other instance's L1 too.
@@ -10,6 +26,15 @@ use crate::{CacheKey, CacheStore, Entry, LockToken, StoreError, bus::Bus};
 /// Locks are L2's, so single-flight spans every instance sharing L2. A failing L1 is skipped;
 /// a failing L2 is reported (and so treated as a miss by the cache), L1 still answering what it
 /// holds.
+///
+/// An invalidation that fails to reach L2 (Redis down, or too slow to answer in time) is kept
+/// and replayed, at most every 100 ms, before L2 is read again: until it lands, this instance
+/// reads L1 only, so it never brings back from L2 what it was asked to remove. It is published
+/// on the bus again once it lands. (Past 1024 such invalidations, the replay is a new L2
+/// generation.) Another instance may still read such an entry from L2 until the replay lands.
+///
+/// Promotions into L1 follow the [`fence`](crate::fence) protocol: an L2 read that an
+/// invalidation overtakes, here or (through the bus) on another instance, is not promoted.
 ///
 /// ```no_run
 /// use tower_edge_store::{MokaStore, RedisStore, tiered::Tiered};
@@ -24,6 +49,16 @@ pub struct Tiered<L1, L2> {
     l2: L2,
     max_l1_ttl: Duration,
     bus: Option<Arc<Bus>>,
+    pending: Arc<Pending>,
+}
+
+/// Invalidations that did not reach L2, to replay before L2 is read again.
+#[derive(Default)]
+struct Pending {
+    /// Whether `queue` holds anything: read on every L1 miss, without taking the lock.
+    any: AtomicBool,
+    queue: tokio::sync::Mutex<Vec<Message>>,
+    retry_at: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl<L1: Clone, L2: Clone> Clone for Tiered<L1, L2> {
@@ -33,6 +68,7 @@ impl<L1: Clone, L2: Clone> Clone for Tiered<L1, L2> {
             l2: self.l2.clone(),
             max_l1_ttl: self.max_l1_ttl,
             bus: self.bus.clone(),
+            pending: Arc::clone(&self.pending),
         }
     }
 }
@@ -54,6 +90,7 @@ impl<L1: CacheStore, L2: CacheStore> Tiered<L1, L2> {
             l2,
             max_l1_ttl: Duration::from_secs(3600),
             bus: None,
+            pending: Arc::default(),
         }
     }
 
@@ -82,10 +119,75 @@ impl<L1: CacheStore, L2: CacheStore> Tiered<L1, L2> {
         self.bus.as_ref().is_some_and(|b| b.connected())
     }
 
-    async fn broadcast(&self, message: crate::bus::Message) {
+    async fn broadcast(&self, message: Message) {
         if let Some(bus) = &self.bus {
             bus.publish(&message).await;
         }
+    }
+
+    /// How many invalidations are waiting to reach L2.
+    pub async fn pending_invalidations(&self) -> usize {
+        self.pending.queue.lock().await.len()
+    }
+
+    /// Keeps an invalidation that failed on L2, for `l2_readable` to replay.
+    async fn defer(&self, message: Message, error: &StoreError) {
+        tracing::warn!(
+            %error,
+            ?message,
+            "invalidation did not reach the shared tier; replaying it before reading from there"
+        );
+        let mut queue = self.pending.queue.lock().await;
+        if queue.len() >= MAX_PENDING {
+            queue.clear();
+            queue.push(Message::Generation);
+        } else {
+            queue.push(message);
+        }
+        self.pending.any.store(true, SeqCst);
+    }
+
+    /// Whether L2 may be read: no invalidation is waiting to reach it. Replays those waiting
+    /// when a retry is due; while one runs elsewhere, answers `false`.
+    async fn l2_readable(&self) -> bool {
+        if !self.pending.any.load(SeqCst) {
+            return true;
+        }
+        let Ok(mut queue) = self.pending.queue.try_lock() else {
+            return false;
+        };
+        {
+            let now = tokio::time::Instant::now();
+            let mut retry_at = self
+                .pending
+                .retry_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if retry_at.is_some_and(|at| now < at) {
+                return false;
+            }
+            *retry_at = Some(now + RETRY_EVERY);
+        }
+        while let Some(message) = queue.first() {
+            let landed = match message {
+                Message::Key(key) => self.l2.delete(key).await.map(drop),
+                Message::Resource(r) => self.l2.delete_resource(r).await.map(drop),
+                Message::Prefix(p) => self.l2.delete_prefix(p).await.map(drop),
+                Message::Tag(t) => self.l2.delete_tag(t).await.map(drop),
+                Message::Generation => self.l2.bump_generation().await.map(drop),
+                Message::Purge => self.l2.purge().await,
+            };
+            if let Err(error) = landed {
+                tracing::debug!(%error, "invalidation replay failed; retrying later");
+                return false;
+            }
+            let message = queue.remove(0);
+            // Other instances may have missed it as well.
+            self.broadcast(message).await;
+        }
+        self.pending.any.store(false, SeqCst);
+        tracing::info!("invalidations replayed on the shared tier; reading from it again");
+        true
     }
 }
 
@@ -112,12 +214,27 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
         if let Ok(Some(entry)) = self.l1.get(key).await {
             return Ok(Some(entry));
         }
+        if !self.l2_readable().await {
+            return Ok(None);
+        }
+        let fence = self.l1.fence();
+        let ticket = fence.map(Fence::ticket);
         let Some(entry) = self.l2.get(key).await? else {
             return Ok(None);
         };
+        let current = || match (fence, ticket) {
+            (Some(fence), Some(ticket)) => fence.is_current(ticket, key, entry.tags()),
+            _ => true,
+        };
         let ttl = remaining(&entry).min(self.max_l1_ttl);
-        if !ttl.is_zero() {
-            let _ = self.l1.put(key, Entry::clone(&entry), ttl).await;
+        // An invalidation that overtook the read may have removed this from L2 after it was
+        // read: promoting it then would bring it back. Checked again after the promotion.
+        if !ttl.is_zero()
+            && current()
+            && self.l1.put(key, Entry::clone(&entry), ttl).await.is_ok()
+            && !current()
+        {
+            let _ = self.l1.delete(key).await;
         }
         Ok(Some(entry))
     }
@@ -131,47 +248,82 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
     }
 
     async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
+        // Recorded before L2 is touched: a fill that lands in between must see it.
+        if let Some(fence) = self.l1.fence() {
+            fence.invalidate_key(key);
+        }
         let n = self.l2.delete(key).await;
+        if let Err(error) = &n {
+            self.defer(Message::Key(key.clone()), error).await;
+        }
         let _ = self.l1.delete(key).await;
-        self.broadcast(crate::bus::Message::Key(key.clone())).await;
+        self.broadcast(Message::Key(key.clone())).await;
         n
     }
 
     async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
+        if let Some(fence) = self.l1.fence() {
+            fence.invalidate_resource(resource);
+        }
         let n = self.l2.delete_resource(resource).await;
+        if let Err(error) = &n {
+            self.defer(Message::Resource(resource.to_owned()), error)
+                .await;
+        }
         let _ = self.l1.delete_resource(resource).await;
-        self.broadcast(crate::bus::Message::Resource(resource.to_owned()))
-            .await;
+        self.broadcast(Message::Resource(resource.to_owned())).await;
         n
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        if let Some(fence) = self.l1.fence() {
+            fence.invalidate_all();
+        }
         let n = self.l2.delete_prefix(prefix).await;
+        if let Err(error) = &n {
+            self.defer(Message::Prefix(prefix.to_owned()), error).await;
+        }
         let _ = self.l1.delete_prefix(prefix).await;
-        self.broadcast(crate::bus::Message::Prefix(prefix.to_owned()))
-            .await;
+        self.broadcast(Message::Prefix(prefix.to_owned())).await;
         n
     }
 
     async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
+        if let Some(fence) = self.l1.fence() {
+            fence.invalidate_tag(tag);
+        }
         let n = self.l2.delete_tag(tag).await;
+        if let Err(error) = &n {
+            self.defer(Message::Tag(tag.to_owned()), error).await;
+        }
         let _ = self.l1.delete_tag(tag).await;
-        self.broadcast(crate::bus::Message::Tag(tag.to_owned()))
-            .await;
+        self.broadcast(Message::Tag(tag.to_owned())).await;
         n
     }
 
     async fn bump_generation(&self) -> Result<u64, StoreError> {
+        if let Some(fence) = self.l1.fence() {
+            fence.invalidate_all();
+        }
         let n = self.l2.bump_generation().await;
+        if let Err(error) = &n {
+            self.defer(Message::Generation, error).await;
+        }
         let _ = self.l1.bump_generation().await;
-        self.broadcast(crate::bus::Message::Generation).await;
+        self.broadcast(Message::Generation).await;
         n
     }
 
     async fn purge(&self) -> Result<(), StoreError> {
+        if let Some(fence) = self.l1.fence() {
+            fence.invalidate_all();
+        }
         let r = self.l2.purge().await;
+        if let Err(error) = &r {
+            self.defer(Message::Purge, error).await;
+        }
         let _ = self.l1.purge().await;
-        self.broadcast(crate::bus::Message::Purge).await;
+        self.broadcast(Message::Purge).await;
         r
     }
 
@@ -185,5 +337,207 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
 
     async fn unlock(&self, key: &CacheKey, token: &LockToken) -> Result<bool, StoreError> {
         self.l2.unlock(key, token).await
+    }
+
+    /// L1's fence, which this store's own invalidations and those the bus brings in record
+    /// themselves in.
+    fn fence(&self) -> Option<&Fence> {
+        self.l1.fence()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+
+    use super::*;
+    use crate::MokaStore;
+
+    /// An L2 that fails every operation while `down` is set, and can run an invalidation of
+    /// the L1 it is given right after a read (as another instance's, through the bus, would).
+    #[derive(Clone, Default)]
+    struct Remote {
+        inner: MokaStore,
+        down: Arc<AtomicBool>,
+        invalidate_after_read: Arc<std::sync::Mutex<Option<MokaStore>>>,
+        deletes: Arc<AtomicUsize>,
+    }
+
+    impl Remote {
+        fn check(&self) -> Result<(), StoreError> {
+            if self.down.load(SeqCst) {
+                Err(StoreError::unavailable("down"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl CacheStore for Remote {
+        async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
+            self.check()?;
+            let found = self.inner.get(key).await;
+            let l1 = self.invalidate_after_read.lock().unwrap().take();
+            if let Some(l1) = l1 {
+                self.inner.delete(key).await?;
+                l1.delete(key).await?;
+            }
+            found
+        }
+        async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.put(key, entry, ttl).await
+        }
+        async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
+            self.check()?;
+            self.deletes.fetch_add(1, SeqCst);
+            self.inner.delete(key).await
+        }
+        async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
+            self.check()?;
+            self.deletes.fetch_add(1, SeqCst);
+            self.inner.delete_resource(resource).await
+        }
+        async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+            self.check()?;
+            self.deletes.fetch_add(1, SeqCst);
+            self.inner.delete_prefix(prefix).await
+        }
+        async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
+            self.check()?;
+            self.deletes.fetch_add(1, SeqCst);
+            self.inner.delete_tag(tag).await
+        }
+        async fn bump_generation(&self) -> Result<u64, StoreError> {
+            self.check()?;
+            self.inner.bump_generation().await
+        }
+        async fn purge(&self) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.purge().await
+        }
+        async fn try_lock(
+            &self,
+            key: &CacheKey,
+            ttl: Duration,
+        ) -> Result<Option<LockToken>, StoreError> {
+            self.check()?;
+            self.inner.try_lock(key, ttl).await
+        }
+        async fn unlock(&self, key: &CacheKey, token: &LockToken) -> Result<bool, StoreError> {
+            self.check()?;
+            self.inner.unlock(key, token).await
+        }
+    }
+
+    fn entry(body: &'static str) -> Entry {
+        Entry::new(
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::from_static(body.as_bytes()),
+        )
+        .with_stored_at(std::time::SystemTime::now())
+        .with_fresh_for(Duration::from_secs(60))
+    }
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invalidation_that_missed_l2_is_replayed_before_l2_is_read() {
+        let remote = Remote::default();
+        let store = Tiered::new(MokaStore::default(), remote.clone());
+        let key = CacheKey::new("GET http://a/1").with_variant("enc", "gzip");
+        store.put(&key, entry("old"), TTL).await.unwrap();
+
+        // Too slow or down for the invalidation, then back for the read.
+        remote.down.store(true, SeqCst);
+        assert!(store.delete_resource("GET http://a/1").await.is_err());
+        remote.down.store(false, SeqCst);
+        assert!(store.l1().get(&key).await.unwrap().is_none());
+        assert!(
+            remote.inner.get(&key).await.unwrap().is_some(),
+            "L2 kept it"
+        );
+        assert_eq!(store.pending_invalidations().await, 1);
+
+        // The first read replays the invalidation, then reads L2: nothing there any more.
+        assert!(store.get(&key).await.unwrap().is_none());
+        assert_eq!(store.pending_invalidations().await, 0);
+        assert!(remote.inner.get(&key).await.unwrap().is_none());
+
+        // A fresh value is stored and read as usual again.
+        store.put(&key, entry("new"), TTL).await.unwrap();
+        store.l1().purge().await.unwrap();
+        let got = store.get(&key).await.unwrap().unwrap();
+        assert_eq!(got.body().as_ref(), b"new");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_the_replay_fails_l2_is_not_read_and_retries_are_spaced() {
+        let remote = Remote::default();
+        let store = Tiered::new(MokaStore::default(), remote.clone());
+        let key = CacheKey::new("GET http://a/1");
+        let tagged = CacheKey::new("GET http://a/2");
+        store.put(&key, entry("old"), TTL).await.unwrap();
+        store
+            .put(&tagged, entry("old").with_tags(vec!["t".into()]), TTL)
+            .await
+            .unwrap();
+
+        remote.down.store(true, SeqCst);
+        assert!(store.delete(&key).await.is_err());
+        assert!(store.delete_tag("t").await.is_err());
+        assert_eq!(store.pending_invalidations().await, 2);
+        // Still down: reads are misses, not errors, and not L2's old entries.
+        assert!(store.get(&key).await.unwrap().is_none());
+        remote.down.store(false, SeqCst);
+        // Within the retry interval L2 stays unread, so its old entry is not served.
+        assert!(store.get(&tagged).await.unwrap().is_none());
+        assert_eq!(remote.deletes.load(SeqCst), 0);
+        tokio::time::advance(RETRY_EVERY).await;
+        assert!(store.get(&tagged).await.unwrap().is_none());
+        assert_eq!(remote.deletes.load(SeqCst), 2, "both replayed");
+        assert!(remote.inner.get(&key).await.unwrap().is_none());
+        assert!(remote.inner.get(&tagged).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn too_many_missed_invalidations_become_a_new_generation() {
+        let remote = Remote::default();
+        let store = Tiered::new(MokaStore::default(), remote.clone());
+        let key = CacheKey::new("GET http://a/kept");
+        store.put(&key, entry("old"), TTL).await.unwrap();
+        remote.down.store(true, SeqCst);
+        for i in 0..=MAX_PENDING {
+            let _ = store.delete_resource(&format!("GET http://a/{i}")).await;
+        }
+        assert_eq!(store.pending_invalidations().await, 1);
+        remote.down.store(false, SeqCst);
+        store.l1().purge().await.unwrap();
+        // The new generation hides every L2 entry, the one never invalidated included.
+        assert!(store.get(&key).await.unwrap().is_none());
+        assert!(remote.inner.get(&key).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_l2_read_overtaken_by_an_invalidation_is_not_promoted() {
+        let remote = Remote::default();
+        let store = Tiered::new(MokaStore::default(), remote.clone());
+        let key = CacheKey::new("GET http://a/1");
+        remote.inner.put(&key, entry("old"), TTL).await.unwrap();
+        *remote.invalidate_after_read.lock().unwrap() = Some(store.l1().clone());
+        // The read itself began before the invalidation: it may answer with what it read.
+        assert!(store.get(&key).await.unwrap().is_some());
+        // But L1 must not keep it.
+        assert!(store.l1().get(&key).await.unwrap().is_none());
+        assert!(store.get(&key).await.unwrap().is_none());
+
+        // Without an invalidation, L2 hits are promoted as before.
+        remote.inner.put(&key, entry("new"), TTL).await.unwrap();
+        assert!(store.get(&key).await.unwrap().is_some());
+        assert!(store.l1().get(&key).await.unwrap().is_some());
     }
 }

@@ -124,15 +124,21 @@ struct Report {
     failures: Mutex<BTreeMap<&'static str, (u64, Vec<String>)>>,
     latencies_us: Mutex<Vec<u32>>,
     peak_rss: AtomicU64,
+    /// When the load began, to date the failures.
+    started: std::sync::OnceLock<std::time::Instant>,
 }
 
 impl Report {
-    fn fail(&self, kind: &'static str, detail: String) {
+    fn fail(&self, kind: &'static str, detail: impl std::fmt::Display) {
         let mut failures = self.failures.lock().unwrap();
         let entry = failures.entry(kind).or_default();
         entry.0 += 1;
         if entry.1.len() < 5 {
-            entry.1.push(detail);
+            let at = self
+                .started
+                .get()
+                .map_or(0.0, |t| t.elapsed().as_secs_f64());
+            entry.1.push(format!("at {at:.1}s: {detail}"));
         }
     }
 }
@@ -543,6 +549,7 @@ async fn run(options: Arc<Options>) -> i32 {
     });
 
     let report = Arc::new(Report::default());
+    let _ = report.started.set(std::time::Instant::now());
     let stop = Arc::new(AtomicBool::new(false));
     let download = Arc::new(download_bytes());
     let started = Instant::now();

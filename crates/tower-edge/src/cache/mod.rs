@@ -89,6 +89,14 @@
 //! `DELETE`, …) removes its URL and its same-origin `Location` and `Content-Location`
 //! (RFC 9111 §4.4). Every invalidation removes all variants.
 //!
+//! A response whose fetch an invalidation overtook is not stored: the origin may have read its
+//! data before the write that caused the invalidation, and storing it after would bring the old
+//! data back until it expired. The request it was fetched for still gets it. This covers the
+//! invalidations of this process and, with the invalidation bus of `tower-edge-store`'s
+//! `Tiered`, those the bus delivers; it needs a store that keeps a
+//! [`Fence`](tower_edge_store::fence::Fence), as every store of `tower-edge-store` does. Such
+//! responses are counted in [`CacheStats::fenced`].
+//!
 //! # Buffering and failure
 //!
 //! A stored body is kept whole in the store, up to [`ResponseCacheLayer::max_body_size`]

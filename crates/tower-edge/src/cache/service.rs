@@ -12,14 +12,17 @@ use http::{
 };
 use http_body::Body;
 use tower::Service;
-use tower_edge_store::{CacheKey, CacheStore, Entry};
+use tower_edge_store::{
+    CacheKey, CacheStore, Entry,
+    fence::{Fence, Ticket},
+};
 
 use super::{
     CacheHandle, CacheTags, ResponseFuture, Shared,
     body::CacheBody,
     flight::{self, Join},
     key, policy,
-    stats::bump,
+    stats::{self, bump},
 };
 use crate::http::{
     cache_control::CacheControl,
@@ -112,6 +115,9 @@ struct Ctx<St> {
     origin: String,
     per_user: bool,
     no_store: bool,
+    /// When this request began, for the store's fence: a response fetched for it is not stored
+    /// if what it addresses was invalidated since (the origin may have read the old data).
+    ticket: Option<Ticket>,
 }
 
 async fn handle<S, St, ReqB, ResB>(
@@ -200,6 +206,7 @@ where
     // The client's headers move into the context: a hit needs no copy of them. A forwarded
     // request gets a copy back (see `forward`).
     let ctx = Ctx {
+        ticket: shared.store.fence().map(Fence::ticket),
         shared: Arc::clone(&shared),
         now,
         method: parts.method.clone(),
@@ -429,6 +436,7 @@ where
                 origin: ctx.origin.clone(),
                 per_user: ctx.per_user,
                 no_store: false,
+                ticket: ctx.ticket,
             };
             let mut refresh_parts = parts.clone();
             refresh_parts.method = Method::GET;
@@ -688,29 +696,15 @@ where
     let store = shared.store.clone();
     let counters = Arc::clone(&shared.counters);
     let marker = marker_for(ctx, &rparts.headers, ttl);
+    let ticket = ctx.ticket;
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         drop(guard);
         return Ok(Response::from_parts(rparts, CacheBody::stream(rbody)));
     };
     let on_complete = Box::new(move |bytes: Bytes| {
         runtime.spawn(async move {
-            let len = bytes.len() as u64;
             let entry = with_body(template, bytes);
-            let mut ok = true;
-            if let Some((marker_key, marker_entry)) = marker {
-                ok &= store.put(&marker_key, marker_entry, ttl).await.is_ok();
-            }
-            ok &= store.put(&key, entry, ttl).await.is_ok();
-            if ok {
-                bump(&counters.stored);
-                tracing::debug!(%key, bytes = len, ttl = ?ttl, "response stored");
-                counters
-                    .bytes_stored
-                    .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
-            } else {
-                bump(&counters.store_errors);
-                tracing::warn!(%key, "cache store put failed; response not stored");
-            }
+            fill(&store, &counters, ticket, &key, marker, entry, ttl).await;
             drop(guard);
         });
     });
@@ -807,23 +801,65 @@ async fn store_entry<St: CacheStore>(
     entry: Entry,
     ttl: Duration,
 ) {
-    let store = &ctx.shared.store;
-    let counters = &ctx.shared.counters;
+    let marker = marker_for(ctx, headers, ttl);
+    let shared = &ctx.shared;
+    fill(
+        &shared.store,
+        &shared.counters,
+        ctx.ticket,
+        key,
+        marker,
+        entry,
+        ttl,
+    )
+    .await;
+}
+
+/// Puts `entry` (and its `Vary` marker) unless its resource or one of its tags was invalidated
+/// since `ticket`: the origin may have read the old data before that write. Checked before the
+/// put and again after it, undoing the put if an invalidation landed in between (the protocol
+/// of `tower_edge_store::fence`).
+async fn fill<St: CacheStore>(
+    store: &St,
+    counters: &stats::Counters,
+    ticket: Option<Ticket>,
+    key: &CacheKey,
+    marker: Option<(CacheKey, Entry)>,
+    entry: Entry,
+    ttl: Duration,
+) {
+    let tags = entry.tags().to_vec();
+    let current = || match (store.fence(), ticket) {
+        (Some(fence), Some(ticket)) => fence.is_current(ticket, key, &tags),
+        _ => true,
+    };
+    if !current() {
+        bump(&counters.fenced);
+        tracing::debug!(%key, "invalidated while fetched; response not stored");
+        return;
+    }
     let len = entry.body().len() as u64;
     let mut ok = true;
-    if let Some((marker_key, marker)) = marker_for(ctx, headers, ttl) {
+    if let Some((marker_key, marker)) = marker {
         ok &= store.put(&marker_key, marker, ttl).await.is_ok();
     }
     ok &= store.put(key, entry, ttl).await.is_ok();
-    if ok {
-        bump(&counters.stored);
-        counters
-            .bytes_stored
-            .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
-    } else {
+    if !ok {
         bump(&counters.store_errors);
         tracing::warn!(%key, "cache store put failed; response not stored");
+        return;
     }
+    if !current() {
+        bump(&counters.fenced);
+        tracing::debug!(%key, "invalidated while stored; response removed");
+        let _ = store.delete(key).await;
+        return;
+    }
+    bump(&counters.stored);
+    tracing::debug!(%key, bytes = len, ttl = ?ttl, "response stored");
+    counters
+        .bytes_stored
+        .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Tags from the `Cache-Tag` header and the [`CacheTags`] extension, removed from the response.

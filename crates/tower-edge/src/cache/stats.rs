@@ -21,6 +21,10 @@ pub struct CacheStats {
     pub bypassed: u64,
     /// Responses stored.
     pub stored: u64,
+    /// Responses not stored (or removed right after storing) because their URL or a tag of
+    /// theirs was invalidated while they were being fetched: the origin may have read the data
+    /// from before that write.
+    pub fenced: u64,
     /// Store operations that failed (each one treated as a miss, or skipped).
     pub store_errors: u64,
     /// Body bytes stored in total.
@@ -36,6 +40,7 @@ pub(crate) struct Counters {
     pub(crate) coalesced: AtomicU64,
     pub(crate) bypassed: AtomicU64,
     pub(crate) stored: AtomicU64,
+    pub(crate) fenced: AtomicU64,
     pub(crate) store_errors: AtomicU64,
     pub(crate) bytes_stored: AtomicU64,
 }
@@ -55,6 +60,7 @@ impl Counters {
             coalesced: get(&self.coalesced),
             bypassed: get(&self.bypassed),
             stored: get(&self.stored),
+            fenced: get(&self.fenced),
             store_errors: get(&self.store_errors),
             bytes_stored: get(&self.bytes_stored),
         }

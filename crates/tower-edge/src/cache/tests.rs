@@ -1239,3 +1239,127 @@ async fn responses_to_cookie_requests_are_stored_only_when_shareable() {
     let first = send(&opted, get_req("/r", cookie)).await;
     assert_eq!(send(&opted, get_req("/r", &[])).await.text(), first.text());
 }
+
+/// A read that starts before a write and finishes after the write's invalidation: the old
+/// representation it carries reaches its own client only, never the store.
+#[tokio::test]
+async fn a_response_fetched_across_a_write_is_not_stored() {
+    use tokio::sync::Notify;
+    let clock = clock();
+    let cache = layer(&clock);
+    let handle = cache.handle("http://example.com");
+    let version = Arc::new(AtomicU64::new(1));
+    let read = Arc::new(Notify::new());
+    let written = Arc::new(Notify::new());
+    let (v, r, w) = (
+        Arc::clone(&version),
+        Arc::clone(&read),
+        Arc::clone(&written),
+    );
+    let v2 = Arc::clone(&version);
+    let app = Router::new()
+        .route(
+            "/item",
+            get(move || {
+                let (v, r, w) = (Arc::clone(&v), Arc::clone(&r), Arc::clone(&w));
+                async move {
+                    let seen = v.load(Ordering::SeqCst);
+                    if seen == 1 {
+                        // The slow read: the write happens while this response is on its way.
+                        r.notify_one();
+                        w.notified().await;
+                    }
+                    ([(header::CACHE_CONTROL, "max-age=60")], format!("v{seen}"))
+                }
+            })
+            .put(move || {
+                v2.fetch_add(1, Ordering::SeqCst);
+                async { "written" }
+            }),
+        )
+        .layer(cache);
+
+    let slow = tokio::spawn({
+        let app = app.clone();
+        async move { get_path(&app, "/item").await }
+    });
+    read.notified().await;
+    let put = Request::put("/item")
+        .header(header::HOST, "example.com")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, put).await.status, StatusCode::OK);
+    written.notify_one();
+    let old = slow.await.unwrap();
+    assert_eq!(old.text(), "v1");
+    settle().await;
+
+    let after = get_path(&app, "/item").await;
+    assert_eq!(after.text(), "v2", "{}", after.cache_status());
+    assert!(after.cache_status().contains("fwd=miss"));
+    let again = get_path(&app, "/item").await;
+    assert_eq!(again.text(), "v2");
+    assert!(again.cache_status().contains("hit"));
+    let stats = handle.stats();
+    assert_eq!(stats.fenced, 1, "{stats:?}");
+}
+
+/// The same for a tag invalidated while a tagged response is fetched, and for a whole-cache
+/// invalidation; an invalidation of something else does not stop the store.
+#[tokio::test]
+async fn tag_and_purge_invalidations_during_a_fetch_keep_it_out() {
+    let clock = clock();
+    let cache = layer(&clock);
+    let handle = cache.handle("http://example.com");
+    let calls = Calls::default();
+    let c = calls.clone();
+    let app = Router::new()
+        .route(
+            "/{what}",
+            get(
+                move |cache: CacheHandle,
+                      axum::extract::Path(what): axum::extract::Path<String>| {
+                    let n = c.bump();
+                    async move {
+                        match what.as_str() {
+                            "tag" if n == 1 => {
+                                cache.invalidate_tag("list").await.unwrap();
+                            }
+                            "purge" => {
+                                cache.purge().await.unwrap();
+                            }
+                            _ => {
+                                cache.invalidate_tag("unrelated").await.unwrap();
+                                cache.invalidate("/elsewhere").await.unwrap();
+                            }
+                        }
+                        let mut res =
+                            ([(header::CACHE_CONTROL, "max-age=60")], format!("call {n}"))
+                                .into_response();
+                        res.extensions_mut().insert(CacheTags(vec!["list".into()]));
+                        res
+                    }
+                },
+            ),
+        )
+        .layer(cache);
+
+    assert_eq!(get_path(&app, "/tag").await.text(), "call 1");
+    assert_eq!(get_path(&app, "/tag").await.text(), "call 2");
+    assert_eq!(get_path(&app, "/tag").await.text(), "call 2");
+    get_path(&app, "/purge").await;
+    assert!(
+        !get_path(&app, "/purge")
+            .await
+            .cache_status()
+            .contains("hit")
+    );
+    get_path(&app, "/other").await;
+    assert!(
+        get_path(&app, "/other")
+            .await
+            .cache_status()
+            .contains("hit")
+    );
+    assert_eq!(handle.stats().fenced, 3, "{:?}", handle.stats());
+}

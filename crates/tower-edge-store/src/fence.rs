@@ -1,0 +1,214 @@
+//! [`Fence`]: keeps a fill that raced an invalidation from putting old data back.
+//!
+//! A cache miss reads its source, then stores what it read. When the source changes and the
+//! entry is invalidated between the read and the store, the store puts the old value back after
+//! the invalidation, and readers get it until it expires. Nothing in the entry shows it is old:
+//! the fill simply finished last.
+//!
+//! A fence records invalidations so a fill can tell. The protocol, which `MokaStore`,
+//! `RedisStore` and `Tiered` follow on their side and the response cache and
+//! `Memo` on theirs:
+//!
+//! 1. The filler takes a [`Ticket`] *before* it reads its source.
+//! 2. An invalidation records itself in the fence *before* it deletes from the store.
+//! 3. The filler stores only if [`Fence::is_current`] holds, and checks again *after* the put,
+//!    deleting what it put if an invalidation came in between.
+//!
+//! Whatever the interleaving, an invalidation that follows the filler's read either makes the
+//! filler skip or undo its put, or deletes that put itself.
+//!
+//! Resources and tags are hashed into a fixed table, so a fence takes constant memory. A
+//! collision can only make a fill skip its store, never keep old data. A fence sees the
+//! invalidations of this process only, and those a store learns of from others (the
+//! `Tiered` invalidation bus records what it receives).
+//!
+//! ```
+//! use tower_edge_store::{CacheKey, fence::Fence};
+//!
+//! let fence = Fence::new();
+//! let key = CacheKey::new("GET https://example.com/items/1").with_variant("enc", "br");
+//! let ticket = fence.ticket(); // before reading the source
+//! fence.invalidate_resource("GET https://example.com/items/1"); // a write, meanwhile
+//! assert!(!fence.is_current(ticket, &key, &[])); // so the old read is not stored
+//! assert!(fence.is_current(fence.ticket(), &key, &[]));
+//! ```
+//!
+
+use std::{
+    fmt,
+    sync::atomic::{AtomicU64, Ordering::SeqCst},
+};
+
+use crate::CacheKey;
+
+/// How many slots resources and tags hash into.
+const SLOTS: usize = 1024;
+
+const RESOURCE: u8 = b'r';
+const TAG: u8 = b't';
+
+/// A record of recent invalidations, for fills to check against (see the module docs).
+pub struct Fence {
+    /// Advances on every invalidation.
+    sequence: AtomicU64,
+    /// The sequence number of the latest invalidation of everything.
+    all: AtomicU64,
+    /// Per hashed resource or tag, the sequence number of its latest invalidation.
+    slots: Box<[AtomicU64]>,
+}
+
+/// The moment a fill began, to check it against later invalidations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket(u64);
+
+impl Fence {
+    /// An empty fence.
+    pub fn new() -> Self {
+        Self {
+            sequence: AtomicU64::new(0),
+            all: AtomicU64::new(0),
+            slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Marks the start of a fill: take it before reading the source.
+    pub fn ticket(&self) -> Ticket {
+        Ticket(self.sequence.load(SeqCst))
+    }
+
+    fn advance(&self) -> u64 {
+        self.sequence.fetch_add(1, SeqCst) + 1
+    }
+
+    fn slot(&self, kind: u8, name: &str) -> &AtomicU64 {
+        // FNV-1a: fast on short strings, stable, and good enough to spread names over slots.
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        for byte in std::iter::once(kind).chain(name.bytes()) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        &self.slots[(hash % SLOTS as u64) as usize]
+    }
+
+    /// Records the invalidation of every variant of `resource` (as given to
+    /// [`CacheKey::new`]). Call it before deleting from the store.
+    pub fn invalidate_resource(&self, resource: &str) {
+        self.invalidate_key(&CacheKey::new(resource));
+    }
+
+    /// Records the invalidation of the resource `key` belongs to, every variant of it: the
+    /// fence does not tell variants apart. Call it before deleting from the store.
+    pub fn invalidate_key(&self, key: &CacheKey) {
+        let n = self.advance();
+        self.slot(RESOURCE, key.resource()).fetch_max(n, SeqCst);
+    }
+
+    /// Records the invalidation of every entry tagged `tag`. Call it before deleting from the
+    /// store.
+    pub fn invalidate_tag(&self, tag: &str) {
+        let n = self.advance();
+        self.slot(TAG, tag).fetch_max(n, SeqCst);
+    }
+
+    /// Records the invalidation of everything: a prefix, a purge, a new generation. Call it
+    /// before deleting from the store.
+    pub fn invalidate_all(&self) {
+        let n = self.advance();
+        self.all.fetch_max(n, SeqCst);
+    }
+
+    /// Whether nothing that addresses an entry under `key`, tagged `tags`, was invalidated
+    /// since `ticket` was taken.
+    pub fn is_current(&self, ticket: Ticket, key: &CacheKey, tags: &[String]) -> bool {
+        self.all.load(SeqCst) <= ticket.0
+            && self.slot(RESOURCE, key.resource()).load(SeqCst) <= ticket.0
+            && tags
+                .iter()
+                .all(|tag| self.slot(TAG, tag).load(SeqCst) <= ticket.0)
+    }
+}
+
+impl Default for Fence {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Fence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fence")
+            .field("invalidations", &self.sequence.load(SeqCst))
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn key(resource: &str) -> CacheKey {
+        CacheKey::new(resource).with_variant("enc", "gzip")
+    }
+
+    #[test]
+    fn an_invalidation_after_the_ticket_fences_only_what_it_addresses() {
+        let fence = Fence::new();
+        let ticket = fence.ticket();
+        fence.invalidate_resource("GET http://a/1");
+        assert!(!fence.is_current(ticket, &key("GET http://a/1"), &[]));
+        assert!(fence.is_current(ticket, &key("GET http://a/2"), &[]));
+        // Escaped resources hash as their keys do.
+        fence.invalidate_resource("GET http://a/x|y");
+        assert!(!fence.is_current(ticket, &key("GET http://a/x|y"), &[]));
+
+        fence.invalidate_tag("catalogue");
+        let tags = vec!["other".to_owned(), "catalogue".to_owned()];
+        assert!(!fence.is_current(ticket, &key("GET http://a/2"), &tags));
+        assert!(fence.is_current(ticket, &key("GET http://a/2"), &tags[..1]));
+        // A tag and a resource of the same name are different things.
+        assert!(fence.is_current(ticket, &key("catalogue"), &[]));
+    }
+
+    #[test]
+    fn invalidations_before_the_ticket_do_not_count() {
+        let fence = Fence::new();
+        fence.invalidate_resource("GET http://a/1");
+        fence.invalidate_tag("t");
+        fence.invalidate_all();
+        let ticket = fence.ticket();
+        assert!(fence.is_current(ticket, &key("GET http://a/1"), &["t".to_owned()]));
+    }
+
+    #[test]
+    fn invalidating_everything_fences_every_key() {
+        let fence = Fence::new();
+        let ticket = fence.ticket();
+        fence.invalidate_all();
+        assert!(!fence.is_current(ticket, &key("GET http://a/anything"), &[]));
+    }
+
+    #[test]
+    fn concurrent_invalidations_are_never_lost() {
+        // Each thread invalidates its own resource after taking a ticket; every one of those
+        // tickets must see its invalidation, however the threads interleave.
+        let fence = Arc::new(Fence::new());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let fence = Arc::clone(&fence);
+                std::thread::spawn(move || {
+                    for i in 0..2000 {
+                        let resource = format!("GET http://a/{t}/{i}");
+                        let ticket = fence.ticket();
+                        fence.invalidate_resource(&resource);
+                        assert!(!fence.is_current(ticket, &key(&resource), &[]));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
+}
