@@ -148,3 +148,53 @@ async fn a_slow_server_is_a_timeout_not_a_hang() {
     );
     drop(stall);
 }
+
+/// An invalidation that times out on a stalled Redis leaves the entry there; the tiered store
+/// must not read it back once Redis answers again, and replays the invalidation first.
+#[tokio::test]
+async fn an_invalidation_lost_to_a_stall_is_replayed_before_redis_is_read() {
+    use tower_edge_store::{MokaStore, tiered::Tiered};
+    let server = RedisServer::start();
+    let l2 = RedisStore::builder(&server.url())
+        .op_timeout(Duration::from_millis(50))
+        .admin_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let store = Tiered::new(MokaStore::default(), l2);
+    let key = CacheKey::new("GET http://example.com/p/1").with_variant("enc", "br");
+    let entry = Entry::new(StatusCode::OK, HeaderMap::new(), Bytes::from_static(b"old"))
+        .with_stored_at(std::time::SystemTime::now())
+        .with_fresh_for(Duration::from_secs(60));
+    store
+        .put(&key, entry, Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    let stall = server.stall(0.5);
+    let err = store
+        .delete_resource("GET http://example.com/p/1")
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(store.pending_invalidations().await, 1);
+    drop(stall);
+    // Redis answers again, still holding the entry the invalidation meant to remove.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server
+        .command(&["PING"])
+        .is_none_or(|r| !r.contains("PONG"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server did not come back from the stall"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(store.l2().get(&key).await.unwrap().is_some());
+
+    // The read replays the invalidation first, so the old entry is neither served nor kept.
+    assert!(store.get(&key).await.unwrap().is_none());
+    assert_eq!(store.pending_invalidations().await, 0);
+    assert!(store.l2().get(&key).await.unwrap().is_none());
+}
