@@ -42,7 +42,7 @@ use std::{
 use crate::CacheKey;
 
 /// How many slots resources and tags hash into.
-const SLOTS: usize = 1024;
+const SLOTS: usize = 4096;
 
 const RESOURCE: u8 = b'r';
 const TAG: u8 = b't';

@@ -274,8 +274,6 @@ impl<St: CacheStore + Clone> Memo<St> {
         Fut: Future<Output = Result<T, E>>,
     {
         let store_key = self.key(key);
-        // Taken before anything is read, so a write that follows the read is seen.
-        let ticket = self.store.fence().map(Fence::ticket);
         let stale = match self.load::<T>(&store_key).await {
             Some((value, true)) => return Ok(value),
             Some((value, false)) => Some(value),
@@ -309,9 +307,7 @@ impl<St: CacheStore + Clone> Memo<St> {
                 {
                     return Ok(value);
                 }
-                return self
-                    .compute_and_store(key, ttl, compute, stale, ticket)
-                    .await;
+                return self.compute_and_store(key, ttl, compute, stale).await;
             }
         };
 
@@ -334,9 +330,7 @@ impl<St: CacheStore + Clone> Memo<St> {
                 }
             }
         }
-        let result = self
-            .compute_and_store(key, ttl, compute, stale, ticket)
-            .await;
+        let result = self.compute_and_store(key, ttl, compute, stale).await;
         if let Some(token) = token {
             let _ = self.store.unlock(&lock_key, &token).await;
         }
@@ -349,13 +343,14 @@ impl<St: CacheStore + Clone> Memo<St> {
         ttl: Duration,
         compute: F,
         stale: Option<T>,
-        ticket: Option<Ticket>,
     ) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        // Taken before the computation reads anything, so a write that follows the read shows.
+        let ticket = self.store.fence().map(Fence::ticket);
         match compute().await {
             Ok(value) => {
                 self.fill(key, &value, ttl, ticket).await;
@@ -386,13 +381,13 @@ impl<St: CacheStore + Clone> Memo<St> {
             tracing::debug!(key, "memo key written while computing; value not stored");
             return;
         }
-        if let Err(error) = self.put(key, value, ttl).await {
-            tracing::warn!(%error, key, "memo store put failed; value not stored");
-            return;
-        }
+        let stored = self.put(key, value, ttl).await;
+        // Checked whatever the put returned: a failed put may still have landed in part.
         if !current() {
             tracing::debug!(key, "memo key written while storing; value removed");
             let _ = self.store.delete(&store_key).await;
+        } else if let Err(error) = stored {
+            tracing::warn!(%error, key, "memo store put failed; value not stored");
         }
     }
 }
@@ -599,10 +594,13 @@ mod tests {
 
     /// A store that lets one whole invalidation of the key land inside a put, after the filler
     /// checked the fence and before the value is in: only the check after the put can catch it.
+    /// With `then_fail`, the put lands but reports a failure, as a write the backend ran after
+    /// its caller timed out does.
     #[derive(Clone)]
     struct InvalidatedDuringPut {
         inner: MokaStore,
         armed: Arc<std::sync::atomic::AtomicBool>,
+        then_fail: bool,
     }
 
     impl CacheStore for InvalidatedDuringPut {
@@ -612,6 +610,11 @@ mod tests {
         async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
             if self.armed.swap(false, Ordering::SeqCst) {
                 self.inner.delete(key).await?;
+                self.inner.put(key, entry, ttl).await?;
+                if self.then_fail {
+                    return Err(StoreError::timeout());
+                }
+                return Ok(());
             }
             self.inner.put(key, entry, ttl).await
         }
@@ -654,9 +657,16 @@ mod tests {
 
     #[tokio::test]
     async fn an_invalidation_inside_the_put_is_undone_after_it() {
+        for then_fail in [false, true] {
+            invalidation_inside_the_put(then_fail).await;
+        }
+    }
+
+    async fn invalidation_inside_the_put(then_fail: bool) {
         let store = InvalidatedDuringPut {
             inner: MokaStore::default(),
             armed: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            then_fail,
         };
         let memo = Memo::new(store, "t");
         let ttl = Duration::from_secs(60);

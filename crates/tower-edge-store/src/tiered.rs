@@ -1,6 +1,7 @@
 //! [`Tiered`]: a fast store (memory) in front of a shared one (Redis).
 
 use std::{
+    collections::VecDeque,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering::SeqCst},
@@ -19,6 +20,11 @@ use crate::{
 const MAX_PENDING: usize = 1024;
 /// How often a replay of invalidations that missed L2 is tried.
 const RETRY_EVERY: Duration = Duration::from_millis(100);
+/// How many invalidations one read replays at most before it gives up reading L2 this time.
+const REPLAY_BATCH: usize = 64;
+/// How long the first pending invalidation may keep failing before a new L2 generation
+/// replaces the queue.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
 
 /// Reads L1 then L2, promoting L2 hits into L1 for what remains of their life; writes both;
 /// invalidates both, and (with the invalidation bus) every other instance's L1 too.
@@ -28,10 +34,12 @@ const RETRY_EVERY: Duration = Duration::from_millis(100);
 /// holds.
 ///
 /// An invalidation that fails to reach L2 (Redis down, or too slow to answer in time) is kept
-/// and replayed, at most every 100 ms, before L2 is read again: until it lands, this instance
-/// reads L1 only, so it never brings back from L2 what it was asked to remove. It is published
-/// on the bus again once it lands. (Past 1024 such invalidations, the replay is a new L2
-/// generation.) Another instance may still read such an entry from L2 until the replay lands.
+/// and replayed before L2 is read again (retried at most every 100 ms, 64 per read): until it
+/// lands, this instance reads L1 only, so it never brings back from L2 what it was asked to
+/// remove. It is published on the bus again once it lands. Past 1024 pending invalidations, or
+/// when the first one has kept failing for 10 s, they are replaced by one new L2 generation,
+/// which hides every L2 entry from every instance. Another instance may still read such an
+/// entry from L2 until the replay lands.
 ///
 /// Promotions into L1 follow the [`fence`](crate::fence) protocol: an L2 read that an
 /// invalidation overtakes, here or (through the bus) on another instance, is not promoted.
@@ -55,10 +63,35 @@ pub struct Tiered<L1, L2> {
 /// Invalidations that did not reach L2, to replay before L2 is read again.
 #[derive(Default)]
 struct Pending {
-    /// Whether `queue` holds anything: read on every L1 miss, without taking the lock.
+    /// Whether the queue holds anything: read on every L1 miss, without taking the lock.
     any: AtomicBool,
-    queue: tokio::sync::Mutex<Vec<Message>>,
-    retry_at: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Whether a replay is running; one at a time.
+    replaying: AtomicBool,
+    state: std::sync::Mutex<PendingState>,
+}
+
+#[derive(Default)]
+struct PendingState {
+    queue: VecDeque<Message>,
+    /// No replay before this, after one failed.
+    retry_at: Option<tokio::time::Instant>,
+    /// Since when the head of the queue has failed to replay.
+    failing_since: Option<tokio::time::Instant>,
+}
+
+impl Pending {
+    fn state(&self) -> std::sync::MutexGuard<'_, PendingState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Clears the replay flag however the replay ends, cancellation included.
+struct Replaying<'a>(&'a AtomicBool);
+
+impl Drop for Replaying<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, SeqCst);
+    }
 }
 
 impl<L1: Clone, L2: Clone> Clone for Tiered<L1, L2> {
@@ -126,50 +159,58 @@ impl<L1: CacheStore, L2: CacheStore> Tiered<L1, L2> {
     }
 
     /// How many invalidations are waiting to reach L2.
-    pub async fn pending_invalidations(&self) -> usize {
-        self.pending.queue.lock().await.len()
+    pub fn pending_invalidations(&self) -> usize {
+        self.pending.state().queue.len()
     }
 
-    /// Keeps an invalidation that failed on L2, for `l2_readable` to replay.
-    async fn defer(&self, message: Message, error: &StoreError) {
+    /// Keeps an invalidation that failed on L2, for `l2_readable` to replay. Never waits, so a
+    /// caller that goes away cannot lose it.
+    fn defer(&self, message: Message, error: &StoreError) {
         tracing::warn!(
             %error,
             ?message,
             "invalidation did not reach the shared tier; replaying it before reading from there"
         );
-        let mut queue = self.pending.queue.lock().await;
-        if queue.len() >= MAX_PENDING {
-            queue.clear();
-            queue.push(Message::Generation);
+        let mut state = self.pending.state();
+        if state.queue.len() >= MAX_PENDING {
+            state.queue.clear();
+            state.queue.push_back(Message::Generation);
         } else {
-            queue.push(message);
+            state.queue.push_back(message);
         }
         self.pending.any.store(true, SeqCst);
     }
 
     /// Whether L2 may be read: no invalidation is waiting to reach it. Replays those waiting
-    /// when a retry is due; while one runs elsewhere, answers `false`.
+    /// (at most `REPLAY_BATCH` per call, one replay at a time) unless a retry is not due yet.
     async fn l2_readable(&self) -> bool {
         if !self.pending.any.load(SeqCst) {
             return true;
         }
-        let Ok(mut queue) = self.pending.queue.try_lock() else {
+        if self.pending.replaying.swap(true, SeqCst) {
             return false;
-        };
-        {
-            let now = tokio::time::Instant::now();
-            let mut retry_at = self
-                .pending
-                .retry_at
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if retry_at.is_some_and(|at| now < at) {
-                return false;
-            }
-            *retry_at = Some(now + RETRY_EVERY);
         }
-        while let Some(message) = queue.first() {
-            let landed = match message {
+        let _replaying = Replaying(&self.pending.replaying);
+        let now = tokio::time::Instant::now();
+        if self.pending.state().retry_at.is_some_and(|at| now < at) {
+            return false;
+        }
+        for _ in 0..REPLAY_BATCH {
+            let head = {
+                let state = self.pending.state();
+                match state.queue.front() {
+                    Some(head) => head.clone(),
+                    None => {
+                        // Cleared under the lock `defer` pushes under: nothing slips between.
+                        self.pending.any.store(false, SeqCst);
+                        tracing::info!(
+                            "invalidations replayed on the shared tier; reading it again"
+                        );
+                        return true;
+                    }
+                }
+            };
+            let landed = match &head {
                 Message::Key(key) => self.l2.delete(key).await.map(drop),
                 Message::Resource(r) => self.l2.delete_resource(r).await.map(drop),
                 Message::Prefix(p) => self.l2.delete_prefix(p).await.map(drop),
@@ -178,16 +219,42 @@ impl<L1: CacheStore, L2: CacheStore> Tiered<L1, L2> {
                 Message::Purge => self.l2.purge().await,
             };
             if let Err(error) = landed {
-                tracing::debug!(%error, "invalidation replay failed; retrying later");
+                self.replay_failed(&head, &error);
                 return false;
             }
-            let message = queue.remove(0);
-            // Other instances may have missed it as well.
-            self.broadcast(message).await;
+            // Other instances may have missed it as well. Published before it leaves the
+            // queue: a replay cut short here repeats it, which is harmless.
+            self.broadcast(head.clone()).await;
+            let mut state = self.pending.state();
+            if state.queue.front() == Some(&head) {
+                state.queue.pop_front();
+            }
+            state.retry_at = None;
+            state.failing_since = None;
         }
-        self.pending.any.store(false, SeqCst);
-        tracing::info!("invalidations replayed on the shared tier; reading from it again");
-        true
+        false
+    }
+
+    fn replay_failed(&self, head: &Message, error: &StoreError) {
+        let now = tokio::time::Instant::now();
+        let mut state = self.pending.state();
+        state.retry_at = Some(now + RETRY_EVERY);
+        let since = *state.failing_since.get_or_insert(now);
+        if now.duration_since(since) >= GIVE_UP_AFTER && *head != Message::Generation {
+            // One invalidation that never lands (a scan too slow for its timeout, say) must not
+            // keep this instance off L2 for good: a new generation replaces them all.
+            tracing::warn!(
+                %error,
+                ?head,
+                pending = state.queue.len(),
+                "invalidations still fail on the shared tier; replacing them with a new generation"
+            );
+            state.queue.clear();
+            state.queue.push_back(Message::Generation);
+            state.failing_since = None;
+        } else {
+            tracing::debug!(%error, ?head, "invalidation replay failed; retrying later");
+        }
     }
 }
 
@@ -214,11 +281,13 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
         if let Ok(Some(entry)) = self.l1.get(key).await {
             return Ok(Some(entry));
         }
+        // Taken before the pending check: an invalidation that fails on L2 after that check
+        // still shows in the fence by the time the promotion is decided.
+        let fence = self.l1.fence();
+        let ticket = fence.map(Fence::ticket);
         if !self.l2_readable().await {
             return Ok(None);
         }
-        let fence = self.l1.fence();
-        let ticket = fence.map(Fence::ticket);
         let Some(entry) = self.l2.get(key).await? else {
             return Ok(None);
         };
@@ -254,7 +323,7 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
         }
         let n = self.l2.delete(key).await;
         if let Err(error) = &n {
-            self.defer(Message::Key(key.clone()), error).await;
+            self.defer(Message::Key(key.clone()), error);
         }
         let _ = self.l1.delete(key).await;
         self.broadcast(Message::Key(key.clone())).await;
@@ -267,8 +336,7 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
         }
         let n = self.l2.delete_resource(resource).await;
         if let Err(error) = &n {
-            self.defer(Message::Resource(resource.to_owned()), error)
-                .await;
+            self.defer(Message::Resource(resource.to_owned()), error);
         }
         let _ = self.l1.delete_resource(resource).await;
         self.broadcast(Message::Resource(resource.to_owned())).await;
@@ -281,7 +349,7 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
         }
         let n = self.l2.delete_prefix(prefix).await;
         if let Err(error) = &n {
-            self.defer(Message::Prefix(prefix.to_owned()), error).await;
+            self.defer(Message::Prefix(prefix.to_owned()), error);
         }
         let _ = self.l1.delete_prefix(prefix).await;
         self.broadcast(Message::Prefix(prefix.to_owned())).await;
@@ -294,7 +362,7 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
         }
         let n = self.l2.delete_tag(tag).await;
         if let Err(error) = &n {
-            self.defer(Message::Tag(tag.to_owned()), error).await;
+            self.defer(Message::Tag(tag.to_owned()), error);
         }
         let _ = self.l1.delete_tag(tag).await;
         self.broadcast(Message::Tag(tag.to_owned())).await;
@@ -307,7 +375,7 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
         }
         let n = self.l2.bump_generation().await;
         if let Err(error) = &n {
-            self.defer(Message::Generation, error).await;
+            self.defer(Message::Generation, error);
         }
         let _ = self.l1.bump_generation().await;
         self.broadcast(Message::Generation).await;
@@ -320,7 +388,7 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
         }
         let r = self.l2.purge().await;
         if let Err(error) = &r {
-            self.defer(Message::Purge, error).await;
+            self.defer(Message::Purge, error);
         }
         let _ = self.l1.purge().await;
         self.broadcast(Message::Purge).await;
@@ -461,11 +529,11 @@ mod tests {
             remote.inner.get(&key).await.unwrap().is_some(),
             "L2 kept it"
         );
-        assert_eq!(store.pending_invalidations().await, 1);
+        assert_eq!(store.pending_invalidations(), 1);
 
         // The first read replays the invalidation, then reads L2: nothing there any more.
         assert!(store.get(&key).await.unwrap().is_none());
-        assert_eq!(store.pending_invalidations().await, 0);
+        assert_eq!(store.pending_invalidations(), 0);
         assert!(remote.inner.get(&key).await.unwrap().is_none());
 
         // A fresh value is stored and read as usual again.
@@ -490,7 +558,7 @@ mod tests {
         remote.down.store(true, SeqCst);
         assert!(store.delete(&key).await.is_err());
         assert!(store.delete_tag("t").await.is_err());
-        assert_eq!(store.pending_invalidations().await, 2);
+        assert_eq!(store.pending_invalidations(), 2);
         // Still down: reads are misses, not errors, and not L2's old entries.
         assert!(store.get(&key).await.unwrap().is_none());
         remote.down.store(false, SeqCst);
@@ -514,7 +582,7 @@ mod tests {
         for i in 0..=MAX_PENDING {
             let _ = store.delete_resource(&format!("GET http://a/{i}")).await;
         }
-        assert_eq!(store.pending_invalidations().await, 1);
+        assert_eq!(store.pending_invalidations(), 1);
         remote.down.store(false, SeqCst);
         store.l1().purge().await.unwrap();
         // The new generation hides every L2 entry, the one never invalidated included.
@@ -539,5 +607,106 @@ mod tests {
         remote.inner.put(&key, entry("new"), TTL).await.unwrap();
         assert!(store.get(&key).await.unwrap().is_some());
         assert!(store.l1().get(&key).await.unwrap().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replays_go_in_batches_and_a_head_that_never_lands_becomes_a_generation() {
+        let remote = Remote::default();
+        let store = Tiered::new(MokaStore::default(), remote.clone());
+        remote.down.store(true, SeqCst);
+        for i in 0..100 {
+            let _ = store.delete_resource(&format!("GET http://a/{i}")).await;
+        }
+        remote.down.store(false, SeqCst);
+        let key = CacheKey::new("GET http://a/kept");
+        // One read replays one batch; the rest waits for the next read.
+        assert!(store.get(&key).await.unwrap().is_none());
+        assert_eq!(store.pending_invalidations(), 100 - REPLAY_BATCH);
+        assert!(store.get(&key).await.unwrap().is_none());
+        assert_eq!(store.pending_invalidations(), 0);
+        assert_eq!(remote.deletes.load(SeqCst), 100);
+
+        // Down for good: after ten seconds of failed replays the queue becomes one generation.
+        remote.down.store(true, SeqCst);
+        let _ = store.delete_resource("GET http://a/x").await;
+        let _ = store.delete_resource("GET http://a/y").await;
+        for _ in 0..(GIVE_UP_AFTER.as_millis() / RETRY_EVERY.as_millis() + 2) {
+            assert!(store.get(&key).await.unwrap().is_none());
+            tokio::time::advance(RETRY_EVERY).await;
+        }
+        assert_eq!(store.pending_invalidations(), 1);
+        remote.inner.put(&key, entry("old"), TTL).await.unwrap();
+        remote.down.store(false, SeqCst);
+        tokio::time::advance(RETRY_EVERY).await;
+        assert!(
+            store.get(&key).await.unwrap().is_none(),
+            "the new generation hides it"
+        );
+        assert_eq!(store.pending_invalidations(), 0);
+    }
+
+    /// An L1 in which an invalidation of the key lands inside a put, after the check before it.
+    #[derive(Clone, Default)]
+    struct RacyL1 {
+        inner: MokaStore,
+        armed: Arc<AtomicBool>,
+    }
+
+    impl CacheStore for RacyL1 {
+        async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
+            if self.armed.swap(false, SeqCst) {
+                self.inner.delete(key).await?;
+            }
+            self.inner.put(key, entry, ttl).await
+        }
+        async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
+            self.inner.delete(key).await
+        }
+        async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
+            self.inner.delete_resource(resource).await
+        }
+        async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+            self.inner.delete_prefix(prefix).await
+        }
+        async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
+            self.inner.delete_tag(tag).await
+        }
+        async fn bump_generation(&self) -> Result<u64, StoreError> {
+            self.inner.bump_generation().await
+        }
+        async fn purge(&self) -> Result<(), StoreError> {
+            self.inner.purge().await
+        }
+        async fn try_lock(
+            &self,
+            key: &CacheKey,
+            ttl: Duration,
+        ) -> Result<Option<LockToken>, StoreError> {
+            self.inner.try_lock(key, ttl).await
+        }
+        async fn unlock(&self, key: &CacheKey, token: &LockToken) -> Result<bool, StoreError> {
+            self.inner.unlock(key, token).await
+        }
+        fn fence(&self) -> Option<&Fence> {
+            self.inner.fence()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_promotion_an_invalidation_slipped_under_is_undone() {
+        let l1 = RacyL1::default();
+        let remote = Remote::default();
+        let store = Tiered::new(l1.clone(), remote.clone());
+        let key = CacheKey::new("GET http://a/1");
+        remote.inner.put(&key, entry("old"), TTL).await.unwrap();
+        l1.armed.store(true, SeqCst);
+        assert!(store.get(&key).await.unwrap().is_some());
+        assert!(l1.inner.get(&key).await.unwrap().is_none());
+        // Unarmed, the promotion stays.
+        assert!(store.get(&key).await.unwrap().is_some());
+        assert!(l1.inner.get(&key).await.unwrap().is_some());
     }
 }

@@ -93,7 +93,9 @@
 //! data before the write that caused the invalidation, and storing it after would bring the old
 //! data back until it expired. The request it was fetched for still gets it. This covers the
 //! invalidations of this process and, with the invalidation bus of `tower-edge-store`'s
-//! `Tiered`, those the bus delivers; it needs a store that keeps a
+//! `Tiered`, those whose message arrives before the fill ends (a fill that ends first can leave
+//! the old entry in Redis until its TTL: the window is the bus's latency). It needs a store
+//! that keeps a
 //! [`Fence`](tower_edge_store::fence::Fence), as every store of `tower-edge-store` does. Such
 //! responses are counted in [`CacheStats::fenced`].
 //!

@@ -115,9 +115,6 @@ struct Ctx<St> {
     origin: String,
     per_user: bool,
     no_store: bool,
-    /// When this request began, for the store's fence: a response fetched for it is not stored
-    /// if what it addresses was invalidated since (the origin may have read the old data).
-    ticket: Option<Ticket>,
 }
 
 async fn handle<S, St, ReqB, ResB>(
@@ -206,7 +203,6 @@ where
     // The client's headers move into the context: a hit needs no copy of them. A forwarded
     // request gets a copy back (see `forward`).
     let ctx = Ctx {
-        ticket: shared.store.fence().map(Fence::ticket),
         shared: Arc::clone(&shared),
         now,
         method: parts.method.clone(),
@@ -436,7 +432,6 @@ where
                 origin: ctx.origin.clone(),
                 per_user: ctx.per_user,
                 no_store: false,
-                ticket: ctx.ticket,
             };
             let mut refresh_parts = parts.clone();
             refresh_parts.method = Method::GET;
@@ -548,6 +543,9 @@ where
             && s.age(ctx.now).saturating_sub(s.fresh_for()) < s.stale_if_error()
     });
 
+    // For the store's fence: what the origin answers is not stored if what it addresses is
+    // invalidated from now on (it may have read the data from before that write).
+    let ticket = shared.store.fence().map(Fence::ticket);
     let result = inner.call(Request::from_parts(parts, body)).await;
     let res = match result {
         Ok(res) if res.status().is_server_error() && stale_for_error.is_some() => {
@@ -604,7 +602,15 @@ where
                 let entry = entry_of(&refreshed, stale.body().clone(), &freshness, tags, ctx.now);
                 let ttl = freshness.store_ttl(true, config.keep_stale_for);
                 let entry = Arc::new(entry);
-                store_entry(ctx, &key, &refreshed.headers, Entry::clone(&entry), ttl).await;
+                store_entry(
+                    ctx,
+                    ticket,
+                    &key,
+                    &refreshed.headers,
+                    Entry::clone(&entry),
+                    ttl,
+                )
+                .await;
                 drop(guard);
                 let found = Found { entry, key };
                 return Ok(serve(
@@ -680,7 +686,7 @@ where
         match read_bounded(rbody, config.max_body_size).await {
             Some(bytes) => {
                 let entry = with_body(template, bytes.clone());
-                store_entry(ctx, &key, &rparts.headers, entry, ttl).await;
+                store_entry(ctx, ticket, &key, &rparts.headers, entry, ttl).await;
                 drop(guard);
                 return Ok(short_answer(rparts, client_answer));
             }
@@ -696,7 +702,6 @@ where
     let store = shared.store.clone();
     let counters = Arc::clone(&shared.counters);
     let marker = marker_for(ctx, &rparts.headers, ttl);
-    let ticket = ctx.ticket;
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         drop(guard);
         return Ok(Response::from_parts(rparts, CacheBody::stream(rbody)));
@@ -796,6 +801,7 @@ fn marker_for<St>(ctx: &Ctx<St>, headers: &HeaderMap, _ttl: Duration) -> Option<
 
 async fn store_entry<St: CacheStore>(
     ctx: &Ctx<St>,
+    ticket: Option<Ticket>,
     key: &CacheKey,
     headers: &HeaderMap,
     entry: Entry,
@@ -806,7 +812,7 @@ async fn store_entry<St: CacheStore>(
     fill(
         &shared.store,
         &shared.counters,
-        ctx.ticket,
+        ticket,
         key,
         marker,
         entry,
@@ -844,15 +850,17 @@ async fn fill<St: CacheStore>(
         ok &= store.put(&marker_key, marker, ttl).await.is_ok();
     }
     ok &= store.put(key, entry, ttl).await.is_ok();
-    if !ok {
-        bump(&counters.store_errors);
-        tracing::warn!(%key, "cache store put failed; response not stored");
-        return;
-    }
+    // Checked whatever the puts returned: a failed put may still have landed in part (a tier,
+    // or a write the backend ran after its caller timed out).
     if !current() {
         bump(&counters.fenced);
         tracing::debug!(%key, "invalidated while stored; response removed");
         let _ = store.delete(key).await;
+        return;
+    }
+    if !ok {
+        bump(&counters.store_errors);
+        tracing::warn!(%key, "cache store put failed; response not stored");
         return;
     }
     bump(&counters.stored);

@@ -1363,3 +1363,91 @@ async fn tag_and_purge_invalidations_during_a_fetch_keep_it_out() {
     );
     assert_eq!(handle.stats().fenced, 3, "{:?}", handle.stats());
 }
+
+/// A store in which an invalidation of the URL lands inside the put, after the layer checked
+/// the fence; with `then_fail`, the put lands but reports a failure (a write the backend ran
+/// after its caller timed out).
+#[derive(Clone, Default)]
+struct RacyStore {
+    inner: MokaStore,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    then_fail: bool,
+}
+
+impl CacheStore for RacyStore {
+    async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.inner.delete_resource(key.resource()).await?;
+            self.inner.put(key, entry, ttl).await?;
+            if self.then_fail {
+                return Err(StoreError::timeout());
+            }
+            return Ok(());
+        }
+        self.inner.put(key, entry, ttl).await
+    }
+    async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
+        self.inner.delete_resource(resource).await
+    }
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        self.inner.delete_prefix(prefix).await
+    }
+    async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
+        self.inner.delete_tag(tag).await
+    }
+    async fn bump_generation(&self) -> Result<u64, StoreError> {
+        self.inner.bump_generation().await
+    }
+    async fn purge(&self) -> Result<(), StoreError> {
+        self.inner.purge().await
+    }
+    async fn try_lock(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+    ) -> Result<Option<LockToken>, StoreError> {
+        self.inner.try_lock(key, ttl).await
+    }
+    async fn unlock(&self, key: &CacheKey, token: &LockToken) -> Result<bool, StoreError> {
+        self.inner.unlock(key, token).await
+    }
+    fn fence(&self) -> Option<&tower_edge_store::fence::Fence> {
+        self.inner.fence()
+    }
+}
+
+#[tokio::test]
+async fn an_invalidation_inside_the_put_is_undone_even_when_the_put_reports_failure() {
+    for then_fail in [false, true] {
+        let (calls, clock) = (Calls::default(), clock());
+        let store = RacyStore {
+            then_fail,
+            ..RacyStore::default()
+        };
+        store.armed.store(true, Ordering::SeqCst);
+        let cache = ResponseCacheLayer::new(store.clone()).clock(clock.clone());
+        let handle = cache.handle("http://example.com");
+        let app = counted(calls.clone(), "max-age=60").layer(cache);
+        assert_eq!(get_path(&app, "/r").await.text(), "call 1");
+        let stats = handle.stats();
+        assert_eq!(
+            (stats.fenced, stats.stored),
+            (1, 0),
+            "{then_fail}: {stats:?}"
+        );
+        let again = get_path(&app, "/r").await;
+        assert_eq!(
+            again.text(),
+            "call 2",
+            "{then_fail}: {}",
+            again.cache_status()
+        );
+        assert!(get_path(&app, "/r").await.cache_status().contains("hit"));
+    }
+}
