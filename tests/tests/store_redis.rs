@@ -198,3 +198,38 @@ async fn an_invalidation_lost_to_a_stall_is_replayed_before_redis_is_read() {
     assert_eq!(store.pending_invalidations(), 0);
     assert!(store.l2().get(&key).await.unwrap().is_none());
 }
+
+/// A Redis restarted without its data starts its counters again; a generation handed out
+/// before must not be handed out again, or entries written under it would come back.
+#[tokio::test]
+async fn generations_are_not_reused_after_redis_loses_its_data() {
+    let mut server = RedisServer::start();
+    let store = RedisStore::builder(&server.url())
+        .generation_refresh(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let first = store.bump_generation().await.unwrap();
+    server.restart();
+    // Still on its cached generation, this instance writes an entry under it.
+    let key = CacheKey::new("GET http://example.com/old");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let entry = || {
+        Entry::new(StatusCode::OK, HeaderMap::new(), Bytes::from_static(b"old"))
+            .with_fresh_for(Duration::from_secs(60))
+    };
+    while store
+        .put(&key, entry(), Duration::from_secs(60))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "redis-server did not come back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // It learns of the restart: the counter reads 0, and the entry is out of view.
+    store.refresh_generation();
+    assert!(store.get(&key).await.unwrap().is_none());
+    // The next bump must not land on the old number again.
+    let next = store.bump_generation().await.unwrap();
+    assert!(next > first, "{next} after {first}");
+    assert!(store.get(&key).await.unwrap().is_none());
+}

@@ -7,7 +7,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU32, AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use deadpool_redis::{Pool, Runtime, redis};
@@ -20,7 +20,9 @@ use crate::{CacheKey, CacheStore, Entry, LockToken, StoreError, fence::Fence};
 ///   `redis-cli --scan --pattern 'myapp:*'`; tags are sets `{prefix}tag:{tag}` that expire with
 ///   their longest-lived member; locks are `{prefix}lock:{key}`; the generation is the integer
 ///   at `{prefix}generation`, read at most once per [`RedisStoreBuilder::generation_refresh`]
-///   (and at once after a bump through this store or the invalidation bus).
+///   (and at once after a bump through this store or the invalidation bus). A bump sets it to
+///   at least the current Unix time in milliseconds, so a Redis restarted without its data
+///   never hands out a generation that was already used.
 /// - Prefix deletion and purge walk the keyspace with `SCAN` (never `KEYS`) and remove with
 ///   `UNLINK`, under this store's prefix only.
 /// - **Fails open.** Every operation is bounded by [`RedisStoreBuilder::op_timeout`] (50 ms by
@@ -614,10 +616,24 @@ impl CacheStore for RedisStore {
 
     async fn bump_generation(&self) -> Result<u64, StoreError> {
         self.inner.fence.invalidate_all();
+        // At least the caller's clock in milliseconds: a Redis that restarted without its data
+        // starts the counter again from nothing, and a plain INCR would then hand out numbers
+        // already used. Entries an instance wrote under such a number (with its cached
+        // generation, before it noticed the restart) would come back into view.
+        const BUMP: &str = "local g = redis.call('INCR', KEYS[1]) \
+                            local floor = tonumber(ARGV[1]) \
+                            if g < floor then redis.call('SET', KEYS[1], ARGV[1]) g = floor end \
+                            return g";
+        let floor = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         self.guarded(self.inner.op_timeout, async {
             let mut conn = self.conn().await?;
-            let generation: u64 = redis::cmd("INCR")
+            let generation: u64 = redis::cmd("EVAL")
+                .arg(BUMP)
+                .arg(1)
                 .arg(self.generation_key())
+                .arg(floor)
                 .query_async(&mut conn)
                 .await
                 .map_err(StoreError::backend)?;

@@ -66,7 +66,11 @@ options (defaults in brackets):
   --outage-for SECS     for this long [8]
   --max-rss-mib N       fail if resident memory passes this [512]
   --hang-secs N         fail if one request takes longer [10]
-  --seed N              seed of the load and fault generators [1]";
+  --seed N              seed of the load and fault generators [1]
+
+environment:
+  SOAK_LOG=LEVEL        print the server's tracing events at LEVEL (error, warn, info, debug)
+                        and above to standard error";
 
 fn options() -> Options {
     let mut o = Options {
@@ -465,9 +469,29 @@ async fn worker(
                         .ok()
                         .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_owned));
                     if seen.as_deref() != Some(name.as_str()) {
+                        // How each read was answered, to tell where the old data came from.
+                        let how = |a: &Answer| {
+                            let header = |n: &str| {
+                                a.headers
+                                    .get(n)
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or("-")
+                                    .to_owned()
+                            };
+                            format!(
+                                "[{}; age {}; etag {}]",
+                                header("cache-status"),
+                                header("age"),
+                                header("etag")
+                            )
+                        };
                         report.fail(
                             "stale-after-write",
-                            format!("{path}: wrote {name:?}, read {seen:?}"),
+                            format!(
+                                "{path}: wrote {name:?}, read {seen:?} {}; read before the write {}",
+                                how(&after),
+                                how(&read)
+                            ),
                         );
                     }
                 }
@@ -516,6 +540,15 @@ fn rss_bytes() -> u64 {
 
 fn main() {
     let options = Arc::new(options());
+    if let Some(level) = std::env::var("SOAK_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+    {
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
