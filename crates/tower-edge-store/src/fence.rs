@@ -11,11 +11,15 @@
 //!
 //! 1. The filler takes a [`Ticket`] *before* it reads its source.
 //! 2. An invalidation records itself in the fence *before* it deletes from the store.
-//! 3. The filler stores only if [`Fence::is_current`] holds, and checks again *after* the put,
-//!    deleting what it put if an invalidation came in between.
+//! 3. The filler counts itself as under way ([`Fence::enter`]), stores only if
+//!    [`Fence::is_current`] holds, and checks again *after* the put, deleting what it put if an
+//!    invalidation came in between.
+//! 4. An invalidation that must be final when it returns (a write, then a read of what it
+//!    wrote) waits until no fill of what it addressed is under way ([`Fence::settle`]).
 //!
 //! Whatever the interleaving, an invalidation that follows the filler's read either makes the
-//! filler skip or undo its put, or deletes that put itself.
+//! filler skip or undo its put, or deletes that put itself; with step 4, the undoing is done
+//! before the invalidation returns, so no reader sees the old value even for that moment.
 //!
 //! Resources and tags are hashed into a fixed table, so a fence takes constant memory. A
 //! collision can only make a fill skip its store, never keep old data. A fence sees the
@@ -36,7 +40,7 @@
 
 use std::{
     fmt,
-    sync::atomic::{AtomicU64, Ordering::SeqCst},
+    sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst},
 };
 
 use crate::CacheKey;
@@ -55,6 +59,46 @@ pub struct Fence {
     all: AtomicU64,
     /// Per hashed resource or tag, the sequence number of its latest invalidation.
     slots: Box<[AtomicU64]>,
+    /// Per hashed resource or tag, the fills between their first check and their last.
+    filling: Box<[AtomicU32]>,
+    /// All fills between their first check and their last.
+    filling_total: AtomicU32,
+}
+
+/// What an invalidation addressed, to wait for the fills that may still put it back (see
+/// [`Fence::is_settled`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Addressed<'a> {
+    /// Every variant of a resource, as given to [`CacheKey::new`].
+    Resource(&'a str),
+    /// The resource of this key.
+    Key(&'a CacheKey),
+    /// Every entry with this tag.
+    Tag(&'a str),
+    /// Everything.
+    All,
+}
+
+/// A fill between its check before the put and its check after (see [`Fence::enter`]).
+#[must_use = "the fill counts as under way only while this lives"]
+pub struct Filling<'a> {
+    fence: &'a Fence,
+    slots: Vec<usize>,
+}
+
+impl Drop for Filling<'_> {
+    fn drop(&mut self) {
+        for &slot in &self.slots {
+            self.fence.filling[slot].fetch_sub(1, SeqCst);
+        }
+        self.fence.filling_total.fetch_sub(1, SeqCst);
+    }
+}
+
+impl fmt::Debug for Filling<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Filling").finish_non_exhaustive()
+    }
 }
 
 /// The moment a fill began, to check it against later invalidations.
@@ -68,6 +112,8 @@ impl Fence {
             sequence: AtomicU64::new(0),
             all: AtomicU64::new(0),
             slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            filling: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
+            filling_total: AtomicU32::new(0),
         }
     }
 
@@ -80,14 +126,74 @@ impl Fence {
         self.sequence.fetch_add(1, SeqCst) + 1
     }
 
-    fn slot(&self, kind: u8, name: &str) -> &AtomicU64 {
+    fn index(kind: u8, name: &str) -> usize {
         // FNV-1a: fast on short strings, stable, and good enough to spread names over slots.
         let mut hash = 0xcbf2_9ce4_8422_2325u64;
         for byte in std::iter::once(kind).chain(name.bytes()) {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
-        &self.slots[(hash % SLOTS as u64) as usize]
+        (hash % SLOTS as u64) as usize
+    }
+
+    fn slot(&self, kind: u8, name: &str) -> &AtomicU64 {
+        &self.slots[Self::index(kind, name)]
+    }
+
+    /// Counts a fill as under way, from just before its check before the put until the guard
+    /// drops, after its check after the put (and the undoing of the put, if any). Invalidations
+    /// of what it addresses can wait for it with [`Fence::is_settled`].
+    pub fn enter(&self, key: &CacheKey, tags: &[String]) -> Filling<'_> {
+        let mut slots = Vec::with_capacity(1 + tags.len());
+        slots.push(Self::index(RESOURCE, key.resource()));
+        slots.extend(tags.iter().map(|tag| Self::index(TAG, tag)));
+        self.filling_total.fetch_add(1, SeqCst);
+        for &slot in &slots {
+            self.filling[slot].fetch_add(1, SeqCst);
+        }
+        Filling { fence: self, slots }
+    }
+
+    /// Whether no fill that addresses `what` is under way (see [`Fence::enter`]).
+    ///
+    /// An invalidation that records itself, deletes, and then sees this hold once, is final:
+    /// every fill under way before has finished its check after the put (undoing the put if
+    /// needed), and every fill that comes after sees the invalidation in its check before the
+    /// put. Then no reader can find what was invalidated, not even for the moment between an
+    /// overtaken fill's put and its undoing.
+    pub fn is_settled(&self, what: Addressed<'_>) -> bool {
+        let slot = match what {
+            Addressed::Resource(resource) => {
+                Self::index(RESOURCE, CacheKey::new(resource).resource())
+            }
+            Addressed::Key(key) => Self::index(RESOURCE, key.resource()),
+            Addressed::Tag(tag) => Self::index(TAG, tag),
+            Addressed::All => return self.filling_total.load(SeqCst) == 0,
+        };
+        self.filling[slot].load(SeqCst) == 0
+    }
+
+    /// Waits, at most `limit`, until [`Fence::is_settled`] holds for `what`; returns whether it
+    /// did. Fills are bounded by their store's timeouts, so this is short unless fills of the
+    /// same slot follow each other without a gap.
+    #[cfg(any(feature = "memo", feature = "redis"))]
+    pub async fn settle(&self, what: Addressed<'_>, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut spins = 0u32;
+        loop {
+            if self.is_settled(what) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            if spins < 8 {
+                spins += 1;
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
     }
 
     /// Records the invalidation of every variant of `resource` (as given to
@@ -179,6 +285,45 @@ mod tests {
         fence.invalidate_all();
         let ticket = fence.ticket();
         assert!(fence.is_current(ticket, &key("GET http://a/1"), &["t".to_owned()]));
+    }
+
+    #[test]
+    fn fills_under_way_hold_back_settling_of_what_they_address_only() {
+        let fence = Fence::new();
+        let key = key("GET http://a/1");
+        let tags = vec!["list".to_owned()];
+        let filling = fence.enter(&key, &tags);
+        assert!(!fence.is_settled(Addressed::Key(&key)));
+        assert!(!fence.is_settled(Addressed::Resource("GET http://a/1")));
+        assert!(!fence.is_settled(Addressed::Tag("list")));
+        assert!(!fence.is_settled(Addressed::All));
+        assert!(fence.is_settled(Addressed::Resource("GET http://a/2")));
+        assert!(fence.is_settled(Addressed::Tag("other")));
+        let second = fence.enter(&key, &[]);
+        drop(filling);
+        assert!(!fence.is_settled(Addressed::Key(&key)));
+        assert!(fence.is_settled(Addressed::Tag("list")));
+        drop(second);
+        assert!(fence.is_settled(Addressed::Key(&key)));
+        assert!(fence.is_settled(Addressed::All));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn settle_waits_for_the_fill_and_gives_up_at_its_limit() {
+        let fence = Arc::new(Fence::new());
+        let key = key("GET http://a/1");
+        let filling = fence.enter(&key, &[]);
+        let limit = std::time::Duration::from_millis(100);
+        assert!(!fence.settle(Addressed::Key(&key), limit).await);
+        let f2 = Arc::clone(&fence);
+        let k2 = key.clone();
+        let waiter = tokio::spawn(async move {
+            f2.settle(Addressed::Key(&k2), std::time::Duration::from_secs(5))
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        drop(filling);
+        assert!(waiter.await.unwrap());
     }
 
     #[test]

@@ -49,7 +49,7 @@ use tokio::sync::watch;
 
 use crate::{
     CacheKey, CacheStore, Entry, StoreError,
-    fence::{Fence, Ticket},
+    fence::{Addressed, Fence, Ticket},
 };
 
 type Now = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -183,10 +183,27 @@ impl<St: CacheStore + Clone> Memo<St> {
         value: &T,
         ttl: Duration,
     ) -> Result<(), StoreError> {
+        let store_key = self.key(key);
         if let Some(fence) = self.store.fence() {
-            fence.invalidate_key(&self.key(key));
+            fence.invalidate_key(&store_key);
         }
+        // A computation overtaken by this write could otherwise undo its put after ours, and
+        // take our value with it.
+        self.settle(Addressed::Key(&store_key)).await;
         self.put(key, value, ttl).await
+    }
+
+    /// Waits (bounded) for the computations of what was just written or deleted that were
+    /// storing their result, so that once a write returns none of them can be read.
+    async fn settle(&self, what: Addressed<'_>) {
+        if let Some(fence) = self.store.fence()
+            && !fence.settle(what, Duration::from_secs(1)).await
+        {
+            tracing::debug!(
+                ?what,
+                "memo computations still storing after a write; not waiting longer"
+            );
+        }
     }
 
     async fn put<T: Serialize>(
@@ -243,14 +260,20 @@ impl<St: CacheStore + Clone> Memo<St> {
 
     /// Removes the value under `key`.
     pub async fn delete(&self, key: &str) -> Result<u64, StoreError> {
-        self.store.delete(&self.key(key)).await
+        let store_key = self.key(key);
+        let result = self.store.delete(&store_key).await;
+        self.settle(Addressed::Key(&store_key)).await;
+        result
     }
 
     /// Removes every value whose key starts with `prefix`.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-        self.store
+        let result = self
+            .store
             .delete_prefix(&format!("memo:{}:{prefix}", self.namespace))
-            .await
+            .await;
+        self.settle(Addressed::All).await;
+        result
     }
 
     /// The value under `key`, computing and storing it with `compute` when there is no fresh
@@ -373,6 +396,8 @@ impl<St: CacheStore + Clone> Memo<St> {
         ticket: Option<Ticket>,
     ) {
         let store_key = self.key(key);
+        // Counted as under way until the check after the put: a write waits for it.
+        let _filling = self.store.fence().map(|fence| fence.enter(&store_key, &[]));
         let current = || match (self.store.fence(), ticket) {
             (Some(fence), Some(ticket)) => fence.is_current(ticket, &store_key, &[]),
             _ => true,
@@ -596,11 +621,15 @@ mod tests {
     /// checked the fence and before the value is in: only the check after the put can catch it.
     /// With `then_fail`, the put lands but reports a failure, as a write the backend ran after
     /// its caller timed out does.
-    #[derive(Clone)]
+    /// With `hold` set, the next put waits for `go` before landing (a slow remote put).
+    #[derive(Clone, Default)]
     struct InvalidatedDuringPut {
         inner: MokaStore,
         armed: Arc<std::sync::atomic::AtomicBool>,
         then_fail: bool,
+        hold: Arc<std::sync::atomic::AtomicBool>,
+        started: Arc<tokio::sync::Notify>,
+        go: Arc<tokio::sync::Notify>,
     }
 
     impl CacheStore for InvalidatedDuringPut {
@@ -608,6 +637,10 @@ mod tests {
             self.inner.get(key).await
         }
         async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
+            if self.hold.swap(false, Ordering::SeqCst) {
+                self.started.notify_one();
+                self.go.notified().await;
+            }
             if self.armed.swap(false, Ordering::SeqCst) {
                 self.inner.delete(key).await?;
                 self.inner.put(key, entry, ttl).await?;
@@ -664,9 +697,9 @@ mod tests {
 
     async fn invalidation_inside_the_put(then_fail: bool) {
         let store = InvalidatedDuringPut {
-            inner: MokaStore::default(),
             armed: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             then_fail,
+            ..InvalidatedDuringPut::default()
         };
         let memo = Memo::new(store, "t");
         let ttl = Duration::from_secs(60);
@@ -681,5 +714,41 @@ mod tests {
             .await;
         assert_eq!(got, Ok(2));
         assert_eq!(memo.get::<u64>("k").await.unwrap(), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_delete_waits_for_a_computation_still_storing() {
+        let store = InvalidatedDuringPut::default();
+        store.hold.store(true, Ordering::SeqCst);
+        let memo = Memo::new(store.clone(), "t");
+        let ttl = Duration::from_secs(60);
+        let source = Arc::new(AtomicU64::new(1));
+        let computing = tokio::spawn({
+            let (memo, source) = (memo.clone(), Arc::clone(&source));
+            async move {
+                memo.get_or_compute("k", ttl, || async move {
+                    Ok::<_, ()>(source.load(Ordering::SeqCst))
+                })
+                .await
+            }
+        });
+        // Read 1, now held inside its put; the source changes and the key is forgotten.
+        store.started.notified().await;
+        source.store(2, Ordering::SeqCst);
+        let delete = tokio::spawn({
+            let memo = memo.clone();
+            async move { memo.delete("k").await }
+        });
+        tokio::pin!(delete);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), &mut delete)
+                .await
+                .is_err(),
+            "the delete must wait for the computation storing"
+        );
+        store.go.notify_one();
+        delete.await.unwrap().unwrap();
+        assert_eq!(computing.await.unwrap(), Ok(1));
+        assert_eq!(memo.get::<u64>("k").await.unwrap(), None);
     }
 }

@@ -291,6 +291,7 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
         let Some(entry) = self.l2.get(key).await? else {
             return Ok(None);
         };
+        let _filling = fence.map(|fence| fence.enter(key, entry.tags()));
         let current = || match (fence, ticket) {
             (Some(fence), Some(ticket)) => fence.is_current(ticket, key, entry.tags()),
             _ => true,

@@ -3,7 +3,10 @@
 use std::{fmt, future::Future, pin::Pin, sync::Arc};
 
 use http::Uri;
-use tower_edge_store::{CacheStore, StoreError};
+use tower_edge_store::{
+    CacheStore, StoreError,
+    fence::{Addressed, Fence},
+};
 
 use super::{CacheStats, Shared, key, stats::Counters};
 
@@ -17,6 +20,7 @@ trait Invalidate: Send + Sync {
     fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, u64>;
     fn bump_generation(&self) -> BoxFuture<'_, u64>;
     fn purge(&self) -> BoxFuture<'_, ()>;
+    fn fence(&self) -> Option<&Fence>;
 }
 
 impl<St: CacheStore> Invalidate for St {
@@ -35,7 +39,15 @@ impl<St: CacheStore> Invalidate for St {
     fn purge(&self) -> BoxFuture<'_, ()> {
         Box::pin(CacheStore::purge(self))
     }
+    fn fence(&self) -> Option<&Fence> {
+        CacheStore::fence(self)
+    }
 }
+
+/// The longest an invalidation waits for fills of what it addressed that were under way when
+/// it was made (see `tower_edge_store::fence`): a fill's put takes at most its store's
+/// timeouts.
+const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Invalidates cached responses and reads the cache's counters.
 ///
@@ -119,29 +131,37 @@ impl CacheHandle {
     /// an absolute URL. Returns how many entries went.
     pub async fn invalidate(&self, url: &str) -> Result<u64, StoreError> {
         let resource = self.resource_of(url);
-        self.inner.store.delete_resource(&resource).await
+        self.invalidate_resource(&resource).await
     }
 
     /// Removes every stored URL whose path starts with `path_prefix` on this handle's origin.
     pub async fn invalidate_prefix(&self, path_prefix: &str) -> Result<u64, StoreError> {
         let prefix = format!("GET {}{path_prefix}", self.origin);
-        self.inner.store.delete_prefix(&prefix).await
+        let result = self.inner.store.delete_prefix(&prefix).await;
+        self.settle(Addressed::All).await;
+        result
     }
 
     /// Removes every entry stored with `tag` (from a `Cache-Tag` header or the
     /// [`CacheTags`](super::CacheTags) extension).
     pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, StoreError> {
-        self.inner.store.delete_tag(tag).await
+        let result = self.inner.store.delete_tag(tag).await;
+        self.settle(Addressed::Tag(tag)).await;
+        result
     }
 
     /// Makes every entry unreachable at once (the "version prefix" pattern, O(1)).
     pub async fn bump_generation(&self) -> Result<u64, StoreError> {
-        self.inner.store.bump_generation().await
+        let result = self.inner.store.bump_generation().await;
+        self.settle(Addressed::All).await;
+        result
     }
 
     /// Removes everything.
     pub async fn purge(&self) -> Result<(), StoreError> {
-        self.inner.store.purge().await
+        let result = self.inner.store.purge().await;
+        self.settle(Addressed::All).await;
+        result
     }
 
     /// The cache's counters now.
@@ -150,7 +170,22 @@ impl CacheHandle {
     }
 
     pub(super) async fn invalidate_resource(&self, resource: &str) -> Result<u64, StoreError> {
-        self.inner.store.delete_resource(resource).await
+        let result = self.inner.store.delete_resource(resource).await;
+        self.settle(Addressed::Resource(resource)).await;
+        result
+    }
+
+    /// Waits (bounded) for the fills of what was just invalidated that were under way, so that
+    /// once this returns no request can be answered with what was invalidated.
+    async fn settle(&self, what: Addressed<'_>) {
+        if let Some(fence) = self.inner.store.fence()
+            && !fence.settle(what, SETTLE_LIMIT).await
+        {
+            tracing::debug!(
+                ?what,
+                "fills still under way after an invalidation; not waiting longer"
+            );
+        }
     }
 }
 

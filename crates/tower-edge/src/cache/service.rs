@@ -835,6 +835,8 @@ async fn fill<St: CacheStore>(
     ttl: Duration,
 ) {
     let tags = entry.tags().to_vec();
+    // Counted as under way until the check after the put: an invalidation waits for it.
+    let _filling = store.fence().map(|fence| fence.enter(key, &tags));
     let current = || match (store.fence(), ticket) {
         (Some(fence), Some(ticket)) => fence.is_current(ticket, key, &tags),
         _ => true,

@@ -1451,3 +1451,89 @@ async fn an_invalidation_inside_the_put_is_undone_even_when_the_put_reports_fail
         assert!(get_path(&app, "/r").await.cache_status().contains("hit"));
     }
 }
+
+/// A store whose puts wait for a go-ahead before landing, as a put to a slow remote store does.
+#[derive(Clone, Default)]
+struct SlowPut {
+    inner: MokaStore,
+    hold: Arc<std::sync::atomic::AtomicBool>,
+    started: Arc<tokio::sync::Notify>,
+    go: Arc<tokio::sync::Notify>,
+}
+
+impl CacheStore for SlowPut {
+    async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
+        if self.hold.swap(false, Ordering::SeqCst) {
+            self.started.notify_one();
+            self.go.notified().await;
+        }
+        self.inner.put(key, entry, ttl).await
+    }
+    async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
+        self.inner.delete_resource(resource).await
+    }
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        self.inner.delete_prefix(prefix).await
+    }
+    async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
+        self.inner.delete_tag(tag).await
+    }
+    async fn bump_generation(&self) -> Result<u64, StoreError> {
+        self.inner.bump_generation().await
+    }
+    async fn purge(&self) -> Result<(), StoreError> {
+        self.inner.purge().await
+    }
+    async fn try_lock(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+    ) -> Result<Option<LockToken>, StoreError> {
+        self.inner.try_lock(key, ttl).await
+    }
+    async fn unlock(&self, key: &CacheKey, token: &LockToken) -> Result<bool, StoreError> {
+        self.inner.unlock(key, token).await
+    }
+    fn fence(&self) -> Option<&tower_edge_store::fence::Fence> {
+        self.inner.fence()
+    }
+}
+
+/// An invalidation that overtakes a fill still putting returns only once that fill has checked
+/// again and undone its put: from then on nobody, not even for a moment, reads the old entry.
+#[tokio::test]
+async fn an_invalidation_waits_for_the_fill_it_overtook_to_undo_its_put() {
+    let (calls, clock) = (Calls::default(), clock());
+    let store = SlowPut::default();
+    store.hold.store(true, Ordering::SeqCst);
+    let cache = ResponseCacheLayer::new(store.clone()).clock(clock.clone());
+    let handle = cache.handle("http://example.com");
+    let app = counted(calls.clone(), "max-age=60").layer(cache);
+
+    // The fill of the first answer is held inside its put.
+    assert_eq!(get_path(&app, "/r").await.text(), "call 1");
+    store.started.notified().await;
+    let invalidation = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.invalidate("/r").await }
+    });
+    tokio::pin!(invalidation);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), &mut invalidation)
+            .await
+            .is_err(),
+        "the invalidation must wait for the fill under way"
+    );
+    store.go.notify_one();
+    invalidation.await.unwrap().unwrap();
+    // The put landed after the invalidation's delete, and was undone before it returned.
+    let after = get_path(&app, "/r").await;
+    assert_eq!(after.text(), "call 2", "{}", after.cache_status());
+    assert_eq!(handle.stats().fenced, 1);
+}
