@@ -285,7 +285,9 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
         // still shows in the fence by the time the promotion is decided.
         let fence = self.l1.fence();
         let ticket = fence.map(Fence::ticket);
-        if !self.l2_readable().await {
+        // Boxed: the replay's futures are large, and would otherwise grow every read's future,
+        // hits included, though a replay is rare.
+        if self.pending.any.load(SeqCst) && !Box::pin(self.l2_readable()).await {
             return Ok(None);
         }
         let Some(entry) = self.l2.get(key).await? else {
