@@ -40,6 +40,7 @@
 
 use std::{
     fmt,
+    future::Future,
     sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst},
 };
 
@@ -231,6 +232,51 @@ impl Fence {
             && tags
                 .iter()
                 .all(|tag| self.slot(TAG, tag).load(SeqCst) <= ticket.0)
+    }
+}
+
+/// How a [`fill`] ended.
+#[derive(Debug)]
+pub enum Filled<E> {
+    /// The value is stored.
+    Stored,
+    /// An invalidation overtook the fill: nothing was stored, or what was is removed again.
+    Fenced,
+    /// The put failed, and no invalidation overtook it.
+    Failed(E),
+}
+
+/// Runs the filler's side of the protocol (see the module docs) for a value stored under `key`
+/// with `tags`, read since `ticket`: counts the fill as under way, skips `put` if an
+/// invalidation already overtook it, and checks again after `put`, whatever it returned (a
+/// failed put may have landed in part), running `undo` if one came in between. Without a fence
+/// or a ticket it is a plain put.
+pub async fn fill<E>(
+    fence: Option<&Fence>,
+    ticket: Option<Ticket>,
+    key: &CacheKey,
+    tags: &[String],
+    put: impl Future<Output = Result<(), E>>,
+    undo: impl Future<Output = ()>,
+) -> Filled<E> {
+    let (Some(fence), Some(ticket)) = (fence, ticket) else {
+        return match put.await {
+            Ok(()) => Filled::Stored,
+            Err(error) => Filled::Failed(error),
+        };
+    };
+    let _filling = fence.enter(key, tags);
+    if !fence.is_current(ticket, key, tags) {
+        return Filled::Fenced;
+    }
+    let stored = put.await;
+    if !fence.is_current(ticket, key, tags) {
+        undo.await;
+        return Filled::Fenced;
+    }
+    match stored {
+        Ok(()) => Filled::Stored,
+        Err(error) => Filled::Failed(error),
     }
 }
 

@@ -49,7 +49,7 @@ use tokio::sync::watch;
 
 use crate::{
     CacheKey, CacheStore, Entry, StoreError,
-    fence::{Addressed, Fence, Ticket},
+    fence::{self, Addressed, Fence, Filled, Ticket},
 };
 
 type Now = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -396,23 +396,16 @@ impl<St: CacheStore + Clone> Memo<St> {
         ticket: Option<Ticket>,
     ) {
         let store_key = self.key(key);
-        // Counted as under way until the check after the put: a write waits for it.
-        let _filling = self.store.fence().map(|fence| fence.enter(&store_key, &[]));
-        let current = || match (self.store.fence(), ticket) {
-            (Some(fence), Some(ticket)) => fence.is_current(ticket, &store_key, &[]),
-            _ => true,
-        };
-        if !current() {
-            tracing::debug!(key, "memo key written while computing; value not stored");
-            return;
-        }
-        let stored = self.put(key, value, ttl).await;
-        // Checked whatever the put returned: a failed put may still have landed in part.
-        if !current() {
-            tracing::debug!(key, "memo key written while storing; value removed");
+        let put = self.put(key, value, ttl);
+        let undo = async {
             let _ = self.store.delete(&store_key).await;
-        } else if let Err(error) = stored {
-            tracing::warn!(%error, key, "memo store put failed; value not stored");
+        };
+        match fence::fill(self.store.fence(), ticket, &store_key, &[], put, undo).await {
+            Filled::Stored => {}
+            Filled::Fenced => tracing::debug!(key, "memo key written while computing; not stored"),
+            Filled::Failed(error) => {
+                tracing::warn!(%error, key, "memo store put failed; value not stored");
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use std::{
 use crate::{
     CacheKey, CacheStore, Entry, LockToken, StoreError,
     bus::{Bus, Message},
-    fence::Fence,
+    fence::{self, Fence},
 };
 
 /// How many invalidations that missed L2 are kept for replay; past that, the replay is one new
@@ -293,20 +293,15 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
         let Some(entry) = self.l2.get(key).await? else {
             return Ok(None);
         };
-        let _filling = fence.map(|fence| fence.enter(key, entry.tags()));
-        let current = || match (fence, ticket) {
-            (Some(fence), Some(ticket)) => fence.is_current(ticket, key, entry.tags()),
-            _ => true,
-        };
         let ttl = remaining(&entry).min(self.max_l1_ttl);
-        // An invalidation that overtook the read may have removed this from L2 after it was
-        // read: promoting it then would bring it back. Checked again after the promotion.
-        if !ttl.is_zero()
-            && current()
-            && self.l1.put(key, Entry::clone(&entry), ttl).await.is_ok()
-            && !current()
-        {
-            let _ = self.l1.delete(key).await;
+        if !ttl.is_zero() {
+            // An invalidation that overtook the read may have removed this from L2 after it
+            // was read: promoting it then would bring it back.
+            let put = self.l1.put(key, Entry::clone(&entry), ttl);
+            let undo = async {
+                let _ = self.l1.delete(key).await;
+            };
+            fence::fill(fence, ticket, key, entry.tags(), put, undo).await;
         }
         Ok(Some(entry))
     }

@@ -14,7 +14,7 @@ use http_body::Body;
 use tower::Service;
 use tower_edge_store::{
     CacheKey, CacheStore, Entry,
-    fence::{Fence, Ticket},
+    fence::{self, Fence, Filled, Ticket},
 };
 
 use super::{
@@ -835,41 +835,35 @@ async fn fill<St: CacheStore>(
     ttl: Duration,
 ) {
     let tags = entry.tags().to_vec();
-    // Counted as under way until the check after the put: an invalidation waits for it.
-    let _filling = store.fence().map(|fence| fence.enter(key, &tags));
-    let current = || match (store.fence(), ticket) {
-        (Some(fence), Some(ticket)) => fence.is_current(ticket, key, &tags),
-        _ => true,
-    };
-    if !current() {
-        bump(&counters.fenced);
-        tracing::debug!(%key, "invalidated while fetched; response not stored");
-        return;
-    }
     let len = entry.body().len() as u64;
-    let mut ok = true;
-    if let Some((marker_key, marker)) = marker {
-        ok &= store.put(&marker_key, marker, ttl).await.is_ok();
-    }
-    ok &= store.put(key, entry, ttl).await.is_ok();
-    // Checked whatever the puts returned: a failed put may still have landed in part (a tier,
-    // or a write the backend ran after its caller timed out).
-    if !current() {
-        bump(&counters.fenced);
-        tracing::debug!(%key, "invalidated while stored; response removed");
+    let put = async {
+        let mut ok = true;
+        if let Some((marker_key, marker)) = marker {
+            ok &= store.put(&marker_key, marker, ttl).await.is_ok();
+        }
+        ok &= store.put(key, entry, ttl).await.is_ok();
+        if ok { Ok(()) } else { Err(()) }
+    };
+    let undo = async {
         let _ = store.delete(key).await;
-        return;
+    };
+    match fence::fill(store.fence(), ticket, key, &tags, put, undo).await {
+        Filled::Stored => {
+            bump(&counters.stored);
+            tracing::debug!(%key, bytes = len, ttl = ?ttl, "response stored");
+            counters
+                .bytes_stored
+                .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+        }
+        Filled::Fenced => {
+            bump(&counters.fenced);
+            tracing::debug!(%key, "invalidated while fetched; response not stored");
+        }
+        Filled::Failed(()) => {
+            bump(&counters.store_errors);
+            tracing::warn!(%key, "cache store put failed; response not stored");
+        }
     }
-    if !ok {
-        bump(&counters.store_errors);
-        tracing::warn!(%key, "cache store put failed; response not stored");
-        return;
-    }
-    bump(&counters.stored);
-    tracing::debug!(%key, bytes = len, ttl = ?ttl, "response stored");
-    counters
-        .bytes_stored
-        .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Tags from the `Cache-Tag` header and the [`CacheTags`] extension, removed from the response.
