@@ -35,6 +35,7 @@
 //! | `moka` (default) | [`MokaStore`]: in memory, bounded by bytes, per-entry TTL |
 //! | `memo` (default) | [`memo::Memo`]: typed function caching with single-flight and grace |
 //! | `redis` | [`RedisStore`] on deadpool-redis, failing open; [`tiered::Tiered`] memory-in-front-of-Redis with the cross-instance invalidation bus |
+//! | `test-util` | [`testing::Scripted`]: a store wrapper that fails, stalls or races on cue, for tests of code built on a store |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -55,6 +56,9 @@ pub mod moka;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+#[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod tiered;

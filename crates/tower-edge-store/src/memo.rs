@@ -441,7 +441,7 @@ mod tests {
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
     use super::*;
-    use crate::MokaStore;
+    use crate::{MokaStore, testing::Scripted};
 
     fn manual() -> (
         Arc<AtomicU64>,
@@ -610,77 +610,6 @@ mod tests {
         assert_eq!(memo.get::<u64>("user:1:a").await.unwrap(), None);
     }
 
-    /// A store that lets one whole invalidation of the key land inside a put, after the filler
-    /// checked the fence and before the value is in: only the check after the put can catch it.
-    /// With `then_fail`, the put lands but reports a failure, as a write the backend ran after
-    /// its caller timed out does.
-    /// With `hold` set, the next put waits for `go` before landing (a slow remote put).
-    #[derive(Clone, Default)]
-    struct InvalidatedDuringPut {
-        inner: MokaStore,
-        armed: Arc<std::sync::atomic::AtomicBool>,
-        then_fail: bool,
-        hold: Arc<std::sync::atomic::AtomicBool>,
-        started: Arc<tokio::sync::Notify>,
-        go: Arc<tokio::sync::Notify>,
-    }
-
-    impl CacheStore for InvalidatedDuringPut {
-        async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
-            self.inner.get(key).await
-        }
-        async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
-            if self.hold.swap(false, Ordering::SeqCst) {
-                self.started.notify_one();
-                self.go.notified().await;
-            }
-            if self.armed.swap(false, Ordering::SeqCst) {
-                self.inner.delete(key).await?;
-                self.inner.put(key, entry, ttl).await?;
-                if self.then_fail {
-                    return Err(StoreError::timeout());
-                }
-                return Ok(());
-            }
-            self.inner.put(key, entry, ttl).await
-        }
-        async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
-            self.inner.delete(key).await
-        }
-        async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
-            self.inner.delete_resource(resource).await
-        }
-        async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-            self.inner.delete_prefix(prefix).await
-        }
-        async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
-            self.inner.delete_tag(tag).await
-        }
-        async fn bump_generation(&self) -> Result<u64, StoreError> {
-            self.inner.bump_generation().await
-        }
-        async fn purge(&self) -> Result<(), StoreError> {
-            self.inner.purge().await
-        }
-        async fn try_lock(
-            &self,
-            key: &CacheKey,
-            ttl: Duration,
-        ) -> Result<Option<crate::LockToken>, StoreError> {
-            self.inner.try_lock(key, ttl).await
-        }
-        async fn unlock(
-            &self,
-            key: &CacheKey,
-            token: &crate::LockToken,
-        ) -> Result<bool, StoreError> {
-            self.inner.unlock(key, token).await
-        }
-        fn fence(&self) -> Option<&Fence> {
-            self.inner.fence()
-        }
-    }
-
     #[tokio::test]
     async fn an_invalidation_inside_the_put_is_undone_after_it() {
         for then_fail in [false, true] {
@@ -689,11 +618,13 @@ mod tests {
     }
 
     async fn invalidation_inside_the_put(then_fail: bool) {
-        let store = InvalidatedDuringPut {
-            armed: Arc::new(std::sync::atomic::AtomicBool::new(true)),
-            then_fail,
-            ..InvalidatedDuringPut::default()
-        };
+        // An invalidation lands inside the put, after the check before it: only the check
+        // after the put can catch it, whether the put reports success or failure.
+        let store = Scripted::new(MokaStore::default());
+        store.invalidate_inside_next_put();
+        if then_fail {
+            store.fail_next_put_after_landing();
+        }
         let memo = Memo::new(store, "t");
         let ttl = Duration::from_secs(60);
         let got = memo
@@ -711,8 +642,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_delete_waits_for_a_computation_still_storing() {
-        let store = InvalidatedDuringPut::default();
-        store.hold.store(true, Ordering::SeqCst);
+        let store = Scripted::new(MokaStore::default());
+        store.hold_next_put();
         let memo = Memo::new(store.clone(), "t");
         let ttl = Duration::from_secs(60);
         let source = Arc::new(AtomicU64::new(1));
@@ -726,7 +657,7 @@ mod tests {
             }
         });
         // Read 1, now held inside its put; the source changes and the key is forgotten.
-        store.started.notified().await;
+        store.held().await;
         source.store(2, Ordering::SeqCst);
         let delete = tokio::spawn({
             let memo = memo.clone();
@@ -739,7 +670,7 @@ mod tests {
                 .is_err(),
             "the delete must wait for the computation storing"
         );
-        store.go.notify_one();
+        store.release();
         delete.await.unwrap().unwrap();
         assert_eq!(computing.await.unwrap(), Ok(1));
         assert_eq!(memo.get::<u64>("k").await.unwrap(), None);

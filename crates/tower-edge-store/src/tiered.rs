@@ -41,7 +41,7 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
 /// which hides every L2 entry from every instance. Another instance may still read such an
 /// entry from L2 until the replay lands.
 ///
-/// Promotions into L1 follow the [`fence`](crate::fence) protocol: an L2 read that an
+/// Promotions into L1 follow the [`fence`] protocol: an L2 read that an
 /// invalidation overtakes, here or (through the bus) on another instance, is not promoted.
 ///
 /// ```no_run
@@ -414,90 +414,11 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
-
     use bytes::Bytes;
     use http::{HeaderMap, StatusCode};
 
     use super::*;
-    use crate::MokaStore;
-
-    /// An L2 that fails every operation while `down` is set, and can run an invalidation of
-    /// the L1 it is given right after a read (as another instance's, through the bus, would).
-    #[derive(Clone, Default)]
-    struct Remote {
-        inner: MokaStore,
-        down: Arc<AtomicBool>,
-        invalidate_after_read: Arc<std::sync::Mutex<Option<MokaStore>>>,
-        deletes: Arc<AtomicUsize>,
-    }
-
-    impl Remote {
-        fn check(&self) -> Result<(), StoreError> {
-            if self.down.load(SeqCst) {
-                Err(StoreError::unavailable("down"))
-            } else {
-                Ok(())
-            }
-        }
-    }
-
-    impl CacheStore for Remote {
-        async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
-            self.check()?;
-            let found = self.inner.get(key).await;
-            let l1 = self.invalidate_after_read.lock().unwrap().take();
-            if let Some(l1) = l1 {
-                self.inner.delete(key).await?;
-                l1.delete(key).await?;
-            }
-            found
-        }
-        async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
-            self.check()?;
-            self.inner.put(key, entry, ttl).await
-        }
-        async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
-            self.check()?;
-            self.deletes.fetch_add(1, SeqCst);
-            self.inner.delete(key).await
-        }
-        async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
-            self.check()?;
-            self.deletes.fetch_add(1, SeqCst);
-            self.inner.delete_resource(resource).await
-        }
-        async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-            self.check()?;
-            self.deletes.fetch_add(1, SeqCst);
-            self.inner.delete_prefix(prefix).await
-        }
-        async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
-            self.check()?;
-            self.deletes.fetch_add(1, SeqCst);
-            self.inner.delete_tag(tag).await
-        }
-        async fn bump_generation(&self) -> Result<u64, StoreError> {
-            self.check()?;
-            self.inner.bump_generation().await
-        }
-        async fn purge(&self) -> Result<(), StoreError> {
-            self.check()?;
-            self.inner.purge().await
-        }
-        async fn try_lock(
-            &self,
-            key: &CacheKey,
-            ttl: Duration,
-        ) -> Result<Option<LockToken>, StoreError> {
-            self.check()?;
-            self.inner.try_lock(key, ttl).await
-        }
-        async fn unlock(&self, key: &CacheKey, token: &LockToken) -> Result<bool, StoreError> {
-            self.check()?;
-            self.inner.unlock(key, token).await
-        }
-    }
+    use crate::{MokaStore, testing::Scripted};
 
     fn entry(body: &'static str) -> Entry {
         Entry::new(
@@ -513,18 +434,18 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_invalidation_that_missed_l2_is_replayed_before_l2_is_read() {
-        let remote = Remote::default();
+        let remote = Scripted::new(MokaStore::default());
         let store = Tiered::new(MokaStore::default(), remote.clone());
         let key = CacheKey::new("GET http://a/1").with_variant("enc", "gzip");
         store.put(&key, entry("old"), TTL).await.unwrap();
 
         // Too slow or down for the invalidation, then back for the read.
-        remote.down.store(true, SeqCst);
+        remote.set_down(true);
         assert!(store.delete_resource("GET http://a/1").await.is_err());
-        remote.down.store(false, SeqCst);
+        remote.set_down(false);
         assert!(store.l1().get(&key).await.unwrap().is_none());
         assert!(
-            remote.inner.get(&key).await.unwrap().is_some(),
+            remote.inner().get(&key).await.unwrap().is_some(),
             "L2 kept it"
         );
         assert_eq!(store.pending_invalidations(), 1);
@@ -532,7 +453,7 @@ mod tests {
         // The first read replays the invalidation, then reads L2: nothing there any more.
         assert!(store.get(&key).await.unwrap().is_none());
         assert_eq!(store.pending_invalidations(), 0);
-        assert!(remote.inner.get(&key).await.unwrap().is_none());
+        assert!(remote.inner().get(&key).await.unwrap().is_none());
 
         // A fresh value is stored and read as usual again.
         store.put(&key, entry("new"), TTL).await.unwrap();
@@ -543,7 +464,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn while_the_replay_fails_l2_is_not_read_and_retries_are_spaced() {
-        let remote = Remote::default();
+        let remote = Scripted::new(MokaStore::default());
         let store = Tiered::new(MokaStore::default(), remote.clone());
         let key = CacheKey::new("GET http://a/1");
         let tagged = CacheKey::new("GET http://a/2");
@@ -553,79 +474,90 @@ mod tests {
             .await
             .unwrap();
 
-        remote.down.store(true, SeqCst);
+        remote.set_down(true);
         assert!(store.delete(&key).await.is_err());
         assert!(store.delete_tag("t").await.is_err());
         assert_eq!(store.pending_invalidations(), 2);
         // Still down: reads are misses, not errors, and not L2's old entries.
         assert!(store.get(&key).await.unwrap().is_none());
-        remote.down.store(false, SeqCst);
+        remote.set_down(false);
         // Within the retry interval L2 stays unread, so its old entry is not served.
         assert!(store.get(&tagged).await.unwrap().is_none());
-        assert_eq!(remote.deletes.load(SeqCst), 0);
+        assert_eq!(remote.deletes(), 0);
         tokio::time::advance(RETRY_EVERY).await;
         assert!(store.get(&tagged).await.unwrap().is_none());
-        assert_eq!(remote.deletes.load(SeqCst), 2, "both replayed");
-        assert!(remote.inner.get(&key).await.unwrap().is_none());
-        assert!(remote.inner.get(&tagged).await.unwrap().is_none());
+        assert_eq!(remote.deletes(), 2, "both replayed");
+        assert!(remote.inner().get(&key).await.unwrap().is_none());
+        assert!(remote.inner().get(&tagged).await.unwrap().is_none());
     }
 
     #[tokio::test]
     async fn too_many_missed_invalidations_become_a_new_generation() {
-        let remote = Remote::default();
+        let remote = Scripted::new(MokaStore::default());
         let store = Tiered::new(MokaStore::default(), remote.clone());
         let key = CacheKey::new("GET http://a/kept");
         store.put(&key, entry("old"), TTL).await.unwrap();
-        remote.down.store(true, SeqCst);
+        remote.set_down(true);
         for i in 0..=MAX_PENDING {
             let _ = store.delete_resource(&format!("GET http://a/{i}")).await;
         }
         assert_eq!(store.pending_invalidations(), 1);
-        remote.down.store(false, SeqCst);
+        remote.set_down(false);
         store.l1().purge().await.unwrap();
         // The new generation hides every L2 entry, the one never invalidated included.
         assert!(store.get(&key).await.unwrap().is_none());
-        assert!(remote.inner.get(&key).await.unwrap().is_none());
+        assert!(remote.inner().get(&key).await.unwrap().is_none());
     }
 
     #[tokio::test]
     async fn an_l2_read_overtaken_by_an_invalidation_is_not_promoted() {
-        let remote = Remote::default();
+        let remote = Scripted::new(MokaStore::default());
         let store = Tiered::new(MokaStore::default(), remote.clone());
         let key = CacheKey::new("GET http://a/1");
-        remote.inner.put(&key, entry("old"), TTL).await.unwrap();
-        *remote.invalidate_after_read.lock().unwrap() = Some(store.l1().clone());
+        remote.inner().put(&key, entry("old"), TTL).await.unwrap();
+        // The read is held after L2 answered; meanwhile an invalidation from another instance
+        // removes the entry from L2 and (through the bus) from this L1.
+        remote.hold_next_get();
+        let read = tokio::spawn({
+            let store = store.clone();
+            let key = key.clone();
+            async move { store.get(&key).await }
+        });
+        remote.held().await;
+        remote.inner().delete(&key).await.unwrap();
+        store.l1().delete(&key).await.unwrap();
+        remote.release();
         // The read itself began before the invalidation: it may answer with what it read.
-        assert!(store.get(&key).await.unwrap().is_some());
+        assert!(read.await.unwrap().unwrap().is_some());
         // But L1 must not keep it.
         assert!(store.l1().get(&key).await.unwrap().is_none());
         assert!(store.get(&key).await.unwrap().is_none());
 
         // Without an invalidation, L2 hits are promoted as before.
-        remote.inner.put(&key, entry("new"), TTL).await.unwrap();
+        remote.inner().put(&key, entry("new"), TTL).await.unwrap();
         assert!(store.get(&key).await.unwrap().is_some());
         assert!(store.l1().get(&key).await.unwrap().is_some());
     }
 
     #[tokio::test(start_paused = true)]
     async fn replays_go_in_batches_and_a_head_that_never_lands_becomes_a_generation() {
-        let remote = Remote::default();
+        let remote = Scripted::new(MokaStore::default());
         let store = Tiered::new(MokaStore::default(), remote.clone());
-        remote.down.store(true, SeqCst);
+        remote.set_down(true);
         for i in 0..100 {
             let _ = store.delete_resource(&format!("GET http://a/{i}")).await;
         }
-        remote.down.store(false, SeqCst);
+        remote.set_down(false);
         let key = CacheKey::new("GET http://a/kept");
         // One read replays one batch; the rest waits for the next read.
         assert!(store.get(&key).await.unwrap().is_none());
         assert_eq!(store.pending_invalidations(), 100 - REPLAY_BATCH);
         assert!(store.get(&key).await.unwrap().is_none());
         assert_eq!(store.pending_invalidations(), 0);
-        assert_eq!(remote.deletes.load(SeqCst), 100);
+        assert_eq!(remote.deletes(), 100);
 
         // Down for good: after ten seconds of failed replays the queue becomes one generation.
-        remote.down.store(true, SeqCst);
+        remote.set_down(true);
         let _ = store.delete_resource("GET http://a/x").await;
         let _ = store.delete_resource("GET http://a/y").await;
         for _ in 0..(GIVE_UP_AFTER.as_millis() / RETRY_EVERY.as_millis() + 2) {
@@ -633,8 +565,8 @@ mod tests {
             tokio::time::advance(RETRY_EVERY).await;
         }
         assert_eq!(store.pending_invalidations(), 1);
-        remote.inner.put(&key, entry("old"), TTL).await.unwrap();
-        remote.down.store(false, SeqCst);
+        remote.inner().put(&key, entry("old"), TTL).await.unwrap();
+        remote.set_down(false);
         tokio::time::advance(RETRY_EVERY).await;
         assert!(
             store.get(&key).await.unwrap().is_none(),
@@ -643,68 +575,18 @@ mod tests {
         assert_eq!(store.pending_invalidations(), 0);
     }
 
-    /// An L1 in which an invalidation of the key lands inside a put, after the check before it.
-    #[derive(Clone, Default)]
-    struct RacyL1 {
-        inner: MokaStore,
-        armed: Arc<AtomicBool>,
-    }
-
-    impl CacheStore for RacyL1 {
-        async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
-            self.inner.get(key).await
-        }
-        async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
-            if self.armed.swap(false, SeqCst) {
-                self.inner.delete(key).await?;
-            }
-            self.inner.put(key, entry, ttl).await
-        }
-        async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
-            self.inner.delete(key).await
-        }
-        async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
-            self.inner.delete_resource(resource).await
-        }
-        async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-            self.inner.delete_prefix(prefix).await
-        }
-        async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
-            self.inner.delete_tag(tag).await
-        }
-        async fn bump_generation(&self) -> Result<u64, StoreError> {
-            self.inner.bump_generation().await
-        }
-        async fn purge(&self) -> Result<(), StoreError> {
-            self.inner.purge().await
-        }
-        async fn try_lock(
-            &self,
-            key: &CacheKey,
-            ttl: Duration,
-        ) -> Result<Option<LockToken>, StoreError> {
-            self.inner.try_lock(key, ttl).await
-        }
-        async fn unlock(&self, key: &CacheKey, token: &LockToken) -> Result<bool, StoreError> {
-            self.inner.unlock(key, token).await
-        }
-        fn fence(&self) -> Option<&Fence> {
-            self.inner.fence()
-        }
-    }
-
     #[tokio::test]
     async fn a_promotion_an_invalidation_slipped_under_is_undone() {
-        let l1 = RacyL1::default();
-        let remote = Remote::default();
+        let l1 = Scripted::new(MokaStore::default());
+        let remote = Scripted::new(MokaStore::default());
         let store = Tiered::new(l1.clone(), remote.clone());
         let key = CacheKey::new("GET http://a/1");
-        remote.inner.put(&key, entry("old"), TTL).await.unwrap();
-        l1.armed.store(true, SeqCst);
+        remote.inner().put(&key, entry("old"), TTL).await.unwrap();
+        l1.invalidate_inside_next_put();
         assert!(store.get(&key).await.unwrap().is_some());
-        assert!(l1.inner.get(&key).await.unwrap().is_none());
+        assert!(l1.inner().get(&key).await.unwrap().is_none());
         // Unarmed, the promotion stays.
         assert!(store.get(&key).await.unwrap().is_some());
-        assert!(l1.inner.get(&key).await.unwrap().is_some());
+        assert!(l1.inner().get(&key).await.unwrap().is_some());
     }
 }

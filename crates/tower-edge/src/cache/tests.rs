@@ -16,7 +16,9 @@ use axum::{
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use tower_edge_store::{CacheKey, CacheStore, Entry, LockToken, MokaStore, StoreError};
+use tower_edge_store::{
+    CacheKey, CacheStore, Entry, LockToken, MokaStore, StoreError, testing::Scripted,
+};
 
 use super::{CacheHandle, CacheTags, CacheTtl, DefaultTtl, ResponseCacheLayer};
 use crate::clock::ManualClock;
@@ -843,47 +845,13 @@ async fn bypass_predicate_skips_the_cache() {
     assert_eq!(res.cache_status(), "tower-edge; fwd=bypass");
 }
 
-/// A store whose every operation fails.
-#[derive(Clone)]
-struct BrokenStore;
-
-impl CacheStore for BrokenStore {
-    async fn get(&self, _: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
-        Err(StoreError::unavailable("down"))
-    }
-    async fn put(&self, _: &CacheKey, _: Entry, _: Duration) -> Result<(), StoreError> {
-        Err(StoreError::timeout())
-    }
-    async fn delete(&self, _: &CacheKey) -> Result<u64, StoreError> {
-        Err(StoreError::timeout())
-    }
-    async fn delete_resource(&self, _: &str) -> Result<u64, StoreError> {
-        Err(StoreError::timeout())
-    }
-    async fn delete_prefix(&self, _: &str) -> Result<u64, StoreError> {
-        Err(StoreError::timeout())
-    }
-    async fn delete_tag(&self, _: &str) -> Result<u64, StoreError> {
-        Err(StoreError::timeout())
-    }
-    async fn bump_generation(&self) -> Result<u64, StoreError> {
-        Err(StoreError::timeout())
-    }
-    async fn purge(&self) -> Result<(), StoreError> {
-        Err(StoreError::timeout())
-    }
-    async fn try_lock(&self, _: &CacheKey, _: Duration) -> Result<Option<LockToken>, StoreError> {
-        Err(StoreError::timeout())
-    }
-    async fn unlock(&self, _: &CacheKey, _: &LockToken) -> Result<bool, StoreError> {
-        Err(StoreError::timeout())
-    }
-}
-
 #[tokio::test]
 async fn a_failing_store_is_a_miss_not_an_error() {
     let calls = Calls::default();
-    let cache = ResponseCacheLayer::new(BrokenStore);
+    // A store whose every operation fails.
+    let store = Scripted::new(MokaStore::default());
+    store.set_down(true);
+    let cache = ResponseCacheLayer::new(store);
     let handle = cache.handle("http://example.com");
     let app = counted(calls.clone(), "max-age=60")
         .route("/w", post(|| async { "written" }))
@@ -1364,73 +1332,16 @@ async fn tag_and_purge_invalidations_during_a_fetch_keep_it_out() {
     assert_eq!(handle.stats().fenced, 3, "{:?}", handle.stats());
 }
 
-/// A store in which an invalidation of the URL lands inside the put, after the layer checked
-/// the fence; with `then_fail`, the put lands but reports a failure (a write the backend ran
-/// after its caller timed out).
-#[derive(Clone, Default)]
-struct RacyStore {
-    inner: MokaStore,
-    armed: Arc<std::sync::atomic::AtomicBool>,
-    then_fail: bool,
-}
-
-impl CacheStore for RacyStore {
-    async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
-        if self.armed.swap(false, Ordering::SeqCst) {
-            self.inner.delete_resource(key.resource()).await?;
-            self.inner.put(key, entry, ttl).await?;
-            if self.then_fail {
-                return Err(StoreError::timeout());
-            }
-            return Ok(());
-        }
-        self.inner.put(key, entry, ttl).await
-    }
-    async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
-        self.inner.delete(key).await
-    }
-    async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
-        self.inner.delete_resource(resource).await
-    }
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-        self.inner.delete_prefix(prefix).await
-    }
-    async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
-        self.inner.delete_tag(tag).await
-    }
-    async fn bump_generation(&self) -> Result<u64, StoreError> {
-        self.inner.bump_generation().await
-    }
-    async fn purge(&self) -> Result<(), StoreError> {
-        self.inner.purge().await
-    }
-    async fn try_lock(
-        &self,
-        key: &CacheKey,
-        ttl: Duration,
-    ) -> Result<Option<LockToken>, StoreError> {
-        self.inner.try_lock(key, ttl).await
-    }
-    async fn unlock(&self, key: &CacheKey, token: &LockToken) -> Result<bool, StoreError> {
-        self.inner.unlock(key, token).await
-    }
-    fn fence(&self) -> Option<&tower_edge_store::fence::Fence> {
-        self.inner.fence()
-    }
-}
-
 #[tokio::test]
 async fn an_invalidation_inside_the_put_is_undone_even_when_the_put_reports_failure() {
     for then_fail in [false, true] {
         let (calls, clock) = (Calls::default(), clock());
-        let store = RacyStore {
-            then_fail,
-            ..RacyStore::default()
-        };
-        store.armed.store(true, Ordering::SeqCst);
+        // An invalidation of the URL lands inside the put, after the layer's check before it.
+        let store = Scripted::new(MokaStore::default());
+        store.invalidate_inside_next_put();
+        if then_fail {
+            store.fail_next_put_after_landing();
+        }
         let cache = ResponseCacheLayer::new(store.clone()).clock(clock.clone());
         let handle = cache.handle("http://example.com");
         let app = counted(calls.clone(), "max-age=60").layer(cache);
@@ -1452,73 +1363,20 @@ async fn an_invalidation_inside_the_put_is_undone_even_when_the_put_reports_fail
     }
 }
 
-/// A store whose puts wait for a go-ahead before landing, as a put to a slow remote store does.
-#[derive(Clone, Default)]
-struct SlowPut {
-    inner: MokaStore,
-    hold: Arc<std::sync::atomic::AtomicBool>,
-    started: Arc<tokio::sync::Notify>,
-    go: Arc<tokio::sync::Notify>,
-}
-
-impl CacheStore for SlowPut {
-    async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
-        if self.hold.swap(false, Ordering::SeqCst) {
-            self.started.notify_one();
-            self.go.notified().await;
-        }
-        self.inner.put(key, entry, ttl).await
-    }
-    async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
-        self.inner.delete(key).await
-    }
-    async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
-        self.inner.delete_resource(resource).await
-    }
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-        self.inner.delete_prefix(prefix).await
-    }
-    async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
-        self.inner.delete_tag(tag).await
-    }
-    async fn bump_generation(&self) -> Result<u64, StoreError> {
-        self.inner.bump_generation().await
-    }
-    async fn purge(&self) -> Result<(), StoreError> {
-        self.inner.purge().await
-    }
-    async fn try_lock(
-        &self,
-        key: &CacheKey,
-        ttl: Duration,
-    ) -> Result<Option<LockToken>, StoreError> {
-        self.inner.try_lock(key, ttl).await
-    }
-    async fn unlock(&self, key: &CacheKey, token: &LockToken) -> Result<bool, StoreError> {
-        self.inner.unlock(key, token).await
-    }
-    fn fence(&self) -> Option<&tower_edge_store::fence::Fence> {
-        self.inner.fence()
-    }
-}
-
 /// An invalidation that overtakes a fill still putting returns only once that fill has checked
 /// again and undone its put: from then on nobody, not even for a moment, reads the old entry.
 #[tokio::test]
 async fn an_invalidation_waits_for_the_fill_it_overtook_to_undo_its_put() {
     let (calls, clock) = (Calls::default(), clock());
-    let store = SlowPut::default();
-    store.hold.store(true, Ordering::SeqCst);
+    let store = Scripted::new(MokaStore::default());
+    store.hold_next_put();
     let cache = ResponseCacheLayer::new(store.clone()).clock(clock.clone());
     let handle = cache.handle("http://example.com");
     let app = counted(calls.clone(), "max-age=60").layer(cache);
 
     // The fill of the first answer is held inside its put.
     assert_eq!(get_path(&app, "/r").await.text(), "call 1");
-    store.started.notified().await;
+    store.held().await;
     let invalidation = tokio::spawn({
         let handle = handle.clone();
         async move { handle.invalidate("/r").await }
@@ -1530,7 +1388,7 @@ async fn an_invalidation_waits_for_the_fill_it_overtook_to_undo_its_put() {
             .is_err(),
         "the invalidation must wait for the fill under way"
     );
-    store.go.notify_one();
+    store.release();
     invalidation.await.unwrap().unwrap();
     // The put landed after the invalidation's delete, and was undone before it returned.
     let after = get_path(&app, "/r").await;
