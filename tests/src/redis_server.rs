@@ -97,18 +97,28 @@ impl RedisServer {
         self.spawn();
     }
 
-    /// Sends `DEBUG SLEEP <seconds>` without waiting for the reply: the server is stalled
-    /// from the moment it reads it. Keep the returned stream until the stall should end.
+    /// Stalls the server for `seconds`: every command of every other client waits until then
+    /// (`CLIENT PAUSE ... ALL`). Returns once the server has confirmed the pause, so a command
+    /// sent after this returns is certain to wait. Keep the returned stream for as long as the
+    /// stall should last in the test's reading; the pause itself ends on its own.
     pub fn stall(&self, seconds: f64) -> TcpStream {
         let mut stream = TcpStream::connect(self.addr()).expect("connect to redis-server");
-        let secs = seconds.to_string();
+        let millis = ((seconds * 1000.0) as u64).to_string();
         let request = format!(
-            "*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n${}\r\n{secs}\r\n",
-            secs.len()
+            "*4\r\n$6\r\nCLIENT\r\n$5\r\nPAUSE\r\n${}\r\n{millis}\r\n$3\r\nALL\r\n",
+            millis.len()
         );
         stream
             .write_all(request.as_bytes())
-            .expect("send DEBUG SLEEP");
+            .expect("send CLIENT PAUSE");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("set a read timeout");
+        let mut reply = [0u8; 5];
+        stream
+            .read_exact(&mut reply)
+            .expect("redis-server answers CLIENT PAUSE");
+        assert_eq!(&reply, b"+OK\r\n", "CLIENT PAUSE refused");
         stream
     }
 

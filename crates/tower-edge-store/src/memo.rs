@@ -27,29 +27,31 @@
 //! # }
 //! ```
 //!
-//! Values are encoded with postcard (serde). Concurrent calls for one key in this process make
-//! one computation; the others wait for it (at most [`Memo::wait`]). Across processes sharing a
-//! store, the store's lock does the same: the holder computes, the others poll the store for the
-//! value until the wait runs out, then compute themselves. With a grace period, a value past its
+//! Values are encoded with postcard (serde). Concurrent calls for one key make one computation,
+//! in this process and across processes sharing a store, by the protocol of
+//! [`single_flight`](crate::single_flight): the others wait for it and read its value from the
+//! store. The caller that wins the store's lock reads the store once more before computing, so a
+//! value another process stored just before is not computed again. A computation still running
+//! after [`Memo::wait`] lets one more caller compute; one that fails lets each waiter compute
+//! for itself; one whose caller goes away passes to one waiter. With a grace period, a value past its
 //! TTL is still returned when the computation fails (the "stale-if-error" of function caching).
 //! A store that fails is a miss: the value is computed.
 
 use std::{
-    collections::HashMap,
     fmt,
     future::Future,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
-use tokio::sync::watch;
 
 use crate::{
     CacheKey, CacheStore, Entry, StoreError,
     fence::{self, Addressed, Fence, Filled, Ticket},
+    single_flight::{Finish, Flights, Joined, Locked, lock_or_wait},
 };
 
 type Now = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -61,7 +63,7 @@ pub struct Memo<St> {
     grace: Duration,
     wait: Duration,
     now: Now,
-    flights: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
+    flights: Arc<Flights>,
 }
 
 impl<St: Clone> Clone for Memo<St> {
@@ -109,8 +111,9 @@ impl<St: CacheStore + Clone> Memo<St> {
         self
     }
 
-    /// How long a caller waits for another caller's computation of the same key before
-    /// computing itself.
+    /// How long a computation may run before one more caller of the same key computes too
+    /// (the others keep waiting for whichever ends first); also how long the store's lock
+    /// against other processes lasts.
     ///
     /// Defaults to 5 seconds.
     #[must_use]
@@ -304,60 +307,59 @@ impl<St: CacheStore + Clone> Memo<St> {
         };
 
         // In this process: one computation per key.
-        let joined = {
-            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-            match flights.get(key) {
-                Some(rx) => Err(rx.clone()),
-                None => {
-                    let (tx, rx) = watch::channel(());
-                    flights.insert(key.to_owned(), rx);
-                    Ok(FlightGuard {
-                        flights: Arc::clone(&self.flights),
-                        key: key.to_owned(),
-                        _tx: tx,
-                    })
-                }
-            }
-        };
-        let _guard = match joined {
-            Ok(guard) => guard,
-            Err(mut rx) => {
-                let waited =
-                    tokio::time::timeout(self.wait, async { while rx.changed().await.is_ok() {} })
-                        .await;
-                if waited.is_ok()
-                    && let Some((value, true)) = self.load::<T>(&store_key).await
-                {
-                    return Ok(value);
-                }
-                return self.compute_and_store(key, ttl, compute, stale).await;
-            }
-        };
-
-        // Across processes: the store's lock.
-        let lock_key = self.key(&format!("{key}#compute"));
-        let token = self
-            .store
-            .try_lock(&lock_key, self.wait)
-            .await
-            .ok()
-            .flatten();
-        if token.is_none() {
-            let deadline = tokio::time::Instant::now() + self.wait;
-            let mut delay = Duration::from_millis(2);
-            while tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(50));
+        let mut lead = match self.flights.join(key, self.wait).await {
+            Joined::Lead(lead) => lead,
+            Joined::Done(Finish::Stored) => {
                 if let Some((value, true)) = self.load::<T>(&store_key).await {
                     return Ok(value);
                 }
+                // Written again, or not kept: compute, leading nobody.
+                return self.compute_and_store(key, ttl, compute, stale).await.0;
+            }
+            Joined::Done(Finish::NotStored) => {
+                return self.compute_and_store(key, ttl, compute, stale).await.0;
+            }
+        };
+        // A flight may have ended between the load above and the join.
+        if let Some((value, true)) = self.load::<T>(&store_key).await {
+            lead.finish(Finish::Stored);
+            return Ok(value);
+        }
+
+        // Across processes: the store's lock, and a look at the store once it is taken.
+        let lock_key = self.key(&format!("{key}#compute"));
+        let fresh = || async {
+            match self.load::<T>(&store_key).await {
+                Some((value, true)) => Some(value),
+                _ => None,
+            }
+        };
+        match lock_or_wait(&self.store, &lock_key, self.wait, fresh).await {
+            Locked::Found(value) => {
+                lead.finish(Finish::Stored);
+                Ok(value)
+            }
+            Locked::Held(token) => {
+                let store = self.store.clone();
+                let unlock_key = lock_key.clone();
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    // Also when the computation is dropped half-way.
+                    lead.on_release(Box::new(move || {
+                        runtime.spawn(async move {
+                            let _ = store.unlock(&unlock_key, &token).await;
+                        });
+                    }));
+                }
+                let (result, finish) = self.compute_and_store(key, ttl, compute, stale).await;
+                lead.finish(finish);
+                result
+            }
+            Locked::Without => {
+                let (result, finish) = self.compute_and_store(key, ttl, compute, stale).await;
+                lead.finish(finish);
+                result
             }
         }
-        let result = self.compute_and_store(key, ttl, compute, stale).await;
-        if let Some(token) = token {
-            let _ = self.store.unlock(&lock_key, &token).await;
-        }
-        result
     }
 
     async fn compute_and_store<T, E, F, Fut>(
@@ -366,7 +368,7 @@ impl<St: CacheStore + Clone> Memo<St> {
         ttl: Duration,
         compute: F,
         stale: Option<T>,
-    ) -> Result<T, E>
+    ) -> (Result<T, E>, Finish)
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
@@ -377,11 +379,12 @@ impl<St: CacheStore + Clone> Memo<St> {
         match compute().await {
             Ok(value) => {
                 self.fill(key, &value, ttl, ticket).await;
-                Ok(value)
+                (Ok(value), Finish::Stored)
             }
+            // Those waiting compute themselves: a failure is not shared.
             Err(error) => match stale {
-                Some(value) => Ok(value),
-                None => Err(error),
+                Some(value) => (Ok(value), Finish::NotStored),
+                None => (Err(error), Finish::NotStored),
             },
         }
     }
@@ -419,21 +422,6 @@ fn type_matches<T>(entry: &Entry) -> bool {
         .headers()
         .get(TYPE_HEADER)
         .is_some_and(|v| v.as_bytes() == std::any::type_name::<T>().as_bytes())
-}
-
-struct FlightGuard {
-    flights: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
-    key: String,
-    _tx: watch::Sender<()>,
-}
-
-impl Drop for FlightGuard {
-    fn drop(&mut self) {
-        self.flights
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.key);
-    }
 }
 
 #[cfg(all(test, feature = "moka"))]

@@ -27,7 +27,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::{CacheKey, CacheStore, Entry, LockToken, StoreError, fence::Fence};
 
@@ -46,9 +46,12 @@ struct Script {
     fail_after_put: AtomicBool,
     hold_put: AtomicBool,
     hold_get: AtomicBool,
+    hold_lock: AtomicBool,
+    locks_free: AtomicBool,
     held: Notify,
     release: Notify,
     deletes: AtomicUsize,
+    unlocks: watch::Sender<usize>,
 }
 
 impl<S: CacheStore> Scripted<S> {
@@ -93,12 +96,30 @@ impl<S: CacheStore> Scripted<S> {
         self.script.hold_get.store(true, SeqCst);
     }
 
-    /// Resolves once a held put or get is waiting.
+    /// The next lock attempt waits for [`Scripted::release`] before reaching the store: a
+    /// process that is about to take a lock while others finish.
+    pub fn hold_next_lock(&self) {
+        self.script.hold_lock.store(true, SeqCst);
+    }
+
+    /// While `free`, every lock attempt is granted at once and reaches nothing, as with a store
+    /// that has no cross-process locks (the process's own single-flight is all there is).
+    pub fn set_locks_free(&self, free: bool) {
+        self.script.locks_free.store(free, SeqCst);
+    }
+
+    /// Resolves once `n` unlocks (of any outcome) have reached the wrapped store.
+    pub async fn unlocked(&self, n: usize) {
+        let mut unlocks = self.script.unlocks.subscribe();
+        let _ = unlocks.wait_for(|&count| count >= n).await;
+    }
+
+    /// Resolves once a held put, get or lock attempt is waiting.
     pub async fn held(&self) {
         self.script.held.notified().await;
     }
 
-    /// Lets the held put or get go on.
+    /// Lets the held put, get or lock attempt go on.
     pub fn release(&self) {
         self.script.release.notify_one();
     }
@@ -186,13 +207,23 @@ impl<S: CacheStore> CacheStore for Scripted<S> {
         key: &CacheKey,
         ttl: Duration,
     ) -> Result<Option<LockToken>, StoreError> {
+        self.hold(&self.script.hold_lock).await;
         self.check()?;
+        if self.script.locks_free.load(SeqCst) {
+            return Ok(Some(LockToken::random()));
+        }
         self.inner.try_lock(key, ttl).await
     }
 
     async fn unlock(&self, key: &CacheKey, token: &LockToken) -> Result<bool, StoreError> {
         self.check()?;
-        self.inner.unlock(key, token).await
+        let unlocked = if self.script.locks_free.load(SeqCst) {
+            Ok(true)
+        } else {
+            self.inner.unlock(key, token).await
+        };
+        self.script.unlocks.send_modify(|count| *count += 1);
+        unlocked
     }
 
     fn fence(&self) -> Option<&Fence> {

@@ -11,8 +11,10 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-/// What to do with the whole body once it has streamed by: store it.
-pub(crate) type OnComplete = Box<dyn FnOnce(Bytes) + Send>;
+/// What to do once the body has streamed by: store it whole (`Some`), or learn that it cannot
+/// be kept (`None`: longer than the bound, or with trailers). Dropped unused when the body
+/// fails or the client goes away before its end.
+pub(crate) type OnComplete = Box<dyn FnOnce(Option<Bytes>) + Send>;
 
 pin_project! {
     /// Body of [`ResponseCache`](super::ResponseCache) responses.
@@ -47,7 +49,14 @@ struct Tee {
 impl Tee {
     fn complete(mut self) {
         if let Some(done) = self.on_complete.take() {
-            done(concat(std::mem::take(&mut self.chunks), self.len));
+            done(Some(concat(std::mem::take(&mut self.chunks), self.len)));
+        }
+    }
+
+    /// The body goes on to the client, but will not be kept.
+    fn give_up(mut self) {
+        if let Some(done) = self.on_complete.take() {
+            done(None);
         }
     }
 }
@@ -149,7 +158,9 @@ where
                                 t.len += bytes.len() as u64;
                                 if t.len > t.max {
                                     // Too long to store: stop copying, and let waiters go.
-                                    *tee = None;
+                                    if let Some(t) = tee.take() {
+                                        t.give_up();
+                                    }
                                 } else {
                                     t.chunks.push(bytes.clone());
                                     let whole = t.expected == Some(t.len) || body.is_end_stream();
@@ -162,7 +173,9 @@ where
                         }
                         Err(frame) => {
                             // Trailers are not stored; such a response is passed on only.
-                            *tee = None;
+                            if let Some(t) = tee.take() {
+                                t.give_up();
+                            }
                             Poll::Ready(Some(Ok(frame.map_data(|_: B::Data| Bytes::new()))))
                         }
                     },
@@ -171,10 +184,13 @@ where
                         Poll::Ready(Some(Err(e)))
                     }
                     None => {
-                        if let Some(t) = tee.take()
-                            && t.expected.is_none_or(|n| n == t.len)
-                        {
-                            t.complete();
+                        if let Some(t) = tee.take() {
+                            if t.expected.is_none_or(|n| n == t.len) {
+                                t.complete();
+                            } else {
+                                // Shorter than announced: not the representation to keep.
+                                t.give_up();
+                            }
                         }
                         Poll::Ready(None)
                     }

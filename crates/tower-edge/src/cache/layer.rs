@@ -2,11 +2,10 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use http::{HeaderMap, request::Parts};
 use tower::Layer;
-use tower_edge_store::CacheStore;
+use tower_edge_store::{CacheStore, single_flight::Flights};
 
 use super::{
-    CacheHandle, ResponseCache, Shared, flight::Flights, handle::HandleInner, key::QueryPolicy,
-    stats::Counters,
+    CacheHandle, ResponseCache, Shared, handle::HandleInner, key::QueryPolicy, stats::Counters,
 };
 use crate::clock::{Clock, SharedClock};
 
@@ -191,8 +190,11 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
         self.configure(|config| config.keep_stale_for = duration)
     }
 
-    /// How long concurrent misses on one key wait for the first one's inner call before making
-    /// their own.
+    /// How long a miss's inner call may run before one more of the misses waiting on it makes
+    /// its own (and one more after each further period; the others wait for whichever call
+    /// ends first, as nginx's `proxy_cache_lock_age` lets one more request through). Also how
+    /// long the store's lock against other instances lasts, and so the longest another
+    /// instance waits for this one's entry before fetching itself.
     ///
     /// Defaults to 10 seconds.
     #[must_use]

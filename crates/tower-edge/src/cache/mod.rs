@@ -76,9 +76,18 @@
 //! alike, through [`crate::http::preconditions`].
 //!
 //! A stale entry with validators is revalidated with a conditional request; a `304` refreshes
-//! the stored headers (RFC 9111 §4.3.4). Concurrent misses on one key make one inner call: the
-//! others wait, at most [`ResponseCacheLayer::coalesce_timeout`], and are answered from its
-//! result, or go to the inner service themselves if it was not stored.
+//! the stored headers (RFC 9111 §4.3.4).
+//!
+//! # Single-flight
+//!
+//! Concurrent misses on one key make one inner call, by the protocol of
+//! [`tower_edge_store::single_flight`]: the others wait and are answered from the entry it
+//! stored, or go to the inner service themselves if it could not be stored. A call that runs
+//! past [`ResponseCacheLayer::coalesce_timeout`] lets one more waiting miss go to the inner
+//! service, not all of them; a leader whose client goes away hands its flight to one waiter.
+//! Instances sharing a store (Redis) do the same through the store's lock: the instance that
+//! takes it looks the key up once more before forwarding, so an entry another instance stored
+//! and unlocked a moment before is served instead of fetched a second time.
 //!
 //! # Invalidation
 //!
@@ -116,7 +125,6 @@
 //! visitors already get hits.
 
 mod body;
-mod flight;
 mod future;
 mod handle;
 mod key;
@@ -127,6 +135,8 @@ mod stats;
 mod warm;
 
 use std::{sync::Arc, time::Duration};
+
+use tower_edge_store::single_flight::Flights;
 
 #[cfg(feature = "axum")]
 pub use self::handle::MissingCacheLayer;
@@ -161,8 +171,8 @@ pub struct CacheTags(pub Vec<String>);
 pub(crate) struct Shared<St> {
     store: St,
     config: layer::Config,
-    flights: Arc<flight::Flights>,
-    refreshes: Arc<flight::Flights>,
+    flights: Arc<Flights>,
+    refreshes: Arc<Flights>,
     counters: Arc<stats::Counters>,
     handle: Arc<handle::HandleInner>,
 }

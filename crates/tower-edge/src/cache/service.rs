@@ -15,12 +15,12 @@ use tower::Service;
 use tower_edge_store::{
     CacheKey, CacheStore, Entry,
     fence::{self, Fence, Filled, Ticket},
+    single_flight::{Finish, Joined, Lead, Locked, lock_or_wait},
 };
 
 use super::{
     CacheHandle, CacheTags, ResponseFuture, Shared,
     body::CacheBody,
-    flight::{self, Join},
     key, policy,
     stats::{self, bump},
 };
@@ -229,91 +229,96 @@ where
     }
     bump(&shared.counters.misses);
     let detail = if no_cache { "fwd=request" } else { "fwd=miss" };
-    match shared.flights.join(flight_key.to_string()) {
-        Join::Leader(mut guard) => {
-            // A flight may have ended between the lookup and the join.
-            if !no_cache && let Some(found) = lookup(&ctx).await {
-                return answer_from(found, &ctx, inner, parts, body).await;
-            }
-            // Other instances sharing the store: one of us fetches, the others wait for it.
-            if let Some(found) = distributed_lock(&ctx, flight_key, &mut guard).await
-                && !no_cache
-            {
-                bump(&shared.counters.coalesced);
-                return Ok(serve(&found, &ctx, "fwd=miss; collapsed"));
-            }
-            Box::pin(forward(
-                &ctx,
-                &mut inner,
-                parts,
-                body,
-                None,
-                Some(guard),
-                detail,
-            ))
-            .await
+    let mut lead = match Box::pin(take_flight(&ctx, flight_key.clone())).await {
+        Taken::Lead(lead) => lead,
+        Taken::Collapsed(found) => return Ok(serve(&found, &ctx, "fwd=miss; collapsed")),
+        Taken::Stale(found) => return answer_from(found, &ctx, inner, parts, body).await,
+        Taken::Alone => {
+            return Box::pin(forward(&ctx, &mut inner, parts, body, None, None, detail)).await;
         }
-        Join::Follower(rx) => {
-            if flight::wait(rx, shared.config.coalesce_timeout).await
-                && let Some(found) = lookup(&ctx).await
-                && found.fresh(now)
-            {
-                bump(&shared.counters.coalesced);
-                return Ok(serve(&found, &ctx, "fwd=miss; collapsed"));
-            }
-            // The leader's answer was not storable, or took too long: go ourselves.
-            Box::pin(forward(&ctx, &mut inner, parts, body, None, None, detail)).await
-        }
+    };
+    // A flight may have ended between the lookup and the join.
+    if !no_cache && let Some(found) = lookup(&ctx).await {
+        lead.finish(Finish::Stored);
+        return answer_from(found, &ctx, inner, parts, body).await;
     }
-}
-
-/// Takes the store's lock for this key (and arranges its release when `guard` goes), or, if
-/// another instance holds it, waits (bounded) for that instance's entry to appear. `Some` is
-/// that entry; `None` means: forward the request. A store without cross-process locks always
-/// grants it; a failing store is skipped.
-///
-/// While waiting it also tries the lock again: a holder that finished without storing anything
-/// (a response that was not storable, a variant other than ours) releases it, and then there is
-/// nothing to wait for.
-async fn distributed_lock<St: CacheStore + Clone>(
-    ctx: &Ctx<St>,
-    lock_key: CacheKey,
-    guard: &mut flight::FlightGuard,
-) -> Option<Found> {
-    let store = &ctx.shared.store;
-    let timeout = ctx.shared.config.coalesce_timeout;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut delay = Duration::from_millis(2);
-    loop {
-        match store.try_lock(&lock_key, timeout).await {
-            Ok(Some(token)) => {
-                let store = store.clone();
+    // Other instances sharing the store: one of us fetches, the others wait for its entry.
+    // A reload (`no-cache`) goes to the origin whatever they do.
+    if !no_cache {
+        let clock = &shared.config.clock;
+        let fresh = || async { lookup(&ctx).await.filter(|found| found.fresh(clock.now())) };
+        match lock_or_wait(&shared.store, &flight_key, config.coalesce_timeout, fresh).await {
+            Locked::Found(found) => {
+                lead.finish(Finish::Stored);
+                bump(&shared.counters.coalesced);
+                return Ok(serve(&found, &ctx, "fwd=miss; collapsed"));
+            }
+            Locked::Held(token) => {
+                let store = shared.store.clone();
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    guard.on_release(Box::new(move || {
+                    lead.on_release(Box::new(move || {
                         runtime.spawn(async move {
-                            let _ = store.unlock(&lock_key, &token).await;
+                            let _ = store.unlock(&flight_key, &token).await;
                         });
                     }));
                 }
-                return None;
             }
-            Ok(None) => {
-                if tokio::time::Instant::now() >= deadline {
-                    return None;
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(50));
-                if let Some(found) = lookup(ctx).await
-                    && found.fresh(ctx.shared.config.clock.now())
-                {
-                    return Some(found);
-                }
+            Locked::Without => {}
+        }
+    }
+    Box::pin(forward(
+        &ctx,
+        &mut inner,
+        parts,
+        body,
+        None,
+        Some(lead),
+        detail,
+    ))
+    .await
+}
+
+/// What joining a miss's flight gave.
+enum Taken {
+    /// Fetch, for this request and those waiting.
+    Lead(Lead),
+    /// The entry the leader stored.
+    Collapsed(Found),
+    /// An entry stale already: answered (and revalidated) as any stale entry is.
+    Stale(Found),
+    /// The leader kept nothing this request can use: fetch, for this request alone.
+    Alone,
+}
+
+/// Joins the flight of `key` (see `tower_edge_store::single_flight`).
+async fn take_flight<St: CacheStore>(ctx: &Ctx<St>, mut key: CacheKey) -> Taken {
+    let shared = &ctx.shared;
+    let mut rejoined = false;
+    loop {
+        let finish = match shared
+            .flights
+            .join(&key.to_string(), shared.config.coalesce_timeout)
+            .await
+        {
+            Joined::Lead(lead) => return Taken::Lead(lead),
+            Joined::Done(finish) => finish,
+        };
+        if finish == Finish::NotStored {
+            return Taken::Alone;
+        }
+        match probe(ctx).await {
+            Ok(found) if found.fresh(ctx.now) => {
+                bump(&shared.counters.coalesced);
+                return Taken::Collapsed(found);
             }
-            Err(error) => {
-                bump(&ctx.shared.counters.store_errors);
-                tracing::debug!(%error, "store lock unavailable; fetching without it");
-                return None;
+            Ok(found) => return Taken::Stale(found),
+            // The leader stored another variant, and with it the resource's Vary: this
+            // request's own variant has a flight of its own, which it waits for once.
+            Err(variant) if !rejoined && variant != key => {
+                key = variant;
+                rejoined = true;
             }
+            Err(_) => return Taken::Alone,
         }
     }
 }
@@ -420,7 +425,7 @@ where
         bump(&shared.counters.stale);
         tracing::debug!(key = %found.key, stale_by = ?stale_by, "serving stale while revalidating");
         // One background refresh per key; everyone else is served the stale entry meanwhile.
-        if let Join::Leader(guard) = shared.refreshes.join(found.key.to_string())
+        if let Some(guard) = shared.refreshes.try_lead(&found.key.to_string())
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let refresh_ctx = Ctx {
@@ -464,11 +469,14 @@ where
         return Ok(serve(&found, ctx, &status));
     }
     // Stale: revalidate (with validators) or fetch again, one request per key.
-    let guard = match shared.flights.join(ctx.base.to_string()) {
-        Join::Leader(guard) => Some(guard),
-        Join::Follower(rx) => {
-            if flight::wait(rx, shared.config.coalesce_timeout).await
-                && let Some(again) = lookup(ctx).await
+    let joined = shared
+        .flights
+        .join(&ctx.base.to_string(), shared.config.coalesce_timeout)
+        .await;
+    let guard = match joined {
+        Joined::Lead(guard) => Some(guard),
+        Joined::Done(Finish::Stored) => {
+            if let Some(again) = lookup(ctx).await
                 && again.fresh(ctx.now)
             {
                 bump(&shared.counters.coalesced);
@@ -476,6 +484,7 @@ where
             }
             None
         }
+        Joined::Done(Finish::NotStored) => None,
     };
     // Boxed, like every miss path: the hit path's future stays small to move and poll.
     Box::pin(forward(
@@ -499,7 +508,7 @@ async fn forward<S, St, ReqB, ResB>(
     mut parts: request::Parts,
     body: ReqB,
     stale: Option<Arc<Entry>>,
-    guard: Option<flight::FlightGuard>,
+    guard: Option<Lead>,
     fwd: &str,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
@@ -554,12 +563,17 @@ where
         Ok(res) => Ok(res),
         Err(error) => match stale_for_error {
             Some(_) => Err(StaleIfError::Error),
-            None => return Err(error),
+            None => {
+                // Those waiting try for themselves; a failure is not shared.
+                finish(guard, Finish::NotStored);
+                return Err(error);
+            }
         },
     };
     let res = match res {
         Ok(res) => res,
         Err(why) => {
+            finish(guard, Finish::NotStored);
             let stale = stale_for_error.expect("checked above");
             bump(&shared.counters.stale);
             tracing::debug!(key = %ctx.base, "serving stale on error");
@@ -611,7 +625,7 @@ where
                     ttl,
                 )
                 .await;
-                drop(guard);
+                finish(guard, Finish::Stored);
                 let found = Found { entry, key };
                 return Ok(serve(
                     &found,
@@ -632,6 +646,7 @@ where
                     key: ctx.base.clone(),
                 };
                 let _ = shared.store.delete(&found.key).await;
+                finish(guard, Finish::NotStored);
                 return Ok(serve(
                     &found,
                     ctx,
@@ -660,7 +675,7 @@ where
     let freshness = match freshness {
         Ok(freshness) => freshness,
         Err(reason) => {
-            drop(guard);
+            finish(guard, Finish::NotStored);
             tracing::debug!(key = %ctx.base, reason, "response not stored");
             append_status(&mut rparts.headers, &format!("{fwd}; detail={reason}"));
             return Ok(answer_uncached(ctx, rparts, rbody));
@@ -687,12 +702,12 @@ where
             Some(bytes) => {
                 let entry = with_body(template, bytes.clone());
                 store_entry(ctx, ticket, &key, &rparts.headers, entry, ttl).await;
-                drop(guard);
+                finish(guard, Finish::Stored);
                 return Ok(short_answer(rparts, client_answer));
             }
             None => {
                 // Too long (or broken) to store; the client needs none of it anyway.
-                drop(guard);
+                finish(guard, Finish::NotStored);
                 return Ok(short_answer(rparts, client_answer));
             }
         }
@@ -703,20 +718,33 @@ where
     let counters = Arc::clone(&shared.counters);
     let marker = marker_for(ctx, &rparts.headers, ttl);
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        drop(guard);
+        finish(guard, Finish::NotStored);
         return Ok(Response::from_parts(rparts, CacheBody::stream(rbody)));
     };
-    let on_complete = Box::new(move |bytes: Bytes| {
+    // Dropped unused when the client goes away or the body fails half-way: then the flight
+    // passes to one of those waiting.
+    let on_complete = Box::new(move |whole: Option<Bytes>| {
+        let Some(bytes) = whole else {
+            finish(guard, Finish::NotStored);
+            return;
+        };
         runtime.spawn(async move {
             let entry = with_body(template, bytes);
             fill(&store, &counters, ticket, &key, marker, entry, ttl).await;
-            drop(guard);
+            finish(guard, Finish::Stored);
         });
     });
     Ok(Response::from_parts(
         rparts,
         CacheBody::tee(rbody, config.max_body_size, on_complete),
     ))
+}
+
+/// Tells those waiting for this request's flight, if it leads one, how it ended.
+fn finish(lead: Option<Lead>, how: Finish) {
+    if let Some(lead) = lead {
+        lead.finish(how);
+    }
 }
 
 enum StaleIfError {

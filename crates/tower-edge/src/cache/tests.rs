@@ -542,6 +542,118 @@ async fn concurrent_misses_make_one_inner_call() {
     assert_eq!(calls.get(), 1);
 }
 
+/// A handler whose first `hang` calls never answer and whose later calls answer at once.
+fn hanging_first(calls: Calls, hang: usize) -> Router {
+    Router::new().route(
+        "/slow",
+        get(move || {
+            let n = calls.bump();
+            async move {
+                if n <= hang {
+                    std::future::pending::<()>().await;
+                }
+                ([(header::CACHE_CONTROL, "max-age=60")], format!("call {n}"))
+            }
+        }),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_inner_call_lets_one_more_miss_through_per_coalesce_timeout_not_all() {
+    let calls = Calls::default();
+    let timeout = Duration::from_secs(10);
+    // A store whose locks cost nothing: this is about the flight in this process (the store's
+    // own lock would hold the next leader back until its TTL, in real time).
+    let store = Scripted::new(MokaStore::default());
+    store.set_locks_free(true);
+    let app = hanging_first(calls.clone(), usize::MAX).layer(
+        ResponseCacheLayer::new(store)
+            .clock(clock())
+            .coalesce_timeout(timeout),
+    );
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { send(&app, get_req("/slow", &[])).await })
+        })
+        .collect();
+    // Paused time moves only when every task waits: each check sits between two take-overs.
+    tokio::time::sleep(timeout / 2).await;
+    assert_eq!(calls.get(), 1);
+    tokio::time::sleep(timeout).await;
+    assert_eq!(calls.get(), 2, "one waiter, not all 49, after the timeout");
+    tokio::time::sleep(timeout).await;
+    assert_eq!(calls.get(), 3);
+    for task in tasks {
+        task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_leader_whose_client_goes_away_hands_the_flight_to_one_waiter() {
+    let calls = Calls::default();
+    let app = hanging_first(calls.clone(), 1).layer(layer(&clock()));
+    let leader = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, get_req("/slow", &[])).await }
+    });
+    while calls.get() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let waiters: Vec<_> = (0..20)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { send(&app, get_req("/slow", &[])).await })
+        })
+        .collect();
+    settle().await; // every waiter has joined the flight
+    leader.abort();
+    for waiter in waiters {
+        let res = waiter.await.unwrap();
+        assert_eq!(res.text(), "call 2");
+    }
+    assert_eq!(calls.get(), 2, "the waiters went to the handler together");
+}
+
+#[tokio::test]
+async fn waiters_on_a_response_that_cannot_be_stored_go_to_the_handler_at_once() {
+    // Not one after the other: each would wait for the previous one's whole call.
+    let calls = Calls::default();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let (c2, g2) = (calls.clone(), gate.clone());
+    let app = Router::new()
+        .route(
+            "/private",
+            get(move || {
+                let (c, g) = (c2.clone(), g2.clone());
+                async move {
+                    let n = c.bump();
+                    if n == 1 {
+                        g.notified().await;
+                    }
+                    ([(header::CACHE_CONTROL, "private")], format!("call {n}"))
+                }
+            }),
+        )
+        .layer(layer(&clock()));
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { send(&app, get_req("/private", &[])).await })
+        })
+        .collect();
+    while calls.get() == 0 {
+        tokio::task::yield_now().await;
+    }
+    settle().await;
+    assert_eq!(calls.get(), 1);
+    gate.notify_one();
+    for task in tasks {
+        assert!(task.await.unwrap().text().starts_with("call "));
+    }
+    assert_eq!(calls.get(), 10);
+}
+
 #[tokio::test]
 async fn bodies_over_the_bound_stream_through_unstored() {
     let calls = Calls::default();
