@@ -38,6 +38,25 @@ impl Calls {
 }
 
 const LONG: &str = "public, max-age=3600";
+
+/// Responses a shared cache must never hand to another user, in several letter cases, with and
+/// without `s-maxage` (RFC 9111 §5.2: directive names are case-insensitive).
+const NOT_FOR_SHARING: &[&str] = &[
+    "max-age=100, Private",
+    "max-age=100, PRIVATE",
+    "private, max-age=100",
+    "Private, s-maxage=100",
+    "s-maxage=100, pRiVaTe",
+    "public, Private, max-age=100",
+    "Private=\"x-user\", max-age=100",
+    "No-Store, max-age=100",
+    "NO-STORE, s-maxage=100",
+    "no-store, public, max-age=100",
+    "S-MaxAge=0, max-age=100",
+    "s-maxage=0",
+    "No-Cache, max-age=100",
+    "NO-CACHE, S-MAXAGE=100",
+];
 const ALPHABET: &str = "abcdefghijklmnopqrstuvwxyz";
 
 fn origin(calls: Calls) -> Router {
@@ -120,6 +139,15 @@ fn origin(calls: Calls) -> Router {
             }),
         )
         .route("/hang", get(std::future::pending::<&'static str>))
+        .route(
+            "/secret/{case}",
+            get(|State(calls): State<Calls>, method: Method, uri: Uri, headers: HeaderMap| async move {
+                let n = calls.record(&method, &uri);
+                let case: usize = uri.path().rsplit('/').next().unwrap().parse().unwrap();
+                let user = headers.get("x-user").map_or("nobody", |v| v.to_str().unwrap()).to_owned();
+                ([(header::CACHE_CONTROL, NOT_FOR_SHARING[case])], format!("secret for {user} #{n}"))
+            }),
+        )
         .with_state(calls)
 }
 
@@ -470,4 +498,23 @@ async fn a_default_ttl_caches_responses_without_freshness_information() {
         "{}",
         cache_status(&again)
     );
+}
+
+#[tokio::test]
+async fn a_response_not_for_sharing_never_reaches_another_user() {
+    let (_origin, proxy, calls) = start().await;
+    for (case, cc) in NOT_FOR_SHARING.iter().enumerate() {
+        let path = format!("/secret/{case}");
+        let alice = proxy.get(&path, &[("x-user", "alice")]).await;
+        assert_eq!(alice.body(), "secret for alice #1", "{cc}");
+        let bob = proxy.get(&path, &[("x-user", "bob")]).await;
+        assert_eq!(
+            bob.body(),
+            "secret for bob #2",
+            "{cc}: bob was answered with alice's response ({})",
+            cache_status(&bob)
+        );
+        assert!(!cache_status(&bob).contains("hit"), "{cc}");
+        assert_eq!(calls.get(&format!("GET {path}")), 2);
+    }
 }

@@ -247,7 +247,7 @@ pub fn cache_policy(data: &[u8]) {
     if let Ok(freshness) = fuzz_decide(
         status,
         response,
-        request,
+        &request,
         pick & 0x80 != 0,
         pick & 0x40 != 0,
         now,

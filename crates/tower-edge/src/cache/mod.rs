@@ -36,11 +36,17 @@
 //!
 //! # What is stored
 //!
-//! Storability and freshness follow RFC 9111 through the `http-cache-semantics` crate:
-//! `s-maxage` over `max-age` over `Expires`, with `Age`; `no-store`, `private` and responses to
-//! requests with `Authorization` are not stored (unless [`ResponseCacheLayer::per_user`] keys
-//! entries by user); `no-cache` responses are stored and revalidated on every use; heuristic
-//! freshness only with [`ResponseCacheLayer::heuristic_freshness`]. This layer adds:
+//! Storability and freshness follow RFC 9111 as read by [`crate::http::storability`] and
+//! [`crate::http::freshness`], on the one `Cache-Control` parser, so directive names count in
+//! any letter case (`Private` is `private`): any final status with explicit freshness
+//! (`s-maxage` over `max-age` over `Expires`, with `Age`) may be stored, and without it only the
+//! heuristically cacheable statuses of RFC 9110 §15.1; `no-store`, `private` and responses to
+//! requests with `Authorization` that do not say `public`, `s-maxage` or `must-revalidate` are
+//! not stored (unless [`ResponseCacheLayer::per_user`] keys entries by user);
+//! `must-understand` stores the statuses this cache understands even with `no-store`;
+//! `no-cache` responses are stored and revalidated on every use; an invalid `max-age`, `Age` or
+//! `Expires` makes a response stale, never fresh; heuristic freshness only with
+//! [`ResponseCacheLayer::heuristic_freshness`]. This layer adds:
 //!
 //! - responses with `Set-Cookie` are never stored, and `Vary: *` never matches;
 //! - responses to requests with `Cookie` are stored only when marked `public` or `s-maxage`,
@@ -51,7 +57,8 @@
 //!   the TTL for this cache only, and are removed before the client sees the response;
 //! - `CDN-Cache-Control` (RFC 9213) when [`ResponseCacheLayer::cdn_cache_control`] is on;
 //! - `stale-while-revalidate` and `stale-if-error` (RFC 5861), from the response or layer
-//!   defaults, never for responses with `must-revalidate`, `proxy-revalidate` or `no-cache`.
+//!   defaults, never for responses with `must-revalidate`, `proxy-revalidate` or `no-cache`;
+//!   the layer's defaults also not for responses with `s-maxage` (RFC 9111 §5.2.2.10).
 //!
 //! # Keys
 //!
@@ -185,7 +192,7 @@ mod tests;
 mod fuzz_hooks {
     use std::time::{Duration, SystemTime};
 
-    use http::{HeaderMap, HeaderName, Method, Request, StatusCode, Uri};
+    use http::{HeaderMap, HeaderName, Request, StatusCode};
     use tower_edge_store::{CacheKey, MokaStore};
 
     use super::{ResponseCacheLayer, key, policy};
@@ -206,7 +213,7 @@ mod fuzz_hooks {
     pub(crate) fn fuzz_decide(
         status: StatusCode,
         response: HeaderMap,
-        request: HeaderMap,
+        request: &HeaderMap,
         cdn_cache_control: bool,
         heuristic: bool,
         now: SystemTime,
@@ -222,16 +229,12 @@ mod fuzz_hooks {
         let layer = LAYERS.with(|layers| {
             layers[usize::from(cdn_cache_control) | usize::from(heuristic) << 1].clone()
         });
-        let req = super::service::PolicyRequest {
-            uri: Uri::from_static("http://fuzz.test/r"),
-            method: Method::GET,
-            headers: request,
-        };
+
         let mut res = http::Response::new(());
         *res.status_mut() = status;
         *res.headers_mut() = response;
         let (mut parts, ()) = res.into_parts();
-        let inner = policy::decide(&req, &mut parts, false, now, &layer.shared.config)?;
+        let inner = policy::decide(request, &mut parts, false, now, &layer.shared.config)?;
         Ok(FuzzFreshness {
             fresh_for: inner.fresh_for,
             initial_age: inner.initial_age,

@@ -1,28 +1,26 @@
-//! Whether a response may be stored, and for how long it is fresh (RFC 9111 §3, §4.2).
-//!
-//! Storability, `s-maxage` / `max-age` / `Expires` / `Age`, `no-store`, `private`, `no-cache`,
-//! `Authorization` and heuristic freshness come from the `http-cache-semantics` crate, so this
-//! layer does not carry its own reading of RFC 9111 for them. Decided here: what that crate
-//! leaves to its user (the stale windows of RFC 5861, `CDN-Cache-Control` of RFC 9213, the
-//! layer's own TTL override and defaults, and refusing `Set-Cookie` outright).
+//! Whether a response may be stored, and for how long it is fresh: the layer's reading of
+//! RFC 9111 §3 and §4.2, on top of [`crate::http::storability`] and [`crate::http::freshness`],
+//! with what the RFC leaves to the cache: the stale windows of RFC 5861, `CDN-Cache-Control`
+//! (RFC 9213), the layer's own TTL override and defaults, and refusing `Set-Cookie` and
+//! responses to cookie-bearing requests unless they are marked shareable.
 
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderValue, header, response};
-use http_cache_semantics::{CacheOptions, CachePolicy, RequestLike};
+use http::{HeaderMap, HeaderValue, Method, header, response};
 
 use super::{CacheTtl, DefaultTtl, layer::Config};
-use crate::http::cache_control::CacheControl;
+use crate::http::{
+    cache_control::CacheControl,
+    freshness::{self, Reader},
+    storability::Exchange,
+};
 
 /// The response header that sets this cache's TTL in seconds, for this cache only. It is
 /// removed before the response leaves the layer.
 pub const TTL_HEADER: &str = "tower-edge-ttl";
 
-/// The largest lifetime, age or stale window this cache works with: 2^31 seconds, which RFC 9111
-/// §1.2.2 asks caches to use for any larger delta-seconds. Larger values (from `Age`, `max-age`,
-/// the TTL header or the layer's options) are clamped to it, so sums of them and times computed
-/// from them cannot overflow.
-pub(crate) const MAX_DELTA: Duration = Duration::from_secs(1 << 31);
+/// The largest lifetime, age or stale window this cache works with (RFC 9111 §1.2.2).
+pub(crate) const MAX_DELTA: Duration = freshness::MAX_DELTA;
 
 /// How a storable response is to be kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,9 +48,10 @@ impl Freshness {
 /// Why a response was not stored: the `detail` of its `Cache-Status`.
 pub(crate) type NotStored = &'static str;
 
-/// Decides storability and freshness of `res` as an answer to `req` (the forwarded request).
-pub(crate) fn decide<R: RequestLike>(
-    req: &R,
+/// Decides storability and freshness of `res` as an answer to a `GET` with the fields
+/// `request` (the forwarded request's), received at `now`.
+pub(crate) fn decide(
+    request: &HeaderMap,
     res: &mut response::Parts,
     per_user: bool,
     now: SystemTime,
@@ -67,7 +66,8 @@ pub(crate) fn decide<R: RequestLike>(
         .extensions
         .remove::<CacheTtl>()
         .map(|t| t.0)
-        .or(header_ttl.map(Duration::from_secs));
+        .or(header_ttl.map(Duration::from_secs))
+        .map(|ttl| ttl.min(MAX_DELTA));
 
     // RFC 6265 cookies are per client: a shared cache never replays them.
     if res.headers.contains_key(header::SET_COOKIE) {
@@ -77,88 +77,93 @@ pub(crate) fn decide<R: RequestLike>(
     // RFC 9213: CDN-Cache-Control, when present and enabled, replaces Cache-Control (and
     // Expires) for this cache's decisions; the client still sees the original fields.
     let cdn = config.cdn_cache_control && res.headers.contains_key("cdn-cache-control");
-    let mut policy_headers;
-    let headers: &HeaderMap = if cdn {
-        policy_headers = res.headers.clone();
-        policy_headers.remove(header::CACHE_CONTROL);
-        policy_headers.remove(header::EXPIRES);
-        for value in res.headers.get_all("cdn-cache-control") {
-            policy_headers.append(header::CACHE_CONTROL, value.clone());
-        }
-        &policy_headers
+    let without_expires;
+    let (cc, headers) = if cdn {
+        let mut headers = res.headers.clone();
+        headers.remove(header::EXPIRES);
+        without_expires = headers;
+        let cc = CacheControl::parse(res.headers.get_all("cdn-cache-control"));
+        (cc, &without_expires)
     } else {
-        &res.headers
+        let cc = CacheControl::parse(res.headers.get_all(header::CACHE_CONTROL));
+        (cc, &res.headers)
     };
-    let cc = CacheControl::parse(headers.get_all(header::CACHE_CONTROL));
 
-    let options = CacheOptions {
-        // With a user key every entry belongs to one user, so `private` responses may be kept.
-        shared: !per_user,
-        cache_heuristic: if config.heuristic { 0.1 } else { 0.0 },
-        immutable_min_time_to_live: Duration::from_secs(24 * 3600),
-        ignore_cargo_cult: false,
-    };
-    let policy_res = PolicyResponse {
+    // With a user key every entry belongs to one user: the cache is private to them.
+    let shared = !per_user;
+    let exchange = Exchange {
+        method: Method::GET,
+        request,
+        request_cc: CacheControl::parse(request.get_all(header::CACHE_CONTROL)),
         status: res.status,
-        headers,
+        response: headers,
+        response_cc: cc,
+        shared,
+        cache_extension: override_ttl.is_some(),
     };
-    let policy = CachePolicy::new_options(req, &policy_res, now, options);
-    if !policy.is_storable() {
-        return Err(if cc.has("no-store") {
-            "no-store"
-        } else if cc.has("private") {
-            "private"
-        } else if req.headers().contains_key(header::AUTHORIZATION) {
-            "authorization"
-        } else {
-            "not-storable"
-        });
-    }
+    exchange.storable().map_err(|why| why.as_str())?;
+    let cc = exchange.response_cc;
+
     let Some(vary) = super::key::vary_names(&res.headers) else {
         return Err("vary-star");
     };
     // Cookies personalize like credentials do: unless the response says it may be shared, or
     // is keyed by the cookie, keep it out of a cache shared between users.
     let shareable = cc.has("public") || cc.has("s-maxage") || vary.contains(&header::COOKIE);
-    if !per_user
-        && !config.store_cookie_requests
-        && !shareable
-        && req.headers().contains_key(header::COOKIE)
+    if shared && !config.store_cookie_requests && !shareable && request.contains_key(header::COOKIE)
     {
         return Err("cookie");
     }
 
-    let initial_age = policy.age(now).min(MAX_DELTA);
-    let explicit =
-        cc.has("max-age") || cc.has("s-maxage") || (!cdn && headers.contains_key(header::EXPIRES));
+    let mut reader = if shared {
+        Reader::shared()
+    } else {
+        Reader::private()
+    };
+    if config.heuristic {
+        reader = reader.heuristic(10, Duration::from_secs(24 * 3600));
+    }
+    // RFC 9111 §5.1: an Age that is not a number leaves the response's age unknown; it is
+    // taken as already stale (unless this cache was told its own TTL).
+    let age = freshness::age(headers, now, now);
+    let initial_age = age.unwrap_or_default();
+    let lifetime = reader.lifetime(res.status, &cc, headers, now);
+    // §5.2.2.4: no-cache responses are stored, but never fresh without validation.
     let revalidate_always = cc.has("no-cache");
-    let ttl = if let Some(ttl) = override_ttl {
-        ttl
-    } else if !explicit && !revalidate_always {
+    let fresh_for = if let Some(ttl) = override_ttl {
+        initial_age + ttl
+    } else if age.is_none() || revalidate_always {
+        initial_age
+    } else if lifetime.is_explicit() {
+        lifetime.duration().max(initial_age)
+    } else {
         let default = res
             .extensions
             .get::<DefaultTtl>()
             .map(|d| d.0)
             .or(config.default_ttl);
-        default.unwrap_or_else(|| policy.time_to_live(now))
-    } else {
-        policy.time_to_live(now)
+        match default {
+            Some(ttl) => initial_age + ttl.min(MAX_DELTA),
+            None => lifetime.duration().max(initial_age),
+        }
     };
-    let fresh_for = initial_age + ttl.min(MAX_DELTA);
 
-    // RFC 9111 §4.2.4: must-revalidate (and, for shared caches, proxy-revalidate and no-cache)
-    // forbid serving stale, whatever the stale windows say.
-    let no_stale = cc.has("must-revalidate") || cc.has("proxy-revalidate") || revalidate_always;
-    let (swr, sie) = if no_stale {
+    // RFC 9111 §4.2.4: must-revalidate, no-cache (and, for shared caches, proxy-revalidate)
+    // forbid serving stale whatever the stale windows say; s-maxage forbids only the windows
+    // this cache would grant on its own.
+    let (swr, sie) = if freshness::forbids_stale(&cc, shared) {
         (Duration::ZERO, Duration::ZERO)
     } else {
+        let by_default = freshness::may_serve_stale_by_default(&cc, shared);
+        let window = |name: &str, default: Duration| {
+            freshness::stale_window(&cc, name)
+                .or(by_default.then_some(default))
+                .unwrap_or_default()
+                .min(MAX_DELTA)
+        };
         (
-            cc.duration("stale-while-revalidate")
-                .unwrap_or(config.stale_while_revalidate)
-                .min(MAX_DELTA),
-            cc.duration("stale-if-error")
-                .unwrap_or(config.stale_if_error)
-                .min(MAX_DELTA),
+            window("stale-while-revalidate", config.stale_while_revalidate),
+            window("stale-if-error", config.stale_if_error),
         )
     };
     let freshness = Freshness {
@@ -178,10 +183,13 @@ pub(crate) fn decide<R: RequestLike>(
     Ok(freshness)
 }
 
-/// Whether a stored response must not be served stale (RFC 9111 §4.2.4).
+/// Whether a stored response must not be served stale (RFC 9111 §4.2.4), as a shared cache
+/// reads its stored `Cache-Control`.
 pub(crate) fn forbids_stale(headers: &HeaderMap) -> bool {
-    let cc = CacheControl::parse(headers.get_all(header::CACHE_CONTROL));
-    cc.has("must-revalidate") || cc.has("proxy-revalidate") || cc.has("no-cache")
+    freshness::forbids_stale(
+        &CacheControl::parse(headers.get_all(header::CACHE_CONTROL)),
+        true,
+    )
 }
 
 /// Updates stored headers from a `304` (RFC 9111 §4.3.4): every field the 304 carries replaces
@@ -206,21 +214,6 @@ pub(crate) fn merge_not_modified(stored: &mut HeaderMap, fresh: &HeaderMap) {
     }
 }
 
-struct PolicyResponse<'a> {
-    status: http::StatusCode,
-    headers: &'a HeaderMap,
-}
-
-impl http_cache_semantics::ResponseLike for PolicyResponse<'_> {
-    fn status(&self) -> http::StatusCode {
-        self.status
-    }
-
-    fn headers(&self) -> &HeaderMap {
-        self.headers
-    }
-}
-
 /// delta-seconds (RFC 9111 §1.2.2): digits, optionally surrounded by whitespace; too large a
 /// value saturates.
 fn delta_seconds(value: &[u8]) -> Option<u64> {
@@ -238,5 +231,5 @@ fn delta_seconds(value: &[u8]) -> Option<u64> {
 
 /// A `HeaderValue` with the seconds of `d`, for `Age`.
 pub(crate) fn seconds_value(d: Duration) -> HeaderValue {
-    HeaderValue::from(d.as_secs())
+    freshness::age_header(d)
 }

@@ -542,11 +542,8 @@ where
             parts.headers.insert(header::IF_MODIFIED_SINCE, lm.clone());
         }
     }
-    let policy_request = PolicyRequest {
-        uri: parts.uri.clone(),
-        method: Method::GET,
-        headers: parts.headers.clone(),
-    };
+    // What storing the answer depends on in the request (Authorization, Cookie, no-store).
+    let policy_request = parts.headers.clone();
     let stale_for_error = stale.as_ref().filter(|s| {
         !policy::forbids_stale(s.headers())
             && s.age(ctx.now).saturating_sub(s.fresh_for()) < s.stale_if_error()
@@ -1136,30 +1133,5 @@ async fn invalidate_after_unsafe<St>(
             bump(&shared.counters.store_errors);
             tracing::warn!(%error, %resource, "invalidation after an unsafe request failed");
         }
-    }
-}
-
-/// The forwarded request, as the policy crate reads it.
-pub(super) struct PolicyRequest {
-    pub(super) uri: Uri,
-    pub(super) method: Method,
-    pub(super) headers: HeaderMap,
-}
-
-impl http_cache_semantics::RequestLike for PolicyRequest {
-    fn uri(&self) -> Uri {
-        self.uri.clone()
-    }
-
-    fn is_same_uri(&self, other: &Uri) -> bool {
-        &self.uri == other
-    }
-
-    fn method(&self) -> &Method {
-        &self.method
-    }
-
-    fn headers(&self) -> &HeaderMap {
-        &self.headers
     }
 }

@@ -218,6 +218,119 @@ async fn never_stores_no_store_private_set_cookie_or_vary_star() {
     }
 }
 
+/// A handler answering `status` with `fields` and a body that counts calls.
+fn answering(
+    calls: Calls,
+    status: StatusCode,
+    fields: &'static [(&'static str, &'static str)],
+) -> Router {
+    Router::new().route(
+        "/r",
+        get(move || {
+            let n = calls.bump();
+            async move {
+                let mut res = (status, format!("call {n}")).into_response();
+                for (name, value) in fields {
+                    res.headers_mut().append(
+                        header::HeaderName::from_static(name),
+                        header::HeaderValue::from_static(value),
+                    );
+                }
+                res
+            }
+        }),
+    )
+}
+
+#[tokio::test]
+async fn directives_that_forbid_sharing_count_in_any_letter_case() {
+    // RFC 9111 §5.2: directive names are case-insensitive. The second user must never get the
+    // first one's answer.
+    for cc in [
+        "max-age=100, Private",
+        "max-age=100, PRIVATE",
+        "Private=\"x-user\", max-age=100",
+        "Max-Age=100, No-Store",
+        "public, max-age=100, NO-STORE",
+        "S-MaxAge=0",
+        "No-Cache, max-age=100",
+    ] {
+        let calls = Calls::default();
+        let app = counted(calls.clone(), cc).layer(layer(&clock()));
+        assert_eq!(get_path(&app, "/r").await.text(), "call 1");
+        let second = get_path(&app, "/r").await;
+        assert_eq!(
+            second.text(),
+            "call 2",
+            "{cc}: the second client got the first one's response ({})",
+            second.cache_status()
+        );
+    }
+}
+
+#[tokio::test]
+async fn invalid_freshness_information_makes_a_response_stale() {
+    // RFC 9111 §4.2.1, §5.1, §5.3.
+    for fields in [
+        &[("cache-control", "max-age=100"), ("age", "abc")][..],
+        &[("cache-control", "max-age=3600"), ("age", "7200, 0")],
+        &[("cache-control", "max-age=abc")],
+        &[("cache-control", "max-age=60, max-age=3600")],
+        &[("expires", "0")],
+        &[("expires", "not a date")],
+    ] {
+        let calls = Calls::default();
+        let app = answering(calls.clone(), StatusCode::OK, fields).layer(layer(&clock()));
+        get_path(&app, "/r").await;
+        let second = get_path(&app, "/r").await;
+        assert_eq!(
+            second.text(),
+            "call 2",
+            "{fields:?}: {}",
+            second.cache_status()
+        );
+    }
+}
+
+#[tokio::test]
+async fn any_final_status_with_explicit_freshness_is_stored() {
+    // RFC 9111 §3: not only the statuses RFC 7234 listed.
+    for status in [
+        StatusCode::CREATED,
+        StatusCode::FOUND,
+        StatusCode::FORBIDDEN,
+        StatusCode::INTERNAL_SERVER_ERROR,
+    ] {
+        let calls = Calls::default();
+        let app = answering(calls.clone(), status, &[("cache-control", "max-age=60")])
+            .layer(layer(&clock()));
+        get_path(&app, "/r").await;
+        let second = get_path(&app, "/r").await;
+        assert_eq!(
+            (second.status, second.text()),
+            (status, "call 1"),
+            "{}",
+            second.cache_status()
+        );
+        // Without explicit freshness, only heuristically cacheable statuses get a default TTL.
+        let calls = Calls::default();
+        let app = answering(calls.clone(), status, &[])
+            .layer(layer(&clock()).default_ttl(Duration::from_secs(60)));
+        get_path(&app, "/r").await;
+        assert_eq!(get_path(&app, "/r").await.text(), "call 2", "{status}");
+    }
+}
+
+#[tokio::test]
+async fn must_understand_stores_a_known_status_despite_no_store() {
+    // RFC 9111 §5.2.2.3.
+    let calls = Calls::default();
+    let app =
+        counted(calls.clone(), "must-understand, no-store, max-age=60").layer(layer(&clock()));
+    get_path(&app, "/r").await;
+    assert_eq!(get_path(&app, "/r").await.text(), "call 1");
+}
+
 #[tokio::test]
 async fn authorized_requests_bypass_a_shared_cache() {
     let (calls, clock) = (Calls::default(), clock());

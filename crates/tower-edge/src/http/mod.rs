@@ -2,11 +2,15 @@
 //!
 //! Every layer reads a header through the same function here, so the crate has one reading of
 //! each RFC rule: [`etag`] for entity tags, [`date`] for HTTP dates, [`preconditions`] for the
-//! order in which conditional requests are evaluated, and [`range`] for byte ranges.
+//! order in which conditional requests are evaluated, [`range`] for byte ranges, and, for
+//! RFC 9111 on top of the one [`cache_control`] parser, [`storability`] (may a response be
+//! stored, and why not) and [`freshness`] (lifetime, age, heuristics, stale permission).
 
 pub mod accept_encoding;
 pub mod cache_control;
 pub mod date;
 pub mod etag;
+pub mod freshness;
 pub mod preconditions;
 pub mod range;
+pub mod storability;
