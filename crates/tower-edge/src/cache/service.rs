@@ -594,6 +594,13 @@ where
     {
         // RFC 9111 §4.3.4: the stored response, with the 304's fields, is fresh again.
         let mut headers = stale.headers().clone();
+        // RFC 9110 §6.6.1: a 304 without Date (an in-process handler's) is dated on receipt, so
+        // the refreshed response's age counts from now, not from the first store.
+        if !rparts.headers.contains_key(header::DATE) {
+            rparts
+                .headers
+                .insert(header::DATE, crate::http::date::http_date_value(ctx.now));
+        }
         policy::merge_not_modified(&mut headers, &rparts.headers);
         let mut refreshed = response::Parts::clone(&rparts);
         refreshed.status = stale.status();
@@ -684,30 +691,50 @@ where
     let ttl = freshness.store_ttl(has_validators, config.keep_stale_for);
     let key = variant_key(ctx, &rparts.headers);
     let template = entry_of(&rparts, Bytes::new(), &freshness, tags, ctx.now);
+    let client_answer = client_precondition(ctx, &rparts);
+
+    // The client gets no body (304 or 412), or there is none: read it here, bounded, and store
+    // it before answering. An empty body in particular may never be polled to its end, which
+    // is where a streamed body is stored. `stored` is said only of what the store kept.
+    if client_answer != Precondition::Proceed || rbody.is_end_stream() {
+        let stored = match read_bounded(rbody, config.max_body_size).await {
+            Some(bytes) => {
+                let entry = with_body(template, bytes.clone());
+                let stored = store_entry(ctx, ticket, &key, &rparts.headers, entry, ttl).await;
+                (stored, Some(bytes))
+            }
+            // Too long (or broken) to store.
+            None => (false, None),
+        };
+        finish(
+            guard,
+            if stored.0 {
+                Finish::Stored
+            } else {
+                Finish::NotStored
+            },
+        );
+        let status = if stored.0 {
+            format!("{fwd}; stored")
+        } else {
+            fwd.to_owned()
+        };
+        append_status(&mut rparts.headers, &status);
+        return Ok(match (client_answer, stored.1) {
+            (Precondition::Proceed, Some(bytes)) => {
+                Response::from_parts(rparts, CacheBody::full(bytes))
+            }
+            (Precondition::Proceed, None) => Response::from_parts(rparts, CacheBody::empty()),
+            (other, _) => short_answer(rparts, other),
+        });
+    }
+
     // RFC 9211 `stored`: claimed only when the length is known to fit; a body of unknown length
     // may still turn out too long to keep.
     if rbody.size_hint().exact().is_some() {
         append_status(&mut rparts.headers, &format!("{fwd}; stored"));
     } else {
         append_status(&mut rparts.headers, fwd);
-    }
-
-    let client_answer = client_precondition(ctx, &rparts);
-    if client_answer != Precondition::Proceed {
-        // The client gets no body (304 or 412); read it here, bounded, so it can be stored.
-        match read_bounded(rbody, config.max_body_size).await {
-            Some(bytes) => {
-                let entry = with_body(template, bytes.clone());
-                store_entry(ctx, ticket, &key, &rparts.headers, entry, ttl).await;
-                finish(guard, Finish::Stored);
-                return Ok(short_answer(rparts, client_answer));
-            }
-            None => {
-                // Too long (or broken) to store; the client needs none of it anyway.
-                finish(guard, Finish::NotStored);
-                return Ok(short_answer(rparts, client_answer));
-            }
-        }
     }
 
     // The common case: stream the body to the client and store a copy at its end.
@@ -766,6 +793,11 @@ fn entry_of(
     let mut headers = parts.headers.clone();
     headers.remove(header::AGE);
     headers.remove(HeaderName::from_static("cache-status"));
+    // RFC 9110 §6.6.1: a cache that stores a response without a Date adds one; hits then send
+    // the Date of the stored response with its Age, not the time of the hit.
+    if !headers.contains_key(header::DATE) {
+        headers.insert(header::DATE, crate::http::date::http_date_value(now));
+    }
     Entry::new(parts.status, headers, body)
         .with_stored_at(now)
         .with_initial_age(freshness.initial_age)
@@ -831,7 +863,7 @@ async fn store_entry<St: CacheStore>(
     headers: &HeaderMap,
     entry: Entry,
     ttl: Duration,
-) {
+) -> bool {
     let marker = marker_for(ctx, headers, ttl);
     let shared = &ctx.shared;
     fill(
@@ -843,7 +875,7 @@ async fn store_entry<St: CacheStore>(
         entry,
         ttl,
     )
-    .await;
+    .await
 }
 
 /// Puts `entry` (and its `Vary` marker) unless its resource or one of its tags was invalidated
@@ -858,7 +890,7 @@ async fn fill<St: CacheStore>(
     marker: Option<(CacheKey, Entry)>,
     entry: Entry,
     ttl: Duration,
-) {
+) -> bool {
     let tags = entry.tags().to_vec();
     let len = entry.body().len() as u64;
     let put = async {
@@ -879,14 +911,17 @@ async fn fill<St: CacheStore>(
             counters
                 .bytes_stored
                 .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+            true
         }
         Filled::Fenced => {
             bump(&counters.fenced);
             tracing::debug!(%key, "invalidated while fetched; response not stored");
+            false
         }
         Filled::Failed(()) => {
             bump(&counters.store_errors);
             tracing::warn!(%key, "cache store put failed; response not stored");
+            false
         }
     }
 }

@@ -332,6 +332,93 @@ async fn must_understand_stores_a_known_status_despite_no_store() {
 }
 
 #[tokio::test]
+async fn empty_bodies_are_stored_and_said_to_be() {
+    // Nothing polls an empty body to its end, where a streamed body is stored.
+    for status in [StatusCode::NO_CONTENT, StatusCode::OK] {
+        let calls = Calls::default();
+        let c2 = calls.clone();
+        let app = Router::new()
+            .route(
+                "/empty",
+                get(move || {
+                    c2.bump();
+                    async move { (status, [(header::CACHE_CONTROL, "max-age=60")]) }
+                }),
+            )
+            .layer(layer(&clock()));
+        let res = app.clone().oneshot(get_req("/empty", &[])).await.unwrap();
+        assert_eq!(
+            res.headers()["cache-status"],
+            "tower-edge; fwd=miss; stored",
+            "{status}"
+        );
+        drop(res); // never polled
+        let again = get_path(&app, "/empty").await;
+        assert!(
+            again.cache_status().contains("hit"),
+            "{status}: {}",
+            again.cache_status()
+        );
+        assert_eq!((again.status, calls.get()), (status, 1));
+    }
+}
+
+#[tokio::test]
+async fn concurrent_misses_on_an_empty_body_make_one_inner_call() {
+    let calls = Calls::default();
+    // Open once, it stays open: a second call would be counted, not hang.
+    let (gate, closed) = tokio::sync::watch::channel(false);
+    let c2 = calls.clone();
+    let app = Router::new()
+        .route(
+            "/empty",
+            get(move || {
+                let (c, mut g) = (c2.clone(), closed.clone());
+                async move {
+                    c.bump();
+                    g.wait_for(|open| *open).await.unwrap();
+                    (
+                        StatusCode::NO_CONTENT,
+                        [(header::CACHE_CONTROL, "max-age=60")],
+                    )
+                }
+            }),
+        )
+        .layer(layer(&clock()));
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { app.oneshot(get_req("/empty", &[])).await.unwrap().status() })
+        })
+        .collect();
+    while calls.get() == 0 {
+        tokio::task::yield_now().await;
+    }
+    settle().await;
+    gate.send_replace(true);
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::NO_CONTENT);
+    }
+    assert_eq!(calls.get(), 1);
+}
+
+#[tokio::test]
+async fn a_hit_sends_the_stored_date_with_its_age() {
+    // RFC 9110 §6.6.1 and RFC 9111 §4.2.3: Date and Age describe the stored response.
+    let (calls, clock) = (Calls::default(), clock());
+    let app = counted(calls.clone(), "max-age=60").layer(layer(&clock));
+    get_path(&app, "/r").await;
+    clock.advance(Duration::from_secs(9));
+    let hit = get_path(&app, "/r").await;
+    assert!(hit.cache_status().contains("hit"));
+    assert_eq!(hit.headers[header::AGE], "9");
+    assert_eq!(
+        hit.headers[header::DATE],
+        crate::http::date::format_http_date(UNIX_EPOCH + Duration::from_secs(T0)).as_str()
+    );
+}
+
+#[tokio::test]
 async fn authorized_requests_bypass_a_shared_cache() {
     let (calls, clock) = (Calls::default(), clock());
     let app = counted(calls.clone(), "max-age=60").layer(layer(&clock));
