@@ -33,8 +33,9 @@
 //! - the satisfiable ranges, summed as written (before coalescing), ask for more bytes than the
 //!   representation holds: overlapping requests can never cost more than a plain `200`.
 //!
-//! Below those limits, overlapping and adjacent ranges are merged and sorted (§14.6 allows it), so
-//! no byte is sent twice and a request that coalesces to one range gets a plain `206`.
+//! Below those limits, overlapping and adjacent ranges are merged (§14.2 allows it), so no byte
+//! is sent twice and a request that coalesces to one range gets a plain `206`. Otherwise the
+//! parts keep the order of the request (§15.3.7.2): `bytes=9-9,0-0` answers byte 9 first.
 //!
 //! # Empty representations
 //!
@@ -145,8 +146,9 @@ pub enum Resolution {
     /// (another method than `GET`, an unknown unit, a malformed field, `If-Range` not matching,
     /// a field over the limits, an empty representation).
     Full,
-    /// Send these ranges with `206`: sorted, non-overlapping, non-adjacent, within the
-    /// representation, and at least one.
+    /// Send these ranges with `206`, in this order: non-overlapping, non-adjacent, within the
+    /// representation, at least one, and in the order the request named them (a merged range
+    /// where its first member stood).
     Partial(Vec<ByteRange>),
     /// Answer `416 Range Not Satisfiable` with `Content-Range: bytes */len`.
     Unsatisfiable,
@@ -214,20 +216,26 @@ pub fn resolve(value: &[u8], len: u64, limits: &RangeLimits) -> Resolution {
     Resolution::Partial(coalesce(ranges))
 }
 
-/// Sorts ranges and merges those that overlap or touch (§14.6 allows it "regardless of the
-/// order in which the corresponding range-spec appeared").
-fn coalesce(mut ranges: Vec<ByteRange>) -> Vec<ByteRange> {
-    ranges.sort_unstable_by_key(|r| r.first);
-    let mut out: Vec<ByteRange> = Vec::with_capacity(ranges.len());
-    for range in ranges {
-        match out.last_mut() {
-            Some(prev) if range.first <= prev.last.saturating_add(1) => {
+/// Merges the ranges that overlap or touch (§14.2 allows it "regardless of the order in which
+/// the corresponding range-spec appeared"), and keeps the order of the request otherwise:
+/// §15.3.7.2 asks for the parts "in the same order that the corresponding range-spec appeared",
+/// so a merged range stands where the first of its members stood.
+fn coalesce(ranges: Vec<ByteRange>) -> Vec<ByteRange> {
+    let mut by_start: Vec<(usize, ByteRange)> = ranges.into_iter().enumerate().collect();
+    by_start.sort_unstable_by_key(|(_, r)| r.first);
+    // (position in the request, merged range)
+    let mut merged: Vec<(usize, ByteRange)> = Vec::with_capacity(by_start.len());
+    for (position, range) in by_start {
+        match merged.last_mut() {
+            Some((first_seen, prev)) if range.first <= prev.last.saturating_add(1) => {
                 prev.last = prev.last.max(range.last);
+                *first_seen = (*first_seen).min(position);
             }
-            _ => out.push(range),
+            _ => merged.push((position, range)),
         }
     }
-    out
+    merged.sort_unstable_by_key(|(position, _)| *position);
+    merged.into_iter().map(|(_, range)| range).collect()
 }
 
 /// One `range-spec` as written (§14.1.2).
@@ -511,12 +519,27 @@ mod tests {
     #[test]
     fn coalesces_overlapping_and_adjacent_ranges_in_any_order() {
         assert_eq!(res("bytes=5-9,0-4", 100), partial(&[(0, 9)]));
+        // The merged range stands where its first member stood.
         assert_eq!(
             res("bytes=20-29,0-9,5-14", 100),
-            partial(&[(0, 14), (20, 29)])
+            partial(&[(20, 29), (0, 14)])
         );
-        assert_eq!(res("bytes=-10,0-0", 100), partial(&[(0, 0), (90, 99)]));
+        assert_eq!(
+            res("bytes=50-59,20-29,25-35", 100),
+            partial(&[(50, 59), (20, 35)])
+        );
         assert_eq!(res("bytes=0-0,2-2", 100), partial(&[(0, 0), (2, 2)]));
+    }
+
+    #[test]
+    fn keeps_the_order_of_the_request() {
+        // RFC 9110 §15.3.7.2.
+        assert_eq!(res("bytes=9-9,0-0", 100), partial(&[(9, 9), (0, 0)]));
+        assert_eq!(res("bytes=-10,0-0", 100), partial(&[(90, 99), (0, 0)]));
+        assert_eq!(
+            res("bytes=40-49,0-9,20-29", 100),
+            partial(&[(40, 49), (0, 9), (20, 29)])
+        );
     }
 
     #[test]
@@ -663,7 +686,7 @@ mod tests {
         }
 
         #[test]
-        fn resolved_ranges_are_sorted_disjoint_and_in_bounds(
+        fn resolved_ranges_are_disjoint_and_in_bounds(
             specs in proptest::collection::vec((proptest::option::of(0u64..300), proptest::option::of(0u64..300)), 1..20),
             len in 0u64..256,
         ) {
@@ -678,8 +701,10 @@ mod tests {
                 Resolution::Partial(ranges) => {
                     prop_assert!(!ranges.is_empty());
                     prop_assert!(ranges.len() <= 16);
-                    for w in ranges.windows(2) {
-                        // Sorted, and separated by at least one byte.
+                    let mut sorted = ranges.clone();
+                    sorted.sort_by_key(ByteRange::first);
+                    for w in sorted.windows(2) {
+                        // Disjoint, and separated by at least one byte.
                         prop_assert!(w[0].last() + 1 < w[1].first());
                     }
                     for range in &ranges {

@@ -266,13 +266,13 @@ fn concat(mut chunks: VecDeque<Bytes>, len: u64) -> Bytes {
     out.freeze()
 }
 
-/// The `206` for `ranges` (sorted, disjoint, within `whole`).
+/// The `206` for `ranges` (disjoint, within `whole`, in the order to send them).
 fn partial<B: Body>(parts: Parts, whole: &Bytes, ranges: &[ByteRange]) -> Response<RangeBody<B>> {
     let (parts, body) = partial_parts(parts, whole, ranges);
     Response::from_parts(parts, RangeBody::buffered(body, None))
 }
 
-/// The head and body chunks of the `206` for `ranges` (sorted, disjoint, within `whole`); shared
+/// The head and body chunks of the `206` for `ranges` (disjoint, within `whole`, in order); shared
 /// with the response cache, which answers ranges from stored bodies.
 pub(crate) fn partial_parts(
     mut parts: Parts,
