@@ -250,7 +250,9 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
     /// only to caches shared between users). Requests for which `f` returns `None` are treated
     /// as anonymous. Responses with `Set-Cookie` are never stored.
     ///
-    /// Defaults to none: `private` and authorized responses are not stored.
+    /// Defaults to none: `private` responses are not stored; requests with `Authorization` are
+    /// never answered from the cache, and their answers are stored only when they say
+    /// `public`, `s-maxage` or `must-revalidate` (RFC 9111 §3.5).
     #[must_use]
     pub fn per_user<F>(self, f: F) -> Self
     where

@@ -161,10 +161,11 @@ where
     }
 
     let user = config.per_user.as_ref().and_then(|f| f(&parts));
-    let bypass = keyed_origin.is_none()
-        || config.bypass.as_ref().is_some_and(|f| f(&parts))
-        // RFC 9111 §3.5: a cache shared between users keeps nothing for authorized requests.
-        || (parts.headers.contains_key(header::AUTHORIZATION) && user.is_none());
+    let bypass = keyed_origin.is_none() || config.bypass.as_ref().is_some_and(|f| f(&parts));
+    // A request with credentials is never answered from entries shared between users: the
+    // origin may answer it for that user alone. Its answer is stored only when RFC 9111 §3.5
+    // allows (`public`, `s-maxage`, `must-revalidate`), which `policy::decide` checks.
+    let authorized = parts.headers.contains_key(header::AUTHORIZATION) && user.is_none();
     if bypass {
         bump(&shared.counters.bypassed);
         parts
@@ -213,6 +214,19 @@ where
         no_store: request_cc.has("no-store"),
     };
 
+    if authorized {
+        bump(&shared.counters.misses);
+        return Box::pin(forward(
+            &ctx,
+            &mut inner,
+            parts,
+            body,
+            None,
+            None,
+            "fwd=request",
+        ))
+        .await;
+    }
     let mut flight_key = ctx.base.clone();
     if !no_cache {
         match probe(&ctx).await {

@@ -16,8 +16,8 @@ pub struct CacheStats {
     pub revalidated: u64,
     /// Requests that waited for another request's inner call instead of making their own.
     pub coalesced: u64,
-    /// Requests the cache did not look up (bypass predicate, unsafe or unhandled methods,
-    /// `Authorization` without a user key, `Cache-Control: no-cache` from the client).
+    /// Requests the cache did not look up or store for (bypass predicate, unsafe or unhandled
+    /// methods, a host it cannot key).
     pub bypassed: u64,
     /// Responses stored.
     pub stored: u64,

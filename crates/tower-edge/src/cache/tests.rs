@@ -419,13 +419,38 @@ async fn a_hit_sends_the_stored_date_with_its_age() {
 }
 
 #[tokio::test]
-async fn authorized_requests_bypass_a_shared_cache() {
+async fn authorized_requests_are_never_answered_from_shared_entries() {
     let (calls, clock) = (Calls::default(), clock());
     let app = counted(calls.clone(), "max-age=60").layer(layer(&clock));
     get_path(&app, "/r").await;
     let authed = send(&app, get_req("/r", &[("authorization", "Bearer alice")])).await;
     assert_eq!(authed.text(), "call 2");
-    assert_eq!(authed.cache_status(), "tower-edge; fwd=bypass");
+    assert_eq!(
+        authed.cache_status(),
+        "tower-edge; fwd=request; detail=authorization"
+    );
+    // Not stored either: the next anonymous request still gets the first call's entry.
+    assert_eq!(get_path(&app, "/r").await.text(), "call 1");
+}
+
+#[tokio::test]
+async fn answers_to_authorized_requests_are_stored_exactly_when_rfc_9111_3_5_allows() {
+    let auth: &[(&str, &str)] = &[("authorization", "Bearer alice")];
+    for (cc, stored) in [
+        ("max-age=60", false),
+        ("no-cache, max-age=60", false),
+        ("Public, max-age=60", true),
+        ("S-MaxAge=60", true),
+        ("Must-Revalidate, max-age=60", true),
+    ] {
+        let calls = Calls::default();
+        let app = counted(calls.clone(), cc).layer(layer(&clock()));
+        let first = send(&app, get_req("/r", auth)).await;
+        assert_eq!(first.text(), "call 1");
+        let anonymous = get_path(&app, "/r").await;
+        let expected = if stored { "call 1" } else { "call 2" };
+        assert_eq!(anonymous.text(), expected, "{cc}: {}", first.cache_status());
+    }
 }
 
 #[tokio::test]
