@@ -201,6 +201,11 @@ pub(crate) fn merge_not_modified(stored: &mut HeaderMap, fresh: &HeaderMap) {
         header::TRANSFER_ENCODING,
         header::CONTENT_RANGE,
     ];
+    // RFC 9110 §15.4.5: a 304 carries the Vary its 200 would. A layer below the cache that
+    // varies only the 200 (compression adds `accept-encoding` to what it compresses) would
+    // otherwise take names out of the stored Vary, and later hits would under-state it to
+    // downstream caches. So the stored response keeps every name it varied on.
+    let vary_before: Vec<HeaderValue> = stored.get_all(header::VARY).iter().cloned().collect();
     let mut replaced: Vec<&header::HeaderName> = Vec::new();
     for (name, value) in fresh {
         if KEEP.contains(name) {
@@ -211,6 +216,31 @@ pub(crate) fn merge_not_modified(stored: &mut HeaderMap, fresh: &HeaderMap) {
             replaced.push(name);
         }
         stored.append(name.clone(), value.clone());
+    }
+    if fresh.contains_key(header::VARY) {
+        keep_vary_names(stored, &vary_before);
+    }
+}
+
+/// Appends to `headers`' Vary every name of `before` it no longer lists.
+fn keep_vary_names(headers: &mut HeaderMap, before: &[HeaderValue]) {
+    let names = |values: &mut dyn Iterator<Item = &HeaderValue>| -> Vec<String> {
+        values
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|n| n.trim().to_ascii_lowercase())
+            .filter(|n| !n.is_empty())
+            .collect()
+    };
+    let now = names(&mut headers.get_all(header::VARY).iter());
+    let missing: Vec<String> = names(&mut before.iter())
+        .into_iter()
+        .filter(|n| !now.contains(n))
+        .collect();
+    if !missing.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&missing.join(", "))
+    {
+        headers.append(header::VARY, value);
     }
 }
 

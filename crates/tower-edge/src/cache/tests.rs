@@ -419,6 +419,66 @@ async fn a_hit_sends_the_stored_date_with_its_age() {
 }
 
 #[tokio::test]
+async fn a_304_without_a_name_of_the_stored_vary_keeps_it() {
+    // RFC 9110 §15.4.5: the 304 should carry the 200's Vary. A compression layer below the
+    // cache adds `accept-encoding` to the 200 only; the stored response must keep it.
+    let (calls, clock) = (Calls::default(), clock());
+    let c2 = calls.clone();
+    let app = Router::new()
+        .route(
+            "/v",
+            get(move |headers: HeaderMap| {
+                c2.bump();
+                async move {
+                    if headers.contains_key(header::IF_NONE_MATCH) {
+                        return (
+                            StatusCode::NOT_MODIFIED,
+                            [
+                                (header::CACHE_CONTROL, "max-age=60"),
+                                (header::ETAG, "\"v1\""),
+                                (header::VARY, "Accept-Language"),
+                            ],
+                        )
+                            .into_response();
+                    }
+                    (
+                        [
+                            (header::CACHE_CONTROL, "max-age=60"),
+                            (header::ETAG, "\"v1\""),
+                            (header::VARY, "Accept-Language, Accept-Encoding"),
+                        ],
+                        "payload",
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .layer(layer(&clock));
+    let lang: &[(&str, &str)] = &[("accept-language", "fr"), ("accept-encoding", "gzip")];
+    send(&app, get_req("/v", lang)).await;
+    clock.advance(Duration::from_secs(61));
+    let revalidated = send(&app, get_req("/v", lang)).await;
+    assert!(revalidated.cache_status().contains("fwd-status=304"));
+    let hit = send(&app, get_req("/v", lang)).await;
+    assert!(hit.cache_status().contains("hit"), "{}", hit.cache_status());
+    let vary: Vec<String> = hit
+        .headers
+        .get_all(header::VARY)
+        .iter()
+        .flat_map(|v| {
+            v.to_str()
+                .unwrap()
+                .split(',')
+                .map(|n| n.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(vary.contains(&"accept-encoding".to_owned()), "{vary:?}");
+    assert!(vary.contains(&"accept-language".to_owned()), "{vary:?}");
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test]
 async fn authorized_requests_are_never_answered_from_shared_entries() {
     let (calls, clock) = (Calls::default(), clock());
     let app = counted(calls.clone(), "max-age=60").layer(layer(&clock));
