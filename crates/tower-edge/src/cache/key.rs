@@ -136,6 +136,12 @@ pub(crate) fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
 
 /// The full key: the base key plus the request's value of each name in `vary` (all field lines,
 /// joined, whitespace around commas removed, so equivalent requests share an entry).
+///
+/// The `Accept` family (`Accept`, `Accept-Charset`, `Accept-Encoding`, `Accept-Language`) is
+/// normalised further (RFC 9111 §4.1 allows it where the field's semantics do): names in lower
+/// case, empty members dropped, weights written one way (`q=0.50` is `q=0.5`, `q=1` is no
+/// weight), members ordered by weight. Members of equal weight keep their order, which some
+/// origins read as a preference.
 pub(crate) fn vary_key(base: CacheKey, vary: &[HeaderName], request: &HeaderMap) -> CacheKey {
     vary.iter().fold(base, |key, name| {
         let parts: Vec<&[u8]> = request
@@ -144,15 +150,140 @@ pub(crate) fn vary_key(base: CacheKey, vary: &[HeaderName], request: &HeaderMap)
             .flat_map(|line| line.as_bytes().split(|&b| b == b','))
             .map(<[u8]>::trim_ascii)
             .collect();
-        let value = parts.join(&b","[..]);
+        let value = match accept_family(name).then(|| normalized_accept(&parts)) {
+            Some(Some(normalized)) => normalized.into_bytes(),
+            _ => parts.join(&b","[..]),
+        };
         key.with_variant(&format!("vary:{name}"), value)
     })
+}
+
+fn accept_family(name: &HeaderName) -> bool {
+    [
+        header::ACCEPT,
+        header::ACCEPT_CHARSET,
+        header::ACCEPT_ENCODING,
+        header::ACCEPT_LANGUAGE,
+    ]
+    .contains(name)
+}
+
+/// One way of writing an `Accept`-style list (see [`vary_key`]); `None` for bytes that are not
+/// text, which are keyed as they are.
+fn normalized_accept(members: &[&[u8]]) -> Option<String> {
+    let mut weighted: Vec<(u16, String)> = Vec::with_capacity(members.len());
+    for member in members {
+        let member = std::str::from_utf8(member).ok()?;
+        let mut pieces = member.split(';').map(str::trim);
+        let Some(token) = pieces.next().filter(|t| !t.is_empty()) else {
+            continue;
+        };
+        let mut written = token.to_ascii_lowercase();
+        let mut weight = 1000;
+        for param in pieces.filter(|p| !p.is_empty()) {
+            let (name, value) = param.split_once('=').unwrap_or((param, ""));
+            let name = name.trim().to_ascii_lowercase();
+            match (name.as_str(), qvalue(value.trim())) {
+                ("q", Some(q)) => weight = q,
+                _ => {
+                    written.push(';');
+                    written.push_str(&name);
+                    if !value.is_empty() {
+                        written.push('=');
+                        written.push_str(value.trim());
+                    }
+                }
+            }
+        }
+        if weight != 1000 {
+            let thousandths = format!("{weight:03}");
+            let digits = thousandths.trim_end_matches('0');
+            if digits.is_empty() {
+                written.push_str(";q=0");
+            } else {
+                written.push_str(";q=0.");
+                written.push_str(digits);
+            }
+        }
+        weighted.push((weight, written));
+    }
+    // Stable: members of equal weight keep the request's order.
+    weighted.sort_by_key(|(weight, _)| std::cmp::Reverse(*weight));
+    Some(
+        weighted
+            .into_iter()
+            .map(|(_, member)| member)
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+/// A weight (RFC 9110 §12.4.2) in thousandths: `0`, `0.5`, `1.000`; `None` if malformed.
+fn qvalue(text: &str) -> Option<u16> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let fraction_value: u16 = format!("{fraction:0<3}").parse().ok()?;
+    match whole {
+        "0" => Some(fraction_value),
+        "1" if fraction_value == 0 => Some(1000),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::{HeaderValue, Request};
+
+    fn accept_key(name: HeaderName, lines: &[&str]) -> CacheKey {
+        let mut request = HeaderMap::new();
+        for line in lines {
+            request.append(name.clone(), HeaderValue::from_str(line).unwrap());
+        }
+        vary_key(CacheKey::new("GET http://a/"), &[name], &request)
+    }
+
+    #[test]
+    fn equivalent_accept_lists_share_a_variant() {
+        // RFC 9111 §4.1: case, whitespace, empty members and how a weight is written.
+        let lang = header::ACCEPT_LANGUAGE;
+        let reference = accept_key(lang.clone(), &["en-US, fr;q=0.5"]);
+        for same in [
+            &["en-us,fr;q=0.5"][..],
+            &["EN-us ,  FR;Q=0.50"],
+            &["fr;q=0.500, en-US"],
+            &["en-US;q=1.0", "fr;q=0.5"],
+            &["en-US,,fr; q=0.5,"],
+        ] {
+            assert_eq!(accept_key(lang.clone(), same), reference, "{same:?}");
+        }
+        // Members of equal weight keep their order; other weights are other variants.
+        assert_ne!(accept_key(lang.clone(), &["fr, en-US"]), reference);
+        assert_ne!(accept_key(lang, &["en-US, fr;q=0.4"]), reference);
+        assert_eq!(
+            accept_key(header::ACCEPT_ENCODING, &["GZIP;q=0, br"]),
+            accept_key(header::ACCEPT_ENCODING, &["br, gzip;q=0.0"])
+        );
+    }
+
+    #[test]
+    fn weights_are_read_as_rfc_9110_writes_them() {
+        assert_eq!(qvalue("0"), Some(0));
+        assert_eq!(qvalue("0.5"), Some(500));
+        assert_eq!(qvalue("0.125"), Some(125));
+        assert_eq!(qvalue("1"), Some(1000));
+        assert_eq!(qvalue("1.000"), Some(1000));
+        for bad in ["1.5", "0.1234", "2", "", "abc", "-0.5", "0.x"] {
+            assert_eq!(qvalue(bad), None, "{bad:?}");
+        }
+        // A malformed weight stays in the key as written, a variant of its own.
+        assert_ne!(
+            accept_key(header::ACCEPT_LANGUAGE, &["fr;q=abc"]),
+            accept_key(header::ACCEPT_LANGUAGE, &["fr"])
+        );
+    }
 
     #[test]
     fn query_is_sorted_and_filtered() {
