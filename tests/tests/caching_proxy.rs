@@ -140,6 +140,26 @@ fn origin(calls: Calls) -> Router {
         )
         .route("/hang", get(std::future::pending::<&'static str>))
         .route(
+            "/cdn",
+            get(|State(calls): State<Calls>, method: Method, uri: Uri| async move {
+                let n = calls.record(&method, &uri);
+                (
+                    [
+                        (header::CACHE_CONTROL, "no-store"),
+                        (header::HeaderName::from_static("cdn-cache-control"), "max-age=60"),
+                    ],
+                    format!("for the CDN #{n}"),
+                )
+            }),
+        )
+        .route(
+            "/brief",
+            get(|State(calls): State<Calls>, method: Method, uri: Uri| async move {
+                let n = calls.record(&method, &uri);
+                ([(header::CACHE_CONTROL, "max-age=0")], format!("brief #{n}"))
+            }),
+        )
+        .route(
             "/secret/{case}",
             get(|State(calls): State<Calls>, method: Method, uri: Uri, headers: HeaderMap| async move {
                 let n = calls.record(&method, &uri);
@@ -516,5 +536,53 @@ async fn a_response_not_for_sharing_never_reaches_another_user() {
         );
         assert!(!cache_status(&bob).contains("hit"), "{cc}");
         assert_eq!(calls.get(&format!("GET {path}")), 2);
+    }
+}
+
+#[tokio::test]
+async fn cdn_cache_control_is_read_by_default_and_passed_on() {
+    // RFC 9213: the field is for caches like this one; browsers still see Cache-Control.
+    let (_origin, cache, calls) = start().await;
+    cache.get("/cdn", &[]).await;
+    let second = cache.get("/cdn", &[]).await;
+    assert_eq!(second.body(), "for the CDN #1");
+    assert!(cache_status(&second).contains("hit"), "{second:?}");
+    assert_eq!(second.headers()[header::CACHE_CONTROL], "no-store");
+    assert_eq!(second.headers()["cdn-cache-control"], "max-age=60");
+    assert_eq!(calls.get("GET /cdn"), 1);
+
+    // Turned off, Cache-Control: no-store rules.
+    let calls = Calls::default();
+    let origin = TestServer::start(origin(calls.clone())).await;
+    let config = ProxyConfig::new(&format!("http://{}", origin.addr()))
+        .unwrap()
+        .cdn_cache_control(false);
+    let without = TestServer::start(proxy(config)).await;
+    without.get("/cdn", &[]).await;
+    assert_eq!(without.get("/cdn", &[]).await.body(), "for the CDN #2");
+}
+
+#[tokio::test]
+async fn a_stored_response_is_served_stale_while_the_upstream_is_down() {
+    for window in [Some(Duration::from_secs(600)), None] {
+        let calls = Calls::default();
+        let origin = TestServer::start(origin(calls.clone())).await;
+        let mut config = ProxyConfig::new(&format!("http://{}", origin.addr())).unwrap();
+        if let Some(window) = window {
+            config = config.stale_if_error(window);
+        }
+        let cache = TestServer::start(proxy(config)).await;
+        assert_eq!(cache.get("/brief", &[]).await.body(), "brief #1");
+        origin.stop().await;
+
+        let res = cache.get("/brief", &[]).await;
+        if window.is_some() {
+            // RFC 9111 §4.2.4 with RFC 5861: stale, and said to be.
+            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(res.body(), "brief #1");
+            assert!(cache_status(&res).contains("stale-if-error"), "{res:?}");
+        } else {
+            assert_eq!(res.status(), StatusCode::BAD_GATEWAY, "{res:?}");
+        }
     }
 }

@@ -98,6 +98,8 @@ pub struct ProxyConfig {
     compress: bool,
     heuristic: bool,
     default_ttl: Option<Duration>,
+    cdn_cache_control: bool,
+    stale_if_error: Duration,
 }
 
 impl ProxyConfig {
@@ -136,6 +138,8 @@ impl ProxyConfig {
             compress: false,
             heuristic: false,
             default_ttl: None,
+            cdn_cache_control: true,
+            stale_if_error: Duration::ZERO,
         })
     }
 
@@ -156,6 +160,30 @@ impl ProxyConfig {
     #[must_use]
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
         self.default_ttl = Some(ttl);
+        self
+    }
+
+    /// Reads `CDN-Cache-Control` (RFC 9213) in place of `Cache-Control` and `Expires` when the
+    /// upstream sends it: the field is meant for caches like this one. It reaches the client
+    /// unchanged.
+    ///
+    /// Defaults to `true`.
+    #[must_use]
+    pub fn cdn_cache_control(mut self, enabled: bool) -> Self {
+        self.cdn_cache_control = enabled;
+        self
+    }
+
+    /// How long past its freshness a stored response may be served when the upstream fails
+    /// (cannot be reached, times out, closes the connection, or answers with a 5xx), for
+    /// responses that give no `stale-if-error` of their own (RFC 5861). Never for responses
+    /// that say `must-revalidate`, `proxy-revalidate`, `no-cache` or `s-maxage`
+    /// (RFC 9111 §4.2.4).
+    ///
+    /// Defaults to zero: a failing upstream's error reaches the client.
+    #[must_use]
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.stale_if_error = window;
         self
     }
 
@@ -231,7 +259,10 @@ impl std::error::Error for ConfigError {}
 /// Must be called inside a Tokio runtime (the client's connection pool runs on it).
 pub fn proxy(config: ProxyConfig) -> Router {
     let store = MokaStore::builder().max_bytes(config.cache_bytes).build();
-    let mut cache = ResponseCacheLayer::new(store).heuristic_freshness(config.heuristic);
+    let mut cache = ResponseCacheLayer::new(store)
+        .heuristic_freshness(config.heuristic)
+        .cdn_cache_control(config.cdn_cache_control)
+        .stale_if_error(config.stale_if_error);
     if let Some(ttl) = config.default_ttl {
         cache = cache.default_ttl(ttl);
     }

@@ -24,6 +24,9 @@ OPTIONS:
     --compress                compress responses for clients that accept it (off: no transformation)
     --heuristic               heuristic freshness for responses with Last-Modified only (RFC 9111 §4.2.2)
     --default-ttl SECS        TTL for responses with no freshness information at all [default: none]
+    --stale-if-error SECS     serve a stored response up to SECS past its freshness while the
+                              upstream fails (RFC 5861) [default: 0]
+    --no-cdn-cache-control    ignore CDN-Cache-Control (RFC 9213; read by default)
     -h, --help                print this help
 
 The client's Host header is forwarded unchanged, so the upstream sees the public host name.
@@ -42,7 +45,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
     let mut connect_timeout = None;
     let mut read_timeout = None;
     let (mut via, mut compress, mut heuristic) = (false, false, false);
+    let mut cdn_cache_control = true;
     let mut default_ttl = None;
+    let mut stale_if_error = None;
     let mut args = args.skip(1);
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -63,7 +68,12 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
                 heuristic = true;
                 continue;
             }
+            "--no-cdn-cache-control" => {
+                cdn_cache_control = false;
+                continue;
+            }
             "--default-ttl" => &mut default_ttl,
+            "--stale-if-error" => &mut stale_if_error,
             "--upstream" => &mut upstream,
             "--addr" => &mut addr,
             "--cache-mib" => &mut cache_mib,
@@ -84,9 +94,13 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
         .map_err(|e| e.to_string())?
         .via(via)
         .compress(compress)
-        .heuristic(heuristic);
+        .heuristic(heuristic)
+        .cdn_cache_control(cdn_cache_control);
     if let Some(secs) = default_ttl {
         config = config.default_ttl(seconds("--default-ttl", &secs)?);
+    }
+    if let Some(secs) = stale_if_error {
+        config = config.stale_if_error(seconds("--stale-if-error", &secs)?);
     }
     if let Some(mib) = cache_mib {
         let mib: u64 = mib
@@ -186,5 +200,18 @@ mod tests {
         assert!(parse(&["--upstream", "https://x"]).is_err());
         assert!(parse(&["--read-timeout", "0"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
+        assert!(parse(&["--stale-if-error", "soon"]).is_err());
+    }
+
+    #[test]
+    fn reads_the_shared_cache_options() {
+        let args = parse(&["--stale-if-error", "30", "--no-cdn-cache-control"])
+            .unwrap()
+            .unwrap();
+        let shown = format!("{:?}", args.config);
+        assert!(shown.contains("stale_if_error: 30s"), "{shown}");
+        assert!(shown.contains("cdn_cache_control: false"), "{shown}");
+        let defaults = format!("{:?}", parse(&[]).unwrap().unwrap().config);
+        assert!(defaults.contains("cdn_cache_control: true"), "{defaults}");
     }
 }
