@@ -969,7 +969,20 @@ fn client_precondition<St>(ctx: &Ctx<St>, parts: &response::Parts) -> Preconditi
     if !parts.status.is_success() || !has_preconditions(&ctx.client) {
         return Precondition::Proceed;
     }
-    let validators = Validators::from_headers(&parts.headers);
+    let mut validators = Validators::from_headers(&parts.headers);
+    // RFC 9111 §4.3.2: a cache evaluates If-Modified-Since against the stored response's
+    // Last-Modified, or, when it has none, its Date. Only for that field: If-Unmodified-Since
+    // is ignored without a modification date (RFC 9110 §13.1.4).
+    if validators.last_modified().is_none()
+        && ctx.client.contains_key(header::IF_MODIFIED_SINCE)
+        && !ctx.client.contains_key(header::IF_UNMODIFIED_SINCE)
+        && let Some(date) = parts
+            .headers
+            .get(header::DATE)
+            .and_then(|v| crate::http::date::parse_http_date(v.as_bytes()))
+    {
+        validators = validators.with_last_modified(date);
+    }
     evaluate(&ctx.method, &ctx.client, &validators, ctx.now)
 }
 

@@ -479,6 +479,21 @@ async fn a_304_without_a_name_of_the_stored_vary_keeps_it() {
 }
 
 #[tokio::test]
+async fn if_modified_since_uses_the_stored_date_without_last_modified() {
+    // RFC 9111 §4.3.2.
+    let (calls, clock) = (Calls::default(), clock());
+    let app = counted(calls.clone(), "max-age=60").layer(layer(&clock));
+    get_path(&app, "/r").await; // stored, dated T0 by the cache
+    clock.advance(Duration::from_secs(5));
+    let at = |t: u64| crate::http::date::format_http_date(UNIX_EPOCH + Duration::from_secs(t));
+    let since_then = send(&app, get_req("/r", &[("if-modified-since", &at(T0))])).await;
+    assert_eq!(since_then.status, StatusCode::NOT_MODIFIED);
+    let before = send(&app, get_req("/r", &[("if-modified-since", &at(T0 - 60))])).await;
+    assert_eq!((before.status, before.text()), (StatusCode::OK, "call 1"));
+    assert_eq!(calls.get(), 1);
+}
+
+#[tokio::test]
 async fn authorized_requests_are_never_answered_from_shared_entries() {
     let (calls, clock) = (Calls::default(), clock());
     let app = counted(calls.clone(), "max-age=60").layer(layer(&clock));
