@@ -86,6 +86,16 @@ fn stack(
     Stack { app, store, handle }
 }
 
+/// Two instances on one Redis, with their invalidation buses connected.
+async fn two_stacks(redis: &RedisServer, calls: &Arc<AtomicUsize>) -> (Stack, Stack) {
+    let (a, b) = (
+        stack(redis, calls.clone(), None, PATIENT),
+        stack(redis, calls.clone(), None, PATIENT),
+    );
+    until_connected(&[&a, &b]).await;
+    (a, b)
+}
+
 async fn until_connected(stacks: &[&Stack]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !stacks.iter().all(|s| s.store.inner().bus_connected()) {
@@ -132,11 +142,7 @@ async fn until_hit(app: &Router, path: &str) {
 async fn an_invalidation_on_one_instance_reaches_the_others_l1() {
     let redis = RedisServer::start();
     let calls = Arc::new(AtomicUsize::new(0));
-    let (a, b) = (
-        stack(&redis, calls.clone(), None, PATIENT),
-        stack(&redis, calls.clone(), None, PATIENT),
-    );
-    until_connected(&[&a, &b]).await;
+    let (a, b) = two_stacks(&redis, &calls).await;
 
     fetch(&a.app, "/item/1").await;
     // B fills its L1 from Redis.
@@ -165,11 +171,7 @@ async fn an_invalidation_on_one_instance_reaches_the_others_l1() {
 async fn a_leader_that_locks_after_another_instance_stored_serves_that_entry() {
     let redis = RedisServer::start();
     let calls = Arc::new(AtomicUsize::new(0));
-    let (a, b) = (
-        stack(&redis, calls.clone(), None, PATIENT),
-        stack(&redis, calls.clone(), None, PATIENT),
-    );
-    until_connected(&[&a, &b]).await;
+    let (a, b) = two_stacks(&redis, &calls).await;
 
     b.store.hold_next_lock();
     let b_request = tokio::spawn({

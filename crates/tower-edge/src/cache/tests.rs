@@ -418,42 +418,60 @@ async fn a_hit_sends_the_stored_date_with_its_age() {
     );
 }
 
+/// An origin for `/v` answering `304` with `not_modified` fields to `If-None-Match: "v1"`,
+/// and `200` "payload" with `full` fields otherwise; it counts its calls.
+fn revalidating(
+    calls: Calls,
+    full: &'static [(&'static str, &'static str)],
+    not_modified: &'static [(&'static str, &'static str)],
+) -> Router {
+    let fields = |status: StatusCode, body: &'static str, list: &[(&str, &str)]| {
+        let mut res = (status, body).into_response();
+        for (name, value) in list {
+            res.headers_mut().append(
+                header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                header::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        res
+    };
+    Router::new().route(
+        "/v",
+        get(move |headers: HeaderMap| {
+            calls.bump();
+            async move {
+                if headers
+                    .get(header::IF_NONE_MATCH)
+                    .is_some_and(|v| v == "\"v1\"")
+                {
+                    fields(StatusCode::NOT_MODIFIED, "", not_modified)
+                } else {
+                    fields(StatusCode::OK, "payload", full)
+                }
+            }
+        }),
+    )
+}
+
 #[tokio::test]
 async fn a_304_without_a_name_of_the_stored_vary_keeps_it() {
     // RFC 9110 §15.4.5: the 304 should carry the 200's Vary. A compression layer below the
     // cache adds `accept-encoding` to the 200 only; the stored response must keep it.
     let (calls, clock) = (Calls::default(), clock());
-    let c2 = calls.clone();
-    let app = Router::new()
-        .route(
-            "/v",
-            get(move |headers: HeaderMap| {
-                c2.bump();
-                async move {
-                    if headers.contains_key(header::IF_NONE_MATCH) {
-                        return (
-                            StatusCode::NOT_MODIFIED,
-                            [
-                                (header::CACHE_CONTROL, "max-age=60"),
-                                (header::ETAG, "\"v1\""),
-                                (header::VARY, "Accept-Language"),
-                            ],
-                        )
-                            .into_response();
-                    }
-                    (
-                        [
-                            (header::CACHE_CONTROL, "max-age=60"),
-                            (header::ETAG, "\"v1\""),
-                            (header::VARY, "Accept-Language, Accept-Encoding"),
-                        ],
-                        "payload",
-                    )
-                        .into_response()
-                }
-            }),
-        )
-        .layer(layer(&clock));
+    let app = revalidating(
+        calls.clone(),
+        &[
+            ("cache-control", "max-age=60"),
+            ("etag", "\"v1\""),
+            ("vary", "Accept-Language, Accept-Encoding"),
+        ],
+        &[
+            ("cache-control", "max-age=60"),
+            ("etag", "\"v1\""),
+            ("vary", "Accept-Language"),
+        ],
+    )
+    .layer(layer(&clock));
     let lang: &[(&str, &str)] = &[("accept-language", "fr"), ("accept-encoding", "gzip")];
     send(&app, get_req("/v", lang)).await;
     clock.advance(Duration::from_secs(61));
@@ -683,38 +701,12 @@ async fn head_is_answered_from_the_get_entry() {
 #[tokio::test]
 async fn revalidates_stale_entries_and_refreshes_them_on_304() {
     let (calls, clock) = (Calls::default(), clock());
-    let c2 = calls.clone();
-    let app = Router::new()
-        .route(
-            "/v",
-            get(move |headers: HeaderMap| {
-                c2.bump();
-                async move {
-                    if headers
-                        .get(header::IF_NONE_MATCH)
-                        .is_some_and(|v| v == "\"v1\"")
-                    {
-                        return (
-                            StatusCode::NOT_MODIFIED,
-                            [
-                                (header::CACHE_CONTROL, "max-age=120"),
-                                (header::ETAG, "\"v1\""),
-                            ],
-                        )
-                            .into_response();
-                    }
-                    (
-                        [
-                            (header::CACHE_CONTROL, "max-age=60"),
-                            (header::ETAG, "\"v1\""),
-                        ],
-                        "payload",
-                    )
-                        .into_response()
-                }
-            }),
-        )
-        .layer(layer(&clock));
+    let app = revalidating(
+        calls.clone(),
+        &[("cache-control", "max-age=60"), ("etag", "\"v1\"")],
+        &[("cache-control", "max-age=120"), ("etag", "\"v1\"")],
+    )
+    .layer(layer(&clock));
     get_path(&app, "/v").await;
     clock.advance(Duration::from_secs(61));
     let revalidated = get_path(&app, "/v").await;
