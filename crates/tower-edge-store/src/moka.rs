@@ -339,7 +339,12 @@ impl CacheStore for MokaStore {
             return Ok(None);
         }
         let token = LockToken::random();
-        locks.insert(name, (token.clone(), now + ttl));
+        // A TTL past what an Instant holds (say `Duration::MAX`) is a lock held for a century.
+        let until = now
+            .checked_add(ttl)
+            .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+            .unwrap_or(now);
+        locks.insert(name, (token.clone(), until));
         Ok(Some(token))
     }
 
@@ -357,5 +362,26 @@ impl CacheStore for MokaStore {
 
     fn fence(&self) -> Option<&Fence> {
         Some(&self.inner.fence)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lock_with_an_endless_ttl_holds_without_overflowing() {
+        let store = MokaStore::default();
+        let key = CacheKey::new("GET http://a/");
+        let token = store.try_lock(&key, Duration::MAX).await.unwrap().unwrap();
+        assert!(store.try_lock(&key, Duration::MAX).await.unwrap().is_none());
+        assert!(store.unlock(&key, &token).await.unwrap());
+        assert!(
+            store
+                .try_lock(&key, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 }

@@ -137,7 +137,7 @@ impl Flights {
                     State::Abandoned => break,
                     State::Running => {}
                 }
-                let next_lead = flight.leaders().latest + age;
+                let next_lead = later(flight.leaders().latest, age);
                 if tokio::time::timeout_at(next_lead, state.changed())
                     .await
                     .is_err()
@@ -177,7 +177,7 @@ impl Flights {
         }
         let mut leaders = flight.leaders();
         let now = Instant::now();
-        if *flight.state.borrow() != State::Running || now < leaders.latest + age {
+        if *flight.state.borrow() != State::Running || now < later(leaders.latest, age) {
             return None;
         }
         leaders.count += 1;
@@ -307,7 +307,7 @@ where
     L: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + ttl;
+    let deadline = later(Instant::now(), ttl);
     let mut delay = Duration::from_millis(2);
     loop {
         match store.try_lock(lock_key, ttl).await {
@@ -332,6 +332,15 @@ where
             }
         }
     }
+}
+
+/// `at + wait`, or a time no wait reaches when that is past what an `Instant` can hold (a
+/// timeout of `Duration::MAX` means: never).
+fn later(at: Instant, wait: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    at.checked_add(wait)
+        .or_else(|| at.checked_add(CENTURY))
+        .unwrap_or(at)
 }
 
 #[cfg(test)]
@@ -469,6 +478,22 @@ mod tests {
         ));
         drop(second);
         assert!(flights.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_endless_age_never_overflows() {
+        let flights = Arc::new(Flights::default());
+        let first = lead(flights.join("k", Duration::MAX).await);
+        let waiter = {
+            let flights = Arc::clone(&flights);
+            tokio::spawn(async move { flights.join("k", Duration::MAX).await })
+        };
+        tokio::task::yield_now().await;
+        first.finish(Finish::Stored);
+        assert!(matches!(
+            waiter.await.unwrap(),
+            Joined::Done(Finish::Stored)
+        ));
     }
 
     #[tokio::test]
