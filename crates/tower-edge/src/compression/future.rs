@@ -217,14 +217,18 @@ where
                         }
                         Decision::NotModified => {
                             // The client holds the variant this request negotiates: if that is
-                            // compressed, its tag was weakened and it varied on the header, and
-                            // the 304 must say the same (RFC 9110 §15.4.5).
+                            // compressed, its tag was weakened. Either way the 200 varied on
+                            // the header (identity answers of compressible types say so too),
+                            // and the 304 must say the same (RFC 9110 §15.4.5). A 304 carries
+                            // no type to check the filter against, so it says Vary for every
+                            // negotiated request: stating one name too many costs a downstream
+                            // cache a split, while one too few lets it mix encodings.
                             if let Choice::Coding(coding) = *this.choice
                                 && coding != Coding::Identity
                             {
                                 weaken_etag(&mut parts.headers);
-                                add_vary(&mut parts.headers);
                             }
+                            add_vary(&mut parts.headers);
                             Response::from_parts(parts, CompressionBody::pass(body))
                         }
                         Decision::Reject => not_acceptable(parts, this.config),
