@@ -136,6 +136,7 @@ mod future;
 mod handle;
 mod key;
 mod layer;
+mod outcome;
 mod policy;
 mod service;
 mod stats;

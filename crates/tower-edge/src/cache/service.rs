@@ -21,7 +21,9 @@ use tower_edge_store::{
 use super::{
     CacheHandle, CacheTags, ResponseFuture, Shared,
     body::CacheBody,
-    key, policy,
+    key,
+    outcome::{Fwd, Outcome, Stored},
+    policy,
     stats::{self, bump},
 };
 use crate::http::{
@@ -172,7 +174,7 @@ where
             .extensions
             .insert(CacheHandle::new(&shared, origin.clone()));
         let mut res = inner.call(Request::from_parts(parts, body)).await?;
-        append_status(res.headers_mut(), "fwd=bypass");
+        Outcome::Bypass.apply(res.headers_mut());
         return Ok(res.map(CacheBody::stream));
     }
 
@@ -223,7 +225,7 @@ where
             body,
             None,
             None,
-            "fwd=request",
+            Fwd::Request,
         ))
         .await;
     }
@@ -237,18 +239,20 @@ where
             // RFC 9111 §5.2.1.7.
             let mut res = Response::new(CacheBody::empty());
             *res.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-            append_status(res.headers_mut(), "fwd=miss; detail=only-if-cached");
+            Outcome::OnlyIfCached.apply(res.headers_mut());
             return Ok(res);
         }
     }
     bump(&shared.counters.misses);
-    let detail = if no_cache { "fwd=request" } else { "fwd=miss" };
+    let fwd = if no_cache { Fwd::Request } else { Fwd::Miss };
     let mut lead = match Box::pin(take_flight(&ctx, flight_key.clone())).await {
         Taken::Lead(lead) => lead,
-        Taken::Collapsed(found) => return Ok(serve(&found, &ctx, "fwd=miss; collapsed")),
+        Taken::Collapsed(found) => {
+            return Ok(serve(&found, &ctx, Outcome::Collapsed { fwd: Fwd::Miss }));
+        }
         Taken::Stale(found) => return answer_from(found, &ctx, inner, parts, body).await,
         Taken::Alone => {
-            return Box::pin(forward(&ctx, &mut inner, parts, body, None, None, detail)).await;
+            return Box::pin(forward(&ctx, &mut inner, parts, body, None, None, fwd)).await;
         }
     };
     // A flight may have ended between the lookup and the join.
@@ -265,7 +269,7 @@ where
             Locked::Found(found) => {
                 lead.finish(Finish::Stored);
                 bump(&shared.counters.coalesced);
-                return Ok(serve(&found, &ctx, "fwd=miss; collapsed"));
+                return Ok(serve(&found, &ctx, Outcome::Collapsed { fwd: Fwd::Miss }));
             }
             Locked::Held(token) => {
                 let store = shared.store.clone();
@@ -287,7 +291,7 @@ where
         body,
         None,
         Some(lead),
-        detail,
+        fwd,
     ))
     .await
 }
@@ -431,7 +435,7 @@ where
         bump(&shared.counters.hits);
         tracing::trace!(key = %found.key, "cache hit");
         let ttl = found.entry.fresh_for().saturating_sub(found.age(ctx.now));
-        return Ok(serve(&found, ctx, &format!("hit; ttl={}", ttl.as_secs())));
+        return Ok(serve(&found, ctx, Outcome::Hit { ttl }));
     }
     let stale_by = found.stale_by(ctx.now);
     let may_serve_stale = !policy::forbids_stale(found.entry.headers());
@@ -468,7 +472,7 @@ where
                     ReqB::default(),
                     Some(stale),
                     None,
-                    "fwd=stale",
+                    Fwd::Stale,
                 )
                 .await;
                 if let Ok(res) = res {
@@ -476,11 +480,11 @@ where
                 }
             });
         }
-        let status = format!(
-            "hit; ttl=-{}; detail=stale-while-revalidate",
-            stale_by.as_secs()
-        );
-        return Ok(serve(&found, ctx, &status));
+        return Ok(serve(
+            &found,
+            ctx,
+            Outcome::StaleWhileRevalidate { stale_by },
+        ));
     }
     // Stale: revalidate (with validators) or fetch again, one request per key.
     let joined = shared
@@ -494,7 +498,7 @@ where
                 && again.fresh(ctx.now)
             {
                 bump(&shared.counters.coalesced);
-                return Ok(serve(&again, ctx, "fwd=stale; collapsed"));
+                return Ok(serve(&again, ctx, Outcome::Collapsed { fwd: Fwd::Stale }));
             }
             None
         }
@@ -508,7 +512,7 @@ where
         body,
         Some(found.entry),
         guard,
-        "fwd=stale",
+        Fwd::Stale,
     ))
     .await
 }
@@ -523,7 +527,7 @@ async fn forward<S, St, ReqB, ResB>(
     body: ReqB,
     stale: Option<Arc<Entry>>,
     guard: Option<Lead>,
-    fwd: &str,
+    fwd: Fwd,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -592,13 +596,14 @@ where
                 entry: Arc::clone(stale),
                 key: ctx.base.clone(),
             };
-            let detail = match why {
-                StaleIfError::Status(s) => format!("fwd=stale; fwd-status={}", s.as_u16()),
-                StaleIfError::Error => "fwd=stale".to_owned(),
+            let outcome = Outcome::StaleIfError {
+                stale_by: found.stale_by(ctx.now),
+                status: match why {
+                    StaleIfError::Status(status) => Some(status),
+                    StaleIfError::Error => None,
+                },
             };
-            let stale_by = found.stale_by(ctx.now).as_secs();
-            let status = format!("hit; ttl=-{stale_by}; {detail}; detail=stale-if-error");
-            return Ok(serve(&found, ctx, &status));
+            return Ok(serve(&found, ctx, outcome));
         }
     };
     let (mut rparts, rbody) = res.into_parts();
@@ -634,7 +639,7 @@ where
                 let entry = entry_of(&refreshed, stale.body().clone(), &freshness, tags, ctx.now);
                 let ttl = freshness.store_ttl(true, config.keep_stale_for);
                 let entry = Arc::new(entry);
-                store_entry(
+                let stored = store_entry(
                     ctx,
                     ticket,
                     &key,
@@ -645,11 +650,16 @@ where
                 .await;
                 finish(guard, Finish::Stored);
                 let found = Found { entry, key };
-                return Ok(serve(
-                    &found,
-                    ctx,
-                    &format!("{fwd}; fwd-status=304; stored"),
-                ));
+                let outcome = Outcome::Forwarded {
+                    fwd,
+                    not_modified: true,
+                    stored: if stored {
+                        Stored::Yes
+                    } else {
+                        Stored::Unclaimed
+                    },
+                };
+                return Ok(serve(&found, ctx, outcome));
             }
             Err(reason) => {
                 // No longer storable: still the right answer for this request.
@@ -665,11 +675,12 @@ where
                 };
                 let _ = shared.store.delete(&found.key).await;
                 finish(guard, Finish::NotStored);
-                return Ok(serve(
-                    &found,
-                    ctx,
-                    &format!("{fwd}; fwd-status=304; detail={reason}"),
-                ));
+                let outcome = Outcome::Forwarded {
+                    fwd,
+                    not_modified: true,
+                    stored: Stored::No(reason),
+                };
+                return Ok(serve(&found, ctx, outcome));
             }
         }
     }
@@ -695,7 +706,12 @@ where
         Err(reason) => {
             finish(guard, Finish::NotStored);
             tracing::debug!(key = %ctx.base, reason, "response not stored");
-            append_status(&mut rparts.headers, &format!("{fwd}; detail={reason}"));
+            Outcome::Forwarded {
+                fwd,
+                not_modified: false,
+                stored: Stored::No(reason),
+            }
+            .apply(&mut rparts.headers);
             return Ok(answer_uncached(ctx, rparts, rbody));
         }
     };
@@ -728,12 +744,16 @@ where
                 Finish::NotStored
             },
         );
-        let status = if stored.0 {
-            format!("{fwd}; stored")
-        } else {
-            fwd.to_owned()
-        };
-        append_status(&mut rparts.headers, &status);
+        Outcome::Forwarded {
+            fwd,
+            not_modified: false,
+            stored: if stored.0 {
+                Stored::Yes
+            } else {
+                Stored::Unclaimed
+            },
+        }
+        .apply(&mut rparts.headers);
         return Ok(match (client_answer, stored.1) {
             (Precondition::Proceed, Some(bytes)) => {
                 Response::from_parts(rparts, CacheBody::full(bytes))
@@ -745,11 +765,16 @@ where
 
     // RFC 9211 `stored`: claimed only when the length is known to fit; a body of unknown length
     // may still turn out too long to keep.
-    if rbody.size_hint().exact().is_some() {
-        append_status(&mut rparts.headers, &format!("{fwd}; stored"));
-    } else {
-        append_status(&mut rparts.headers, fwd);
+    Outcome::Forwarded {
+        fwd,
+        not_modified: false,
+        stored: if rbody.size_hint().exact().is_some() {
+            Stored::Yes
+        } else {
+            Stored::Unclaimed
+        },
     }
+    .apply(&mut rparts.headers);
 
     // The common case: stream the body to the client and store a copy at its end.
     let store = shared.store.clone();
@@ -1058,14 +1083,14 @@ fn short_answer<B>(mut parts: response::Parts, outcome: Precondition) -> Respons
 }
 
 /// Builds the client's response from a stored entry.
-fn serve<St, B>(found: &Found, ctx: &Ctx<St>, status: &str) -> Response<CacheBody<B>> {
+fn serve<St, B>(found: &Found, ctx: &Ctx<St>, outcome: Outcome) -> Response<CacheBody<B>> {
     let entry = &found.entry;
     let mut res = Response::new(CacheBody::<B>::empty());
     *res.status_mut() = entry.status();
     *res.headers_mut() = entry.headers().clone();
     res.headers_mut()
         .insert(header::AGE, policy::seconds_value(found.age(ctx.now)));
-    append_status(res.headers_mut(), status);
+    outcome.apply(res.headers_mut());
     let (mut parts, _) = res.into_parts();
     match client_precondition(ctx, &parts) {
         Precondition::Proceed => {}
@@ -1102,36 +1127,6 @@ fn serve<St, B>(found: &Found, ctx: &Ctx<St>, status: &str) -> Response<CacheBod
         }
     }
     Response::from_parts(parts, CacheBody::full(entry.body().clone()))
-}
-
-fn append_status(headers: &mut HeaderMap, status: &str) {
-    crate::observe::record("edge.cache", status);
-    let event = if status.starts_with("hit") {
-        if status.contains("stale") {
-            "stale"
-        } else {
-            "hit"
-        }
-    } else if status.starts_with("fwd=miss") {
-        if status.contains("collapsed") {
-            "collapsed"
-        } else {
-            "miss"
-        }
-    } else if status.starts_with("fwd=stale") {
-        "revalidate"
-    } else if status.starts_with("fwd=bypass") {
-        "bypass"
-    } else {
-        "forward"
-    };
-    crate::observe::count("tower_edge_cache_total", "event", event);
-    let mut text = String::with_capacity(12 + status.len());
-    text.push_str("tower-edge; ");
-    text.push_str(status);
-    if let Ok(value) = HeaderValue::try_from(text) {
-        headers.append(HeaderName::from_static("cache-status"), value);
-    }
 }
 
 /// Reads a whole body of at most `max` bytes; `None` if longer, or if it fails or ends in

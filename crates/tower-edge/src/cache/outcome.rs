@@ -1,0 +1,231 @@
+//! What the cache did with a request, as a type. The `Cache-Status` field (RFC 9211), the
+//! `edge.cache` span field and the `tower_edge_cache_total` metric label are all derived from
+//! one [`Outcome`]; nothing formats a status and parses it back.
+
+use std::{fmt, time::Duration};
+
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+/// Why a request went to the inner service (RFC 9211 §2.2 `fwd`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fwd {
+    /// Nothing was stored for it.
+    Miss,
+    /// Its own fields asked for the origin (`no-cache`, `Authorization`).
+    Request,
+    /// What was stored is stale: a revalidation or a fetch again.
+    Stale,
+}
+
+impl Fwd {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Miss => "miss",
+            Self::Request => "request",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+/// Whether a forwarded response was kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// The store kept it, or it is known to fit and is being kept as it streams.
+    Yes,
+    /// It streams to the client with a copy that may yet turn out too long to keep: no claim.
+    Unclaimed,
+    /// Not kept, and why (the RFC 9211 `detail`).
+    No(&'static str),
+}
+
+/// What the cache did with one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A fresh stored response, with the seconds it stays fresh.
+    Hit { ttl: Duration },
+    /// A stale stored response while one background refresh runs (RFC 5861).
+    StaleWhileRevalidate { stale_by: Duration },
+    /// A stale stored response because the inner service failed (RFC 5861); with the status
+    /// it failed with, if it answered.
+    StaleIfError {
+        stale_by: Duration,
+        status: Option<StatusCode>,
+    },
+    /// The response another request's inner call stored.
+    Collapsed { fwd: Fwd },
+    /// The inner service's response; `not_modified` when it answered a revalidation with 304.
+    Forwarded {
+        fwd: Fwd,
+        not_modified: bool,
+        stored: Stored,
+    },
+    /// `only-if-cached` and nothing stored: 504 (RFC 9111 §5.2.1.7).
+    OnlyIfCached,
+    /// Not looked up, not stored: the bypass predicate, an unkeyable host.
+    Bypass,
+}
+
+impl Outcome {
+    /// The label of `tower_edge_cache_total`.
+    fn event(self) -> &'static str {
+        match self {
+            Self::Hit { .. } => "hit",
+            Self::StaleWhileRevalidate { .. } | Self::StaleIfError { .. } => "stale",
+            Self::Collapsed { fwd: Fwd::Stale } => "revalidate",
+            Self::Collapsed { .. } => "collapsed",
+            Self::Forwarded { fwd: Fwd::Miss, .. } | Self::OnlyIfCached => "miss",
+            Self::Forwarded {
+                fwd: Fwd::Stale, ..
+            } => "revalidate",
+            Self::Forwarded {
+                fwd: Fwd::Request, ..
+            } => "forward",
+            Self::Bypass => "bypass",
+        }
+    }
+
+    /// Appends this outcome's `Cache-Status` member, records it on the request span and
+    /// counts it.
+    pub(crate) fn apply(self, headers: &mut HeaderMap) {
+        let text = self.to_string();
+        crate::observe::record("edge.cache", &text);
+        crate::observe::count("tower_edge_cache_total", "event", self.event());
+        if let Ok(value) = HeaderValue::try_from(format!("tower-edge; {text}")) {
+            headers.append(HeaderName::from_static("cache-status"), value);
+        }
+    }
+}
+
+/// The parameters of the `Cache-Status` member (RFC 9211 §2), after the cache's name.
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Hit { ttl } => write!(f, "hit; ttl={}", ttl.as_secs()),
+            Self::StaleWhileRevalidate { stale_by } => write!(
+                f,
+                "hit; ttl=-{}; detail=stale-while-revalidate",
+                stale_by.as_secs()
+            ),
+            Self::StaleIfError { stale_by, status } => {
+                write!(f, "hit; ttl=-{}; fwd=stale", stale_by.as_secs())?;
+                if let Some(status) = status {
+                    write!(f, "; fwd-status={}", status.as_u16())?;
+                }
+                f.write_str("; detail=stale-if-error")
+            }
+            Self::Collapsed { fwd } => write!(f, "fwd={}; collapsed", fwd.as_str()),
+            Self::Forwarded {
+                fwd,
+                not_modified,
+                stored,
+            } => {
+                write!(f, "fwd={}", fwd.as_str())?;
+                if not_modified {
+                    f.write_str("; fwd-status=304")?;
+                }
+                match stored {
+                    Stored::Yes => f.write_str("; stored"),
+                    Stored::Unclaimed => Ok(()),
+                    Stored::No(why) => write!(f, "; detail={why}"),
+                }
+            }
+            Self::OnlyIfCached => f.write_str("fwd=miss; detail=only-if-cached"),
+            Self::Bypass => f.write_str("fwd=bypass"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_rfc_9211_parameters() {
+        let secs = Duration::from_secs;
+        for (outcome, text, event) in [
+            (Outcome::Hit { ttl: secs(59) }, "hit; ttl=59", "hit"),
+            (
+                Outcome::StaleWhileRevalidate { stale_by: secs(3) },
+                "hit; ttl=-3; detail=stale-while-revalidate",
+                "stale",
+            ),
+            (
+                Outcome::StaleIfError {
+                    stale_by: secs(5),
+                    status: Some(StatusCode::BAD_GATEWAY),
+                },
+                "hit; ttl=-5; fwd=stale; fwd-status=502; detail=stale-if-error",
+                "stale",
+            ),
+            (
+                Outcome::StaleIfError {
+                    stale_by: secs(5),
+                    status: None,
+                },
+                "hit; ttl=-5; fwd=stale; detail=stale-if-error",
+                "stale",
+            ),
+            (
+                Outcome::Collapsed { fwd: Fwd::Miss },
+                "fwd=miss; collapsed",
+                "collapsed",
+            ),
+            (
+                Outcome::Collapsed { fwd: Fwd::Stale },
+                "fwd=stale; collapsed",
+                "revalidate",
+            ),
+            (
+                Outcome::Forwarded {
+                    fwd: Fwd::Miss,
+                    not_modified: false,
+                    stored: Stored::Yes,
+                },
+                "fwd=miss; stored",
+                "miss",
+            ),
+            (
+                Outcome::Forwarded {
+                    fwd: Fwd::Stale,
+                    not_modified: true,
+                    stored: Stored::Yes,
+                },
+                "fwd=stale; fwd-status=304; stored",
+                "revalidate",
+            ),
+            (
+                Outcome::Forwarded {
+                    fwd: Fwd::Request,
+                    not_modified: false,
+                    stored: Stored::No("authorization"),
+                },
+                "fwd=request; detail=authorization",
+                "forward",
+            ),
+            (
+                Outcome::Forwarded {
+                    fwd: Fwd::Miss,
+                    not_modified: false,
+                    stored: Stored::Unclaimed,
+                },
+                "fwd=miss",
+                "miss",
+            ),
+            (
+                Outcome::OnlyIfCached,
+                "fwd=miss; detail=only-if-cached",
+                "miss",
+            ),
+            (Outcome::Bypass, "fwd=bypass", "bypass"),
+        ] {
+            assert_eq!(outcome.to_string(), text);
+            assert_eq!(outcome.event(), event, "{text}");
+            let mut headers = HeaderMap::new();
+            outcome.apply(&mut headers);
+            assert_eq!(
+                headers["cache-status"],
+                format!("tower-edge; {text}").as_str()
+            );
+        }
+    }
+}
