@@ -1,0 +1,151 @@
+//! A stored entry, or a response that is not stored, turned into the client's answer:
+//! `304`/`412` for its preconditions, `206`/`416` for its ranges, `Age` and `Cache-Status`.
+
+use super::*;
+
+/// The client's preconditions against the validators of a fresh 2xx response.
+pub(super) fn client_precondition<St>(ctx: &Ctx<St>, parts: &response::Parts) -> Precondition {
+    if !parts.status.is_success() || !has_preconditions(&ctx.client) {
+        return Precondition::Proceed;
+    }
+    let mut validators = Validators::from_headers(&parts.headers);
+    // RFC 9111 §4.3.2: a cache evaluates If-Modified-Since against the stored response's
+    // Last-Modified, or, when it has none, its Date. Only for that field: If-Unmodified-Since
+    // is ignored without a modification date (RFC 9110 §13.1.4).
+    if validators.last_modified().is_none()
+        && ctx.client.contains_key(header::IF_MODIFIED_SINCE)
+        && !ctx.client.contains_key(header::IF_UNMODIFIED_SINCE)
+        && let Some(date) = parts
+            .headers
+            .get(header::DATE)
+            .and_then(|v| crate::http::date::parse_http_date(v.as_bytes()))
+    {
+        validators = validators.with_last_modified(date);
+    }
+    evaluate(&ctx.method, &ctx.client, &validators, ctx.now)
+}
+
+/// A response that is not stored: passed through, with the client's conditionals answered.
+pub(super) fn answer_uncached<St, B>(
+    ctx: &Ctx<St>,
+    parts: response::Parts,
+    body: B,
+) -> Response<CacheBody<B>> {
+    match client_precondition(ctx, &parts) {
+        Precondition::Proceed => Response::from_parts(parts, CacheBody::stream(body)),
+        other => short_answer(parts, other),
+    }
+}
+
+/// 304 or 412 in place of `parts`' full response.
+pub(super) fn short_answer<B>(
+    mut parts: response::Parts,
+    outcome: Precondition,
+) -> Response<CacheBody<B>> {
+    match outcome {
+        Precondition::NotModified => {
+            crate::observe::validator("304");
+            parts.status = StatusCode::NOT_MODIFIED;
+            let cache_status: Vec<HeaderValue> = parts
+                .headers
+                .get_all("cache-status")
+                .iter()
+                .cloned()
+                .collect();
+            let age = parts.headers.remove(header::AGE);
+            retain_not_modified_headers(&mut parts.headers);
+            for value in cache_status {
+                parts
+                    .headers
+                    .append(HeaderName::from_static("cache-status"), value);
+            }
+            if let Some(age) = age {
+                parts.headers.insert(header::AGE, age);
+            }
+            Response::from_parts(parts, CacheBody::empty())
+        }
+        Precondition::PreconditionFailed => {
+            crate::observe::validator("412");
+            parts.status = StatusCode::PRECONDITION_FAILED;
+            let keep: Vec<(HeaderName, HeaderValue)> = parts
+                .headers
+                .iter()
+                .filter(|(n, _)| {
+                    *n == header::ETAG
+                        || *n == header::LAST_MODIFIED
+                        || n.as_str() == "cache-status"
+                })
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect();
+            parts.headers.clear();
+            for (n, v) in keep {
+                parts.headers.append(n, v);
+            }
+            parts
+                .headers
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            Response::from_parts(
+                parts,
+                CacheBody::full(Bytes::from_static(
+                    crate::http::preconditions::PRECONDITION_FAILED_REASON.as_bytes(),
+                )),
+            )
+        }
+        Precondition::Proceed => Response::from_parts(parts, CacheBody::empty()),
+    }
+}
+
+/// Builds the client's response from a stored entry.
+pub(super) fn serve<St, B>(
+    found: &Found,
+    ctx: &Ctx<St>,
+    outcome: Outcome,
+) -> Response<CacheBody<B>> {
+    let entry = &found.entry;
+    let mut res = Response::new(CacheBody::<B>::empty());
+    *res.status_mut() = entry.status();
+    *res.headers_mut() = entry.headers().clone();
+    res.headers_mut()
+        .insert(header::AGE, policy::seconds_value(found.age(ctx.now)));
+    outcome.apply(res.headers_mut());
+    let (mut parts, _) = res.into_parts();
+    match client_precondition(ctx, &parts) {
+        Precondition::Proceed => {}
+        other => return short_answer(parts, other),
+    }
+    if ctx.method == Method::HEAD {
+        parts.headers.insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(entry.body().len() as u64),
+        );
+        return Response::from_parts(parts, CacheBody::empty());
+    }
+    // RFC 9110 §14: ranges of the stored body, with the same code as RangeLayer.
+    if ctx.client.contains_key(header::RANGE) && serves_ranges(parts.status, &parts.headers) {
+        let validators = Validators::from_headers(&parts.headers);
+        let len = entry.body().len() as u64;
+        match range::evaluate(
+            &ctx.method,
+            &ctx.client,
+            len,
+            &validators,
+            ctx.now,
+            &RangeLimits::new(),
+        ) {
+            Resolution::Full => {}
+            Resolution::Partial(ranges) => {
+                let (parts, chunks) = partial_parts(parts, entry.body(), &ranges);
+                return Response::from_parts(parts, CacheBody::chunks(chunks));
+            }
+            Resolution::Unsatisfiable => {
+                let (parts, body) = unsatisfiable_parts(parts, len);
+                return Response::from_parts(parts, CacheBody::full(body));
+            }
+        }
+    }
+    Response::from_parts(parts, CacheBody::full(entry.body().clone()))
+}

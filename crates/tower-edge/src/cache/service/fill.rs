@@ -1,0 +1,217 @@
+//! Storing what the inner service answered: the entry, its `Vary` marker and tags, under the
+//! fence protocol of `tower_edge_store::fence`, and how the flight that waited for it ended.
+
+use super::*;
+
+/// Tells those waiting for this request's flight, if it leads one, how it ended.
+pub(super) fn finish(lead: Option<Lead>, how: Finish) {
+    if let Some(lead) = lead {
+        lead.finish(how);
+    }
+}
+
+pub(super) const FRESH_NOW: policy::Freshness = policy::Freshness {
+    fresh_for: Duration::ZERO,
+    initial_age: Duration::ZERO,
+    stale_while_revalidate: Duration::ZERO,
+    stale_if_error: Duration::ZERO,
+};
+
+pub(super) fn entry_of(
+    parts: &response::Parts,
+    body: Bytes,
+    freshness: &policy::Freshness,
+    tags: Vec<String>,
+    now: SystemTime,
+) -> Entry {
+    let mut headers = parts.headers.clone();
+    headers.remove(header::AGE);
+    headers.remove(HeaderName::from_static("cache-status"));
+    // RFC 9110 §6.6.1: a cache that stores a response without a Date adds one; hits then send
+    // the Date of the stored response with its Age, not the time of the hit.
+    if !headers.contains_key(header::DATE) {
+        headers.insert(header::DATE, crate::http::date::http_date_value(now));
+    }
+    Entry::new(parts.status, headers, body)
+        .with_stored_at(now)
+        .with_initial_age(freshness.initial_age)
+        .with_fresh_for(freshness.fresh_for)
+        .with_stale_while_revalidate(freshness.stale_while_revalidate)
+        .with_stale_if_error(freshness.stale_if_error)
+        .with_tags(tags)
+}
+
+pub(super) fn with_body(template: Entry, body: Bytes) -> Entry {
+    template.with_body(body)
+}
+
+/// The names a response varies on, as this cache keys them.
+pub(super) fn vary_of<St>(ctx: &Ctx<St>, headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut names = key::vary_names(headers).unwrap_or_default();
+    if ctx.shared.config.encoding.is_none()
+        && headers.get_all(header::VARY).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.to_ascii_lowercase().contains("accept-encoding"))
+        })
+    {
+        // No negotiator to key on: the raw header is the only safe key.
+        names.push(header::ACCEPT_ENCODING);
+        names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    }
+    names
+}
+
+pub(super) fn variant_key<St>(ctx: &Ctx<St>, headers: &HeaderMap) -> CacheKey {
+    let names = vary_of(ctx, headers);
+    if names.is_empty() {
+        ctx.base.clone()
+    } else {
+        key::vary_key(ctx.base.clone(), &names, &ctx.client)
+    }
+}
+
+/// The marker entry to store under the base key when the response varies on request headers.
+pub(super) fn marker_for<St>(
+    ctx: &Ctx<St>,
+    headers: &HeaderMap,
+    _ttl: Duration,
+) -> Option<(CacheKey, Entry)> {
+    let names = vary_of(ctx, headers);
+    if names.is_empty() {
+        return None;
+    }
+    let list = names
+        .iter()
+        .map(HeaderName::as_str)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut marker_headers = HeaderMap::new();
+    marker_headers.insert(
+        HeaderName::from_static(VARY_MARKER),
+        HeaderValue::from_str(&list).ok()?,
+    );
+    let marker = Entry::new(StatusCode::OK, marker_headers, Bytes::new()).with_stored_at(ctx.now);
+    Some((ctx.base.clone(), marker))
+}
+
+pub(super) async fn store_entry<St: CacheStore>(
+    ctx: &Ctx<St>,
+    ticket: Option<Ticket>,
+    key: &CacheKey,
+    headers: &HeaderMap,
+    entry: Entry,
+    ttl: Duration,
+) -> bool {
+    let marker = marker_for(ctx, headers, ttl);
+    let shared = &ctx.shared;
+    fill(
+        &shared.store,
+        &shared.counters,
+        ticket,
+        key,
+        marker,
+        entry,
+        ttl,
+    )
+    .await
+}
+
+/// Puts `entry` (and its `Vary` marker) unless its resource or one of its tags was invalidated
+/// since `ticket`: the origin may have read the old data before that write. Checked before the
+/// put and again after it, undoing the put if an invalidation landed in between (the protocol
+/// of `tower_edge_store::fence`).
+pub(super) async fn fill<St: CacheStore>(
+    store: &St,
+    counters: &stats::Counters,
+    ticket: Option<Ticket>,
+    key: &CacheKey,
+    marker: Option<(CacheKey, Entry)>,
+    entry: Entry,
+    ttl: Duration,
+) -> bool {
+    let tags = entry.tags().to_vec();
+    let len = entry.body().len() as u64;
+    let put = async {
+        let mut ok = true;
+        if let Some((marker_key, marker)) = marker {
+            ok &= store.put(&marker_key, marker, ttl).await.is_ok();
+        }
+        ok &= store.put(key, entry, ttl).await.is_ok();
+        if ok { Ok(()) } else { Err(()) }
+    };
+    let undo = async {
+        let _ = store.delete(key).await;
+    };
+    match fence::fill(store.fence(), ticket, key, &tags, put, undo).await {
+        Filled::Stored => {
+            bump(&counters.stored);
+            tracing::debug!(%key, bytes = len, ttl = ?ttl, "response stored");
+            counters
+                .bytes_stored
+                .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+            true
+        }
+        Filled::Fenced => {
+            bump(&counters.fenced);
+            tracing::debug!(%key, "invalidated while fetched; response not stored");
+            false
+        }
+        Filled::Failed(()) => {
+            bump(&counters.store_errors);
+            tracing::warn!(%key, "cache store put failed; response not stored");
+            false
+        }
+    }
+}
+
+/// Tags from the `Cache-Tag` header and the [`CacheTags`] extension, removed from the response.
+pub(super) fn take_tags(parts: &mut response::Parts) -> Vec<String> {
+    let mut tags: Vec<String> = parts
+        .extensions
+        .remove::<CacheTags>()
+        .map(|t| t.0)
+        .unwrap_or_default();
+    for value in parts.headers.get_all("cache-tag") {
+        if let Ok(value) = value.to_str() {
+            tags.extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+    }
+    parts.headers.remove("cache-tag");
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+/// Reads a whole body of at most `max` bytes; `None` if longer, or if it fails or ends in
+/// trailers.
+pub(super) async fn read_bounded<B: Body>(body: B, max: u64) -> Option<Bytes>
+where
+    B::Data: Buf,
+{
+    let mut body = std::pin::pin!(body);
+    let mut out = BytesMut::new();
+    while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let mut data = frame.ok()?.into_data().ok()?;
+        if (out.len() + data.remaining()) as u64 > max {
+            return None;
+        }
+        while data.has_remaining() {
+            let chunk = data.chunk();
+            out.extend_from_slice(chunk);
+            let n = chunk.len();
+            data.advance(n);
+        }
+    }
+    Some(out.freeze())
+}
+
+pub(super) async fn drain<B: Body>(body: B) {
+    let mut body = std::pin::pin!(body);
+    while let Some(Ok(_)) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {}
+}

@@ -1,0 +1,120 @@
+//! Looking a request up: its key, the `Vary` marker, the variant, and joining the flight of a
+//! miss.
+
+use super::*;
+
+/// What joining a miss's flight gave.
+pub(super) enum Taken {
+    /// Fetch, for this request and those waiting.
+    Lead(Lead),
+    /// The entry the leader stored.
+    Collapsed(Found),
+    /// An entry stale already: answered (and revalidated) as any stale entry is.
+    Stale(Found),
+    /// The leader kept nothing this request can use: fetch, for this request alone.
+    Alone,
+}
+
+/// Joins the flight of `key` (see `tower_edge_store::single_flight`).
+pub(super) async fn take_flight<St: CacheStore>(ctx: &Ctx<St>, mut key: CacheKey) -> Taken {
+    let shared = &ctx.shared;
+    let mut rejoined = false;
+    loop {
+        let finish = match shared
+            .flights
+            .join(&key.to_string(), shared.config.coalesce_timeout)
+            .await
+        {
+            Joined::Lead(lead) => return Taken::Lead(lead),
+            Joined::Done(finish) => finish,
+        };
+        if finish == Finish::NotStored {
+            return Taken::Alone;
+        }
+        match probe(ctx).await {
+            Ok(found) if found.fresh(ctx.now) => {
+                bump(&shared.counters.coalesced);
+                return Taken::Collapsed(found);
+            }
+            Ok(found) => return Taken::Stale(found),
+            // The leader stored another variant, and with it the resource's Vary: this
+            // request's own variant has a flight of its own, which it waits for once.
+            Err(variant) if !rejoined && variant != key => {
+                key = variant;
+                rejoined = true;
+            }
+            Err(_) => return Taken::Alone,
+        }
+    }
+}
+
+/// A stored entry and the key it was found under.
+pub(super) struct Found {
+    pub(super) entry: Arc<Entry>,
+    pub(super) key: CacheKey,
+}
+
+impl Found {
+    pub(super) fn age(&self, now: SystemTime) -> Duration {
+        self.entry.age(now)
+    }
+
+    pub(super) fn fresh(&self, now: SystemTime) -> bool {
+        self.age(now) < self.entry.fresh_for()
+    }
+
+    pub(super) fn stale_by(&self, now: SystemTime) -> Duration {
+        self.age(now).saturating_sub(self.entry.fresh_for())
+    }
+}
+
+/// Looks the request up: the base key, then, if that holds a `Vary` marker, the variant.
+/// A store failure is a miss.
+pub(super) async fn lookup<St: CacheStore>(ctx: &Ctx<St>) -> Option<Found> {
+    probe(ctx).await.ok()
+}
+
+/// [`lookup`], with what a miss knows: the key the request's own entry would have, which is
+/// the variant key once the base holds a `Vary` marker. Concurrent misses coalesce on that key,
+/// so requests for different variants of one resource do not wait for each other.
+pub(super) async fn probe<St: CacheStore>(ctx: &Ctx<St>) -> Result<Found, CacheKey> {
+    let Some(entry) = get(ctx, &ctx.base).await else {
+        return Err(ctx.base.clone());
+    };
+    let Some(names) = entry.headers().get(VARY_MARKER) else {
+        return Ok(Found {
+            entry,
+            key: ctx.base.clone(),
+        });
+    };
+    let names: Option<Vec<HeaderName>> = names.to_str().ok().and_then(|names| {
+        names
+            .split(',')
+            .filter(|n| !n.is_empty())
+            .map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect()
+    });
+    let Some(names) = names else {
+        return Err(ctx.base.clone());
+    };
+    let key = key::vary_key(ctx.base.clone(), &names, &ctx.client);
+    let Some(entry) = get(ctx, &key).await else {
+        return Err(key);
+    };
+    // A marker under a variant key would be a corrupt store; never serve it.
+    if entry.headers().contains_key(VARY_MARKER) {
+        return Err(key);
+    }
+    Ok(Found { entry, key })
+}
+
+pub(super) async fn get<St: CacheStore>(ctx: &Ctx<St>, key: &CacheKey) -> Option<Arc<Entry>> {
+    match ctx.shared.store.get(key).await {
+        Ok(entry) => entry,
+        Err(error) => {
+            bump(&ctx.shared.counters.store_errors);
+            tracing::warn!(%error, %key, "cache store get failed; treating as a miss");
+            None
+        }
+    }
+}
