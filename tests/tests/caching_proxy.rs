@@ -153,6 +153,19 @@ fn origin(calls: Calls) -> Router {
             }),
         )
         .route(
+            "/welcome",
+            get(|State(calls): State<Calls>, method: Method, uri: Uri| async move {
+                let n = calls.record(&method, &uri);
+                (
+                    [
+                        (header::CACHE_CONTROL, "max-age=60"),
+                        (header::SET_COOKIE, "seen=1; Path=/"),
+                    ],
+                    format!("welcome #{n}"),
+                )
+            }),
+        )
+        .route(
             "/brief",
             get(|State(calls): State<Calls>, method: Method, uri: Uri| async move {
                 let n = calls.record(&method, &uri);
@@ -584,5 +597,23 @@ async fn a_stored_response_is_served_stale_while_the_upstream_is_down() {
         } else {
             assert_eq!(res.status(), StatusCode::BAD_GATEWAY, "{res:?}");
         }
+    }
+}
+
+#[tokio::test]
+async fn set_cookie_is_stored_only_when_allowed_as_rfc_9111_7_3_writes_it() {
+    for (allowed, second_body) in [(false, "welcome #2"), (true, "welcome #1")] {
+        let calls = Calls::default();
+        let origin = TestServer::start(origin(calls.clone())).await;
+        let config = ProxyConfig::new(&format!("http://{}", origin.addr()))
+            .unwrap()
+            .store_set_cookie(allowed);
+        let cache = TestServer::start(proxy(config)).await;
+        let first = cache.get("/welcome", &[]).await;
+        assert_eq!(first.body(), "welcome #1");
+        let second = cache.get("/welcome", &[]).await;
+        assert_eq!(second.body(), second_body, "allowed: {allowed}");
+        // Stored or not, the cookie reaches the client that the answer is for.
+        assert_eq!(second.headers()[header::SET_COOKIE], "seen=1; Path=/");
     }
 }

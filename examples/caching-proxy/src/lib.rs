@@ -100,6 +100,7 @@ pub struct ProxyConfig {
     default_ttl: Option<Duration>,
     cdn_cache_control: bool,
     stale_if_error: Duration,
+    store_set_cookie: bool,
 }
 
 impl ProxyConfig {
@@ -140,6 +141,7 @@ impl ProxyConfig {
             default_ttl: None,
             cdn_cache_control: true,
             stale_if_error: Duration::ZERO,
+            store_set_cookie: false,
         })
     }
 
@@ -184,6 +186,17 @@ impl ProxyConfig {
     #[must_use]
     pub fn stale_if_error(mut self, window: Duration) -> Self {
         self.stale_if_error = window;
+        self
+    }
+
+    /// Stores responses with `Set-Cookie` as RFC 9111 §7.3 allows, and serves them, cookie
+    /// included, to later clients. Only for an upstream that marks personal cookies `private`
+    /// or `no-store`.
+    ///
+    /// Defaults to `false`: a response that sets a cookie is passed on and not stored.
+    #[must_use]
+    pub fn store_set_cookie(mut self, enabled: bool) -> Self {
+        self.store_set_cookie = enabled;
         self
     }
 
@@ -262,7 +275,8 @@ pub fn proxy(config: ProxyConfig) -> Router {
     let mut cache = ResponseCacheLayer::new(store)
         .heuristic_freshness(config.heuristic)
         .cdn_cache_control(config.cdn_cache_control)
-        .stale_if_error(config.stale_if_error);
+        .stale_if_error(config.stale_if_error)
+        .store_set_cookie(config.store_set_cookie);
     if let Some(ttl) = config.default_ttl {
         cache = cache.default_ttl(ttl);
     }

@@ -27,6 +27,8 @@ OPTIONS:
     --stale-if-error SECS     serve a stored response up to SECS past its freshness while the
                               upstream fails (RFC 5861) [default: 0]
     --no-cdn-cache-control    ignore CDN-Cache-Control (RFC 9213; read by default)
+    --store-set-cookie        store responses with Set-Cookie and replay them (RFC 9111 §7.3);
+                              only for an upstream that marks personal cookies private
     -h, --help                print this help
 
 The client's Host header is forwarded unchanged, so the upstream sees the public host name.
@@ -46,6 +48,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
     let mut read_timeout = None;
     let (mut via, mut compress, mut heuristic) = (false, false, false);
     let mut cdn_cache_control = true;
+    let mut store_set_cookie = false;
     let mut default_ttl = None;
     let mut stale_if_error = None;
     let mut args = args.skip(1);
@@ -72,6 +75,10 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
                 cdn_cache_control = false;
                 continue;
             }
+            "--store-set-cookie" => {
+                store_set_cookie = true;
+                continue;
+            }
             "--default-ttl" => &mut default_ttl,
             "--stale-if-error" => &mut stale_if_error,
             "--upstream" => &mut upstream,
@@ -95,7 +102,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
         .via(via)
         .compress(compress)
         .heuristic(heuristic)
-        .cdn_cache_control(cdn_cache_control);
+        .cdn_cache_control(cdn_cache_control)
+        .store_set_cookie(store_set_cookie);
     if let Some(secs) = default_ttl {
         config = config.default_ttl(seconds("--default-ttl", &secs)?);
     }
@@ -205,12 +213,18 @@ mod tests {
 
     #[test]
     fn reads_the_shared_cache_options() {
-        let args = parse(&["--stale-if-error", "30", "--no-cdn-cache-control"])
-            .unwrap()
-            .unwrap();
+        let args = parse(&[
+            "--stale-if-error",
+            "30",
+            "--no-cdn-cache-control",
+            "--store-set-cookie",
+        ])
+        .unwrap()
+        .unwrap();
         let shown = format!("{:?}", args.config);
         assert!(shown.contains("stale_if_error: 30s"), "{shown}");
         assert!(shown.contains("cdn_cache_control: false"), "{shown}");
+        assert!(shown.contains("store_set_cookie: true"), "{shown}");
         let defaults = format!("{:?}", parse(&[]).unwrap().unwrap().config);
         assert!(defaults.contains("cdn_cache_control: true"), "{defaults}");
     }

@@ -51,6 +51,7 @@ pub(crate) struct Config {
     pub(crate) encoding: Option<EncodingFn>,
     pub(crate) invalidate_on_unsafe: bool,
     pub(crate) store_cookie_requests: bool,
+    pub(crate) store_set_cookie: bool,
     pub(crate) clock: SharedClock,
 }
 
@@ -75,6 +76,7 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
                 encoding: default_encoding(),
                 invalidate_on_unsafe: true,
                 store_cookie_requests: false,
+                store_set_cookie: false,
                 clock: SharedClock::default(),
             },
         )
@@ -143,6 +145,18 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
     #[must_use]
     pub fn store_cookie_requests(self, enabled: bool) -> Self {
         self.configure(|config| config.store_cookie_requests = enabled)
+    }
+
+    /// Whether a response with `Set-Cookie` may be stored, as RFC 9111 §7.3 allows: the
+    /// field does not inhibit caching, and a stored response with it is served, cookie and
+    /// all, to whoever asks next. Turn it on only in front of an origin that marks such
+    /// responses `private` or `no-store` when the cookie is personal.
+    ///
+    /// Defaults to `false`: a response that sets a cookie is never stored (`Cache-Status` says
+    /// `detail=set-cookie`).
+    #[must_use]
+    pub fn store_set_cookie(self, enabled: bool) -> Self {
+        self.configure(|config| config.store_set_cookie = enabled)
     }
 
     /// Heuristic freshness (RFC 9111 §4.2.2): 10% of the time since `Last-Modified` for

@@ -69,8 +69,9 @@ pub(crate) fn decide(
         .or(header_ttl.map(Duration::from_secs))
         .map(|ttl| ttl.min(MAX_DELTA));
 
-    // RFC 6265 cookies are per client: a shared cache never replays them.
-    if res.headers.contains_key(header::SET_COOKIE) {
+    // RFC 6265 cookies are per client: unless told otherwise (RFC 9111 §7.3 allows storing
+    // them), this cache never replays them.
+    if !config.store_set_cookie && res.headers.contains_key(header::SET_COOKIE) {
         return Err("set-cookie");
     }
 
