@@ -61,7 +61,7 @@ pub(crate) fn decide(
     let header_ttl = res
         .headers
         .remove(TTL_HEADER)
-        .and_then(|v| delta_seconds(v.as_bytes()));
+        .and_then(|v| v.to_str().ok().and_then(freshness::delta_seconds));
     let override_ttl = res
         .extensions
         .remove::<CacheTtl>()
@@ -243,21 +243,6 @@ fn keep_vary_names(headers: &mut HeaderMap, before: &[HeaderValue]) {
     {
         headers.append(header::VARY, value);
     }
-}
-
-/// delta-seconds (RFC 9111 §1.2.2): digits, optionally surrounded by whitespace; too large a
-/// value saturates.
-fn delta_seconds(value: &[u8]) -> Option<u64> {
-    let digits = value.trim_ascii();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(
-        std::str::from_utf8(digits)
-            .ok()?
-            .parse::<u64>()
-            .unwrap_or(u64::MAX),
-    )
 }
 
 /// A `HeaderValue` with the seconds of `d`, for `Age`.

@@ -184,8 +184,9 @@ fn directive_seconds(cc: &CacheControl, name: &str) -> Duration {
     Duration::from_secs(first).min(MAX_DELTA)
 }
 
-/// delta-seconds (RFC 9111 §1.2.2): one or more digits, nothing else; too large saturates.
-fn delta_seconds(value: &str) -> Option<u64> {
+/// delta-seconds (RFC 9111 §1.2.2): one or more digits, around them only spaces and tabs;
+/// too large saturates.
+pub(crate) fn delta_seconds(value: &str) -> Option<u64> {
     let value = value.trim_matches([' ', '\t']);
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;
