@@ -191,10 +191,17 @@ fn long_text() -> String {
 
 /// An origin that counts its calls and the proxy in front of it.
 async fn start() -> (TestServer, TestServer, Calls) {
+    start_with(|config| config).await
+}
+
+/// [`start`], with the proxy's configuration changed by `configure`.
+async fn start_with(
+    configure: impl FnOnce(ProxyConfig) -> ProxyConfig,
+) -> (TestServer, TestServer, Calls) {
     let calls = Calls::default();
     let origin = TestServer::start(origin(calls.clone())).await;
     let config = ProxyConfig::new(&format!("http://{}", origin.addr())).unwrap();
-    let proxy = TestServer::start(proxy(config)).await;
+    let proxy = TestServer::start(proxy(configure(config))).await;
     (origin, proxy, calls)
 }
 
@@ -565,12 +572,7 @@ async fn cdn_cache_control_is_read_by_default_and_passed_on() {
     assert_eq!(calls.get("GET /cdn"), 1);
 
     // Turned off, Cache-Control: no-store rules.
-    let calls = Calls::default();
-    let origin = TestServer::start(origin(calls.clone())).await;
-    let config = ProxyConfig::new(&format!("http://{}", origin.addr()))
-        .unwrap()
-        .cdn_cache_control(false);
-    let without = TestServer::start(proxy(config)).await;
+    let (_origin, without, _) = start_with(|config| config.cdn_cache_control(false)).await;
     without.get("/cdn", &[]).await;
     assert_eq!(without.get("/cdn", &[]).await.body(), "for the CDN #2");
 }
@@ -578,13 +580,11 @@ async fn cdn_cache_control_is_read_by_default_and_passed_on() {
 #[tokio::test]
 async fn a_stored_response_is_served_stale_while_the_upstream_is_down() {
     for window in [Some(Duration::from_secs(600)), None] {
-        let calls = Calls::default();
-        let origin = TestServer::start(origin(calls.clone())).await;
-        let mut config = ProxyConfig::new(&format!("http://{}", origin.addr())).unwrap();
-        if let Some(window) = window {
-            config = config.stale_if_error(window);
-        }
-        let cache = TestServer::start(proxy(config)).await;
+        let (origin, cache, _) = start_with(|config| match window {
+            Some(window) => config.stale_if_error(window),
+            None => config,
+        })
+        .await;
         assert_eq!(cache.get("/brief", &[]).await.body(), "brief #1");
         origin.stop().await;
 
@@ -603,12 +603,7 @@ async fn a_stored_response_is_served_stale_while_the_upstream_is_down() {
 #[tokio::test]
 async fn set_cookie_is_stored_only_when_allowed_as_rfc_9111_7_3_writes_it() {
     for (allowed, second_body) in [(false, "welcome #2"), (true, "welcome #1")] {
-        let calls = Calls::default();
-        let origin = TestServer::start(origin(calls.clone())).await;
-        let config = ProxyConfig::new(&format!("http://{}", origin.addr()))
-            .unwrap()
-            .store_set_cookie(allowed);
-        let cache = TestServer::start(proxy(config)).await;
+        let (_origin, cache, _) = start_with(|config| config.store_set_cookie(allowed)).await;
         let first = cache.get("/welcome", &[]).await;
         assert_eq!(first.body(), "welcome #1");
         let second = cache.get("/welcome", &[]).await;

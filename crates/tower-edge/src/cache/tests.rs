@@ -869,7 +869,9 @@ async fn a_slow_inner_call_lets_one_more_miss_through_per_coalesce_timeout_not_a
             tokio::spawn(async move { send(&app, get_req("/slow", &[])).await })
         })
         .collect();
-    // Paused time moves only when every task waits: each check sits between two take-overs.
+    // The runtime's clock is paused: these sleeps move virtual time, and it moves only once
+    // every task waits, so no task is ever caught half-way. Each check sits between two
+    // take-overs.
     tokio::time::sleep(timeout / 2).await;
     assert_eq!(calls.get(), 1);
     tokio::time::sleep(timeout).await;
