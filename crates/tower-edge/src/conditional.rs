@@ -46,11 +46,11 @@ impl RequestConditions {
     }
 
     #[cfg_attr(not(feature = "etag"), allow(dead_code))]
-    pub(crate) fn evaluate(&self, validators: &Validators, now: SystemTime) -> Precondition {
+    pub(crate) fn evaluate(&self, validators: &Validators) -> Precondition {
         if !self.has_conditions() {
             return Precondition::Proceed;
         }
-        evaluate(&self.method, &self.headers, validators, now)
+        evaluate(&self.method, &self.headers, validators)
     }
 
     // Used by LastModifiedLayer only.
@@ -58,11 +58,10 @@ impl RequestConditions {
     pub(crate) fn evaluate_dates(
         &self,
         last_modified: Option<SystemTime>,
-        now: SystemTime,
     ) -> Precondition {
         if !self.has_conditions() {
             return Precondition::Proceed;
         }
-        evaluate_dates(&self.method, &self.headers, last_modified, now)
+        evaluate_dates(&self.method, &self.headers, last_modified)
     }
 }

@@ -32,7 +32,7 @@
 //! against the current version, and only then write. For the check and the write to be atomic,
 //! do both inside one transaction (or a compare-and-swap on the version).
 
-use std::{convert::Infallible, time::SystemTime};
+use std::convert::Infallible;
 
 use axum_core::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts};
@@ -73,15 +73,10 @@ impl Preconditions {
 
     /// Evaluates the preconditions against the current validators (RFC 9110 §13.2.2).
     pub fn evaluate(&self, current: &Validators) -> Precondition {
-        self.evaluate_at(current, SystemTime::now())
-    }
-
-    /// [`evaluate`](Self::evaluate) with an explicit "now".
-    pub fn evaluate_at(&self, current: &Validators, now: SystemTime) -> Precondition {
         if !self.is_conditional() {
             return Precondition::Proceed;
         }
-        evaluate(&self.method, &self.headers, current, now)
+        evaluate(&self.method, &self.headers, current)
     }
 
     /// `Ok(())` when the request should proceed, otherwise the `304` or `412` to send.

@@ -92,7 +92,6 @@ where
                             ETagBody::stream(body),
                             request,
                             validators,
-                            this.config,
                         )));
                     }
                     this.state.set(State::Hashing {
@@ -217,7 +216,7 @@ fn finish<B: Body>(
             {
                 validators = validators.with_last_modified(lm);
             }
-            answer(parts, body, request, Some(validators), config)
+            answer(parts, body, request, Some(validators))
         }
         _ => Response::from_parts(parts, body),
     }
@@ -229,12 +228,11 @@ fn answer<B: Body>(
     body: ETagBody<B>,
     request: &RequestConditions,
     validators: Option<Validators>,
-    config: &Config,
 ) -> Response<ETagBody<B>> {
     let Some(validators) = validators else {
         return Response::from_parts(parts, body);
     };
-    match request.evaluate(&validators, config.clock.now()) {
+    match request.evaluate(&validators) {
         Precondition::Proceed => Response::from_parts(parts, body),
         Precondition::NotModified => not_modified(parts),
         Precondition::PreconditionFailed => precondition_failed(parts),

@@ -76,7 +76,7 @@ pub(super) fn respond(
     }
 
     // RFC 9110 §13.2.2: preconditions first, then (step 5) the range.
-    match evaluate(request.method, request.headers, &validators, now) {
+    match evaluate(request.method, request.headers, &validators) {
         Precondition::Proceed => {}
         Precondition::NotModified => {
             retain_not_modified_headers(&mut headers);

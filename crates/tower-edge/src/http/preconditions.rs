@@ -8,7 +8,6 @@
 //!
 //! ```
 //! use http::{HeaderMap, Method, header};
-//! use std::time::SystemTime;
 //! use tower_edge::http::etag::EntityTag;
 //! use tower_edge::http::preconditions::{evaluate, Precondition, Validators};
 //!
@@ -16,15 +15,16 @@
 //! headers.insert(header::IF_NONE_MATCH, "W/\"v7\"".parse().unwrap());
 //! let current = Validators::new().with_etag(EntityTag::strong("v7").unwrap());
 //!
-//! let now = SystemTime::now();
-//! assert_eq!(evaluate(&Method::GET, &headers, &current, now), Precondition::NotModified);
-//! assert_eq!(evaluate(&Method::PUT, &headers, &current, now), Precondition::PreconditionFailed);
+//! assert_eq!(evaluate(&Method::GET, &headers, &current), Precondition::NotModified);
+//! assert_eq!(evaluate(&Method::PUT, &headers, &current), Precondition::PreconditionFailed);
 //! ```
 //!
 //! Malformed fields are handled so that a garbled header can never make a request succeed where
 //! it should not: an `If-Match` whose members are all invalid matches nothing (412), an
 //! `If-None-Match` whose members are all invalid matches nothing (the request proceeds), and an
-//! unparsable, listed or future date is ignored, as §13.1.3 and §13.1.4 require.
+//! unparsable or listed date is ignored, as §13.1.3 and §13.1.4 require. A date in the future is
+//! compared like any other: RFC 9110 dropped RFC 7232's rule that made it invalid, so
+//! `If-Modified-Since` later than `Last-Modified` is answered 304 whatever the clock says.
 
 use std::time::{Duration, SystemTime};
 
@@ -132,15 +132,13 @@ impl Validators {
 
 /// Evaluates the request's preconditions in the order of RFC 9110 §13.2.2.
 ///
-/// `now` is the origin's clock, used to ignore an `If-Modified-Since` in the future. Only call
-/// this for a request whose response without conditions would be 2xx (§13.2.1).
+/// Only call this for a request whose response without conditions would be 2xx (§13.2.1).
 pub fn evaluate(
     method: &Method,
     headers: &HeaderMap,
     validators: &Validators,
-    now: SystemTime,
 ) -> Precondition {
-    evaluate_with(method, headers, validators, now, Scope::All)
+    evaluate_with(method, headers, validators, Scope::All)
 }
 
 /// Evaluates only `If-Unmodified-Since` and `If-Modified-Since`, each only when its entity-tag
@@ -153,14 +151,13 @@ pub fn evaluate_dates(
     method: &Method,
     headers: &HeaderMap,
     last_modified: Option<SystemTime>,
-    now: SystemTime,
 ) -> Precondition {
     let validators = Validators {
         etag: None,
         last_modified: last_modified.map(truncate_to_seconds),
         exists: true,
     };
-    evaluate_with(method, headers, &validators, now, Scope::DatesOnly)
+    evaluate_with(method, headers, &validators, Scope::DatesOnly)
 }
 
 /// Whether a request carries any of the four preconditions of §13.2.2.
@@ -191,7 +188,6 @@ fn evaluate_with(
     method: &Method,
     headers: &HeaderMap,
     v: &Validators,
-    now: SystemTime,
     scope: Scope,
 ) -> Precondition {
     let get_or_head = method == Method::GET || method == Method::HEAD;
@@ -247,9 +243,9 @@ fn evaluate_with(
             parse_single(headers.get_all(header::IF_MODIFIED_SINCE).iter()),
             v.last_modified,
         ) {
-            // A date later than the origin's clock is not one we sent: ignore it rather than
-            // answer 304 for every later change.
-            if date <= truncate_to_seconds(now) && lm <= date {
+            // A date ahead of this clock is compared too (RFC 9110 §13.1.3 no longer calls it
+            // invalid): a client that sends one asks for changes after that instant.
+            if lm <= date {
                 return Precondition::NotModified;
             }
         }
@@ -357,7 +353,7 @@ mod tests {
 
     #[allow(clippy::needless_pass_by_value)] // reads better in the tables below than `&Method::GET`
     fn eval(method: Method, pairs: &[(HeaderName, &str)]) -> Precondition {
-        evaluate(&method, &headers(pairs), &current(), now())
+        evaluate(&method, &headers(pairs), &current())
     }
 
     use Precondition::{NotModified, PreconditionFailed, Proceed};
@@ -400,9 +396,9 @@ mod tests {
     #[test]
     fn if_match_star_needs_a_current_representation() {
         let h = headers(&[(header::IF_MATCH, "*")]);
-        assert_eq!(evaluate(&Method::PUT, &h, &current(), now()), Proceed);
+        assert_eq!(evaluate(&Method::PUT, &h, &current()), Proceed);
         assert_eq!(
-            evaluate(&Method::PUT, &h, &Validators::missing(), now()),
+            evaluate(&Method::PUT, &h, &Validators::missing()),
             PreconditionFailed
         );
     }
@@ -411,7 +407,7 @@ mod tests {
     fn if_match_against_a_resource_without_etag_fails() {
         let h = headers(&[(header::IF_MATCH, "\"v1\"")]);
         assert_eq!(
-            evaluate(&Method::PUT, &h, &Validators::new(), now()),
+            evaluate(&Method::PUT, &h, &Validators::new()),
             PreconditionFailed
         );
     }
@@ -483,7 +479,7 @@ mod tests {
     fn if_unmodified_since_without_last_modified_is_ignored() {
         let h = headers(&[(header::IF_UNMODIFIED_SINCE, &date(T0 - 100))]);
         assert_eq!(
-            evaluate(&Method::PUT, &h, &Validators::new(), now()),
+            evaluate(&Method::PUT, &h, &Validators::new()),
             Proceed
         );
     }
@@ -528,13 +524,13 @@ mod tests {
     #[test]
     fn if_none_match_star() {
         let h = headers(&[(header::IF_NONE_MATCH, "*")]);
-        assert_eq!(evaluate(&Method::GET, &h, &current(), now()), NotModified);
+        assert_eq!(evaluate(&Method::GET, &h, &current()), NotModified);
         assert_eq!(
-            evaluate(&Method::PUT, &h, &current(), now()),
+            evaluate(&Method::PUT, &h, &current()),
             PreconditionFailed
         );
         assert_eq!(
-            evaluate(&Method::PUT, &h, &Validators::missing(), now()),
+            evaluate(&Method::PUT, &h, &Validators::missing()),
             Proceed
         );
     }
@@ -606,14 +602,18 @@ mod tests {
     }
 
     #[test]
-    fn if_modified_since_in_the_future_is_ignored() {
+    fn if_modified_since_in_the_future_is_evaluated() {
+        // `now()` is T0 + 3600; the date is an hour past it and after Last-Modified (T0).
         assert_eq!(
             eval(
                 Method::GET,
                 &[(header::IF_MODIFIED_SINCE, &date(T0 + 7200))]
             ),
-            Proceed
+            NotModified
         );
+        let newer = Validators::new().with_last_modified(at(T0 + 9000));
+        let h = headers(&[(header::IF_MODIFIED_SINCE, &date(T0 + 7200))]);
+        assert_eq!(evaluate(&Method::GET, &h, &newer), Proceed);
     }
 
     #[test]
@@ -642,14 +642,14 @@ mod tests {
     fn if_modified_since_compares_whole_seconds() {
         let v = Validators::new().with_last_modified(at(T0) + Duration::from_millis(900));
         let h = headers(&[(header::IF_MODIFIED_SINCE, &date(T0))]);
-        assert_eq!(evaluate(&Method::GET, &h, &v, now()), NotModified);
+        assert_eq!(evaluate(&Method::GET, &h, &v), NotModified);
     }
 
     #[test]
     fn if_modified_since_without_last_modified_is_ignored() {
         let h = headers(&[(header::IF_MODIFIED_SINCE, &date(T0))]);
         assert_eq!(
-            evaluate(&Method::GET, &h, &Validators::new(), now()),
+            evaluate(&Method::GET, &h, &Validators::new()),
             Proceed
         );
     }
@@ -659,27 +659,27 @@ mod tests {
     fn dates_only_leaves_tag_conditions_alone() {
         let lm = Some(at(T0));
         let h = headers(&[(header::IF_MATCH, "\"anything\"")]);
-        assert_eq!(evaluate_dates(&Method::GET, &h, lm, now()), Proceed);
+        assert_eq!(evaluate_dates(&Method::GET, &h, lm), Proceed);
         let h = headers(&[
             (header::IF_MATCH, "\"anything\""),
             (header::IF_UNMODIFIED_SINCE, &date(T0 - 10)),
         ]);
-        assert_eq!(evaluate_dates(&Method::GET, &h, lm, now()), Proceed);
+        assert_eq!(evaluate_dates(&Method::GET, &h, lm), Proceed);
         let h = headers(&[
             (header::IF_NONE_MATCH, "\"x\""),
             (header::IF_MODIFIED_SINCE, &date(T0)),
         ]);
-        assert_eq!(evaluate_dates(&Method::GET, &h, lm, now()), Proceed);
+        assert_eq!(evaluate_dates(&Method::GET, &h, lm), Proceed);
     }
 
     #[test]
     fn dates_only_evaluates_dates() {
         let lm = Some(at(T0));
         let h = headers(&[(header::IF_MODIFIED_SINCE, &date(T0))]);
-        assert_eq!(evaluate_dates(&Method::GET, &h, lm, now()), NotModified);
+        assert_eq!(evaluate_dates(&Method::GET, &h, lm), NotModified);
         let h = headers(&[(header::IF_UNMODIFIED_SINCE, &date(T0 - 1))]);
         assert_eq!(
-            evaluate_dates(&Method::GET, &h, lm, now()),
+            evaluate_dates(&Method::GET, &h, lm),
             PreconditionFailed
         );
     }

@@ -81,8 +81,7 @@ where
                 .get(header::LAST_MODIFIED)
                 .and_then(|v| parse_http_date(v.as_bytes()))
         });
-        let now = now.unwrap_or_else(|| this.config.clock.now());
-        let response = match request.evaluate_dates(last_modified, now) {
+        let response = match request.evaluate_dates(last_modified) {
             Precondition::Proceed => Response::from_parts(parts, body),
             Precondition::NotModified => not_modified(parts),
             Precondition::PreconditionFailed => precondition_failed(parts),

@@ -78,10 +78,11 @@ async fn returns_200_when_modified_since() {
 }
 
 #[tokio::test]
-async fn ignores_if_modified_since_in_the_future() {
+async fn evaluates_if_modified_since_in_the_future() {
+    // RFC 9110 §13.1.3 compares the date with Last-Modified whatever the clock says.
     let layer = LastModifiedLayer::new().clock(clock());
     let res = call(layer, request(Method::GET, &[ims(T0 + 7200)]), Some(T0)).await;
-    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ pub(super) fn client_precondition<St>(ctx: &Ctx<St>, parts: &response::Parts) ->
     {
         validators = validators.with_last_modified(date);
     }
-    evaluate(&ctx.method, &ctx.client, &validators, ctx.now)
+    evaluate(&ctx.method, &ctx.client, &validators)
 }
 
 /// A response that is not stored: passed through, with the client's conditionals answered.
