@@ -87,11 +87,22 @@ enum State {
 /// How a leader's call ended, for those that waited for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Finish {
-    /// The answer was stored (or its store was attempted): look it up.
+    /// The answer was stored: look it up.
     Stored,
-    /// The answer could not be stored (not cacheable, too large, or the call failed): go to the
-    /// source yourself.
+    /// The answer could not be stored (not cacheable, too large, the call or the put failed):
+    /// go to the source yourself.
     NotStored,
+}
+
+impl Finish {
+    /// [`Stored`](Self::Stored) when `stored`, else [`NotStored`](Self::NotStored).
+    pub fn of(stored: bool) -> Self {
+        if stored {
+            Self::Stored
+        } else {
+            Self::NotStored
+        }
+    }
 }
 
 /// What [`Flights::join`] resolved to.

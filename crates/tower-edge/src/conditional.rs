@@ -55,10 +55,7 @@ impl RequestConditions {
 
     // Used by LastModifiedLayer only.
     #[cfg_attr(not(feature = "last-modified"), allow(dead_code))]
-    pub(crate) fn evaluate_dates(
-        &self,
-        last_modified: Option<SystemTime>,
-    ) -> Precondition {
+    pub(crate) fn evaluate_dates(&self, last_modified: Option<SystemTime>) -> Precondition {
         if !self.has_conditions() {
             return Precondition::Proceed;
         }

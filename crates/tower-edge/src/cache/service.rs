@@ -104,6 +104,12 @@ where
 /// key without `Vary` parts; the response itself under the key with them.
 const VARY_MARKER: &str = "tower-edge-vary";
 
+/// Bodies of a known length up to this many bytes (and `max_body_size`) are read whole and
+/// stored before the client is answered, so that their `Cache-Status` says `stored` only when
+/// the store kept them. In-process handlers send such bodies in one frame, so this costs a miss
+/// nothing but the store's put; longer ones stream.
+const STORE_BEFORE_ANSWER: u64 = 64 * 1024;
+
 /// The headers that make a request conditional or partial: the cache answers them itself and
 /// forwards requests without them.
 const CLIENT_ONLY: [HeaderName; 6] = [
@@ -553,10 +559,16 @@ where
     let template = entry_of(&rparts, Bytes::new(), &freshness, tags, ctx.now);
     let client_answer = client_precondition(ctx, &rparts);
 
-    // The client gets no body (304 or 412), or there is none: read it here, bounded, and store
-    // it before answering. An empty body in particular may never be polled to its end, which
-    // is where a streamed body is stored. `stored` is said only of what the store kept.
-    if client_answer != Precondition::Proceed || rbody.is_end_stream() {
+    // Read the body here, bounded, and store it before answering when the client gets no body
+    // (304 or 412), when there is none (an empty body may never be polled to its end, which is
+    // where a streamed body is stored), or when its length is known and small. Then RFC 9211
+    // `stored` is said only of what the store kept. Larger bodies and bodies of unknown length
+    // stream to the client as they arrive, and their `Cache-Status` makes no claim.
+    let small = rbody
+        .size_hint()
+        .exact()
+        .is_some_and(|len| len <= STORE_BEFORE_ANSWER.min(config.max_body_size));
+    if client_answer != Precondition::Proceed || rbody.is_end_stream() || small {
         let stored = match read_bounded(rbody, config.max_body_size).await {
             Some(bytes) => {
                 let entry = with_body(template, bytes.clone());
@@ -566,14 +578,7 @@ where
             // Too long (or broken) to store.
             None => (false, None),
         };
-        finish(
-            guard,
-            if stored.0 {
-                Finish::Stored
-            } else {
-                Finish::NotStored
-            },
-        );
+        finish(guard, Finish::of(stored.0));
         Outcome::Forwarded {
             fwd,
             not_modified: false,
@@ -593,16 +598,12 @@ where
         });
     }
 
-    // RFC 9211 `stored`: claimed only when the length is known to fit; a body of unknown length
-    // may still turn out too long to keep.
+    // RFC 9211 `stored` is not claimed: the headers leave before the copy is complete, and the
+    // body may fail, turn out too long, or be fenced by an invalidation.
     Outcome::Forwarded {
         fwd,
         not_modified: false,
-        stored: if rbody.size_hint().exact().is_some() {
-            Stored::Yes
-        } else {
-            Stored::Unclaimed
-        },
+        stored: Stored::Unclaimed,
     }
     .apply(&mut rparts.headers);
 
@@ -623,8 +624,8 @@ where
         };
         runtime.spawn(async move {
             let entry = with_body(template, bytes);
-            fill(&store, &counters, ticket, &key, marker, entry, ttl).await;
-            finish(guard, Finish::Stored);
+            let stored = fill(&store, &counters, ticket, &key, marker, entry, ttl).await;
+            finish(guard, Finish::of(stored));
         });
     });
     Ok(Response::from_parts(

@@ -1275,6 +1275,57 @@ async fn a_failing_store_is_a_miss_not_an_error() {
     assert!(handle.stats().store_errors >= 6, "{:?}", handle.stats());
 }
 
+/// RFC 9211 `stored` is said only of what the store kept: never when the put failed, and not
+/// for a body that streams to the client before its copy is complete (that one is kept all
+/// the same).
+#[tokio::test]
+async fn cache_status_says_stored_only_of_what_the_store_kept() {
+    let calls = Calls::default();
+    let store = Scripted::new(MokaStore::default());
+    store.set_down(true);
+    let app = counted(calls.clone(), "max-age=60").layer(ResponseCacheLayer::new(store.clone()));
+    assert_eq!(
+        get_path(&app, "/r").await.cache_status(),
+        "tower-edge; fwd=miss"
+    );
+    store.set_down(false);
+    assert_eq!(
+        get_path(&app, "/r").await.cache_status(),
+        "tower-edge; fwd=miss; stored"
+    );
+
+    let app = Router::new()
+        .route(
+            "/s",
+            get(|| async {
+                let chunks = ["a", "b", "c"].map(|c| Ok::<_, std::io::Error>(Bytes::from(c)));
+                (
+                    [(header::CACHE_CONTROL, "max-age=60")],
+                    Body::from_stream(futures_util::stream::iter(chunks)),
+                )
+            }),
+        )
+        .layer(ResponseCacheLayer::new(MokaStore::default()));
+    let first = get_path(&app, "/s").await;
+    assert_eq!(first.text(), "abc");
+    assert_eq!(first.cache_status(), "tower-edge; fwd=miss");
+    let mut second = get_path(&app, "/s").await;
+    for _ in 0..100 {
+        if second.cache_status().contains("hit") {
+            break;
+        }
+        // The copy is stored by a task spawned at the body's end.
+        tokio::task::yield_now().await;
+        second = get_path(&app, "/s").await;
+    }
+    assert_eq!(second.text(), "abc");
+    assert!(
+        second.cache_status().contains("hit"),
+        "{}",
+        second.cache_status()
+    );
+}
+
 #[tokio::test]
 async fn responses_to_other_origins_are_kept_apart() {
     let app = Router::new()
@@ -1780,8 +1831,12 @@ async fn an_invalidation_waits_for_the_fill_it_overtook_to_undo_its_put() {
     let handle = cache.handle("http://example.com");
     let app = counted(calls.clone(), "max-age=60").layer(cache);
 
-    // The fill of the first answer is held inside its put.
-    assert_eq!(get_path(&app, "/r").await.text(), "call 1");
+    // The fill of the first answer is held inside its put; a body this small is stored before
+    // it is answered, so that answer waits too.
+    let first = tokio::spawn({
+        let app = app.clone();
+        async move { get_path(&app, "/r").await }
+    });
     store.held().await;
     let invalidation = tokio::spawn({
         let handle = handle.clone();
@@ -1796,6 +1851,10 @@ async fn an_invalidation_waits_for_the_fill_it_overtook_to_undo_its_put() {
     );
     store.release();
     invalidation.await.unwrap().unwrap();
+    let first = first.await.unwrap();
+    assert_eq!(first.text(), "call 1");
+    // Its put was undone: it does not say `stored`.
+    assert_eq!(first.cache_status(), "tower-edge; fwd=miss");
     // The put landed after the invalidation's delete, and was undone before it returned.
     let after = get_path(&app, "/r").await;
     assert_eq!(after.text(), "call 2", "{}", after.cache_status());

@@ -133,11 +133,7 @@ impl Validators {
 /// Evaluates the request's preconditions in the order of RFC 9110 §13.2.2.
 ///
 /// Only call this for a request whose response without conditions would be 2xx (§13.2.1).
-pub fn evaluate(
-    method: &Method,
-    headers: &HeaderMap,
-    validators: &Validators,
-) -> Precondition {
+pub fn evaluate(method: &Method, headers: &HeaderMap, validators: &Validators) -> Precondition {
     evaluate_with(method, headers, validators, Scope::All)
 }
 
@@ -478,10 +474,7 @@ mod tests {
     #[test]
     fn if_unmodified_since_without_last_modified_is_ignored() {
         let h = headers(&[(header::IF_UNMODIFIED_SINCE, &date(T0 - 100))]);
-        assert_eq!(
-            evaluate(&Method::PUT, &h, &Validators::new()),
-            Proceed
-        );
+        assert_eq!(evaluate(&Method::PUT, &h, &Validators::new()), Proceed);
     }
 
     // Step 3: If-None-Match.
@@ -525,14 +518,8 @@ mod tests {
     fn if_none_match_star() {
         let h = headers(&[(header::IF_NONE_MATCH, "*")]);
         assert_eq!(evaluate(&Method::GET, &h, &current()), NotModified);
-        assert_eq!(
-            evaluate(&Method::PUT, &h, &current()),
-            PreconditionFailed
-        );
-        assert_eq!(
-            evaluate(&Method::PUT, &h, &Validators::missing()),
-            Proceed
-        );
+        assert_eq!(evaluate(&Method::PUT, &h, &current()), PreconditionFailed);
+        assert_eq!(evaluate(&Method::PUT, &h, &Validators::missing()), Proceed);
     }
 
     #[test]
@@ -648,10 +635,7 @@ mod tests {
     #[test]
     fn if_modified_since_without_last_modified_is_ignored() {
         let h = headers(&[(header::IF_MODIFIED_SINCE, &date(T0))]);
-        assert_eq!(
-            evaluate(&Method::GET, &h, &Validators::new()),
-            Proceed
-        );
+        assert_eq!(evaluate(&Method::GET, &h, &Validators::new()), Proceed);
     }
 
     // Date-only evaluation.
@@ -678,10 +662,7 @@ mod tests {
         let h = headers(&[(header::IF_MODIFIED_SINCE, &date(T0))]);
         assert_eq!(evaluate_dates(&Method::GET, &h, lm), NotModified);
         let h = headers(&[(header::IF_UNMODIFIED_SINCE, &date(T0 - 1))]);
-        assert_eq!(
-            evaluate_dates(&Method::GET, &h, lm),
-            PreconditionFailed
-        );
+        assert_eq!(evaluate_dates(&Method::GET, &h, lm), PreconditionFailed);
     }
 
     // If-Range.

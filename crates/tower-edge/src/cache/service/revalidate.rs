@@ -72,7 +72,7 @@ where
                 ttl,
             )
             .await;
-            finish(guard, Finish::Stored);
+            finish(guard, Finish::of(stored));
             let found = Found { entry, key };
             let outcome = Outcome::Forwarded {
                 fwd,
