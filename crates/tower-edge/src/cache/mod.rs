@@ -85,6 +85,18 @@
 //! A stale entry with validators is revalidated with a conditional request; a `304` refreshes
 //! the stored headers (RFC 9111 §4.3.4).
 //!
+//! # Ranges and partial content
+//!
+//! A `Range` on a stored response is answered from it (`206`, multipart in the request's order,
+//! `416`). A `Range` on a miss goes to the service below as it is, and the `206` it answers is
+//! stored as a part of the representation (RFC 9111 §3.3) when it is a single part whose
+//! `Content-Range` gives the complete length. Later ranges wholly within the parts held are
+//! answered from them. A new part is combined with the parts held only when both carry the same
+//! strong `ETag` (§3.4); otherwise it replaces them. Once the parts cover the representation,
+//! they are stored as its complete `200`, which then answers plain `GET`s and `HEAD`s. Parts are
+//! fetched again, with the range, once stale (they are not revalidated), and a request with
+//! preconditions other than `If-Range` goes to the service below.
+//!
 //! # Single-flight
 //!
 //! Concurrent misses on one key make one inner call, by the protocol of
@@ -119,10 +131,13 @@
 //!
 //! A stored body is kept whole in the store, up to [`ResponseCacheLayer::max_body_size`]
 //! (8 MiB by default). On a miss the body streams to the client while a copy accumulates; a body
-//! that passes the bound stops being copied and streams on. Only when the client's conditionals
-//! turn a storable miss into a 304 or 412 is the body read before answering, within the same
-//! bound. A store that fails is a miss: counted in [`CacheStats::store_errors`], logged with
-//! `tracing`, and the request goes through.
+//! that passes the bound stops being copied and streams on. The body is read whole and stored
+//! before answering when its length is known and at most 64 KiB, when the client's conditionals
+//! turn a storable miss into a 304 or 412, and for a part (`206`): then `Cache-Status` says
+//! `stored` exactly when the store kept it. A streamed body's `Cache-Status` makes no such
+//! claim, since its headers leave before the copy is complete. A store that fails is a miss:
+//! counted in [`CacheStats::store_errors`], logged with `tracing`, and the request goes
+//! through.
 //!
 //! Stores and background refreshes run on the Tokio runtime the service is called from.
 //!
@@ -137,6 +152,7 @@ mod handle;
 mod key;
 mod layer;
 mod outcome;
+mod parts;
 mod policy;
 mod service;
 mod stats;

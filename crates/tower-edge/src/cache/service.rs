@@ -31,7 +31,7 @@ use crate::http::{
     preconditions::{
         Precondition, Validators, evaluate, has_preconditions, retain_not_modified_headers,
     },
-    range::{self, RangeLimits, Resolution},
+    range::{self, ByteRange, RangeLimits, Resolution},
 };
 use crate::range::{partial_parts, serves_ranges, unsatisfiable_parts};
 
@@ -40,9 +40,10 @@ mod answer;
 mod fill;
 mod invalidate;
 mod lookup;
+mod partial;
 mod revalidate;
 
-use self::{answer::*, fill::*, invalidate::*, lookup::*, revalidate::*};
+use self::{answer::*, fill::*, invalidate::*, lookup::*, partial::*, revalidate::*};
 
 /// The service made by [`ResponseCacheLayer`](super::ResponseCacheLayer).
 pub struct ResponseCache<S, St> {
@@ -250,6 +251,10 @@ where
             Ok(found) => return answer_from(found, &ctx, inner, parts, body).await,
             Err(key) => flight_key = key,
         }
+        // RFC 9111 §3.3: a range wholly within parts stored from earlier ranges.
+        if let Some(res) = answer_from_parts(&ctx, &flight_key).await {
+            return Ok(res);
+        }
         if request_cc.has("only-if-cached") {
             // RFC 9111 §5.2.1.7.
             let mut res = Response::new(CacheBody::empty());
@@ -437,9 +442,9 @@ where
     let shared = &ctx.shared;
     let config = &shared.config;
     parts.headers = ctx.client.clone();
-    // A range asked for on a miss goes to the origin as it is: its 206 is passed on and not
-    // stored, rather than fetching (and the client waiting for) the whole representation.
-    // Revalidations fetch the whole, to refresh the stored body.
+    // A range asked for on a miss goes to the origin as it is, rather than fetching (and the
+    // client waiting for) the whole representation; its 206 is stored as a part (see
+    // `partial`). Revalidations fetch the whole, to refresh the stored body.
     let keep_range =
         stale.is_none() && ctx.method == Method::GET && ctx.client.contains_key(header::RANGE);
     for name in &CLIENT_ONLY {
@@ -522,12 +527,22 @@ where
     }
 
     let tags = take_tags(&mut rparts);
+    if keep_range && rparts.status == StatusCode::PARTIAL_CONTENT {
+        let part = Part {
+            request: &policy_request,
+            ticket,
+            guard,
+            fwd,
+            tags,
+        };
+        return Ok(store_part(ctx, rparts, rbody, part).await);
+    }
     let decision = if ctx.method == Method::HEAD {
         Err("head")
     } else if ctx.no_store {
         Err("no-store")
     } else if rparts.status == StatusCode::PARTIAL_CONTENT || rparts.status.is_informational() {
-        // The forwarded request had no Range: a 206 is not a whole representation to keep.
+        // The forwarded request had no Range (a revalidation): its 206 is not for this cache.
         Err("status")
     } else {
         policy::decide(&policy_request, &mut rparts, ctx.per_user, ctx.now, config)

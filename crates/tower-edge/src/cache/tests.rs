@@ -1411,11 +1411,11 @@ async fn answers_ranges_from_the_stored_body() {
         // An origin that serves ranges itself.
         .layer(crate::range::RangeLayer::new())
         .layer(layer(&clock()));
-    // A range on a miss goes to the origin as it is; nothing is stored from the 206...
+    // A range on a miss goes to the origin as it is, and its 206 is kept as a part...
     let miss = send(&app, get_req("/bytes", &[("range", "bytes=0-3")])).await;
     assert_eq!(miss.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(miss.text(), "0123");
-    assert_eq!(miss.cache_status(), "tower-edge; fwd=miss; detail=status");
+    assert_eq!(miss.cache_status(), "tower-edge; fwd=miss; stored");
     // ...and a whole GET fills the cache.
     assert_eq!(get_path(&app, "/bytes").await.status, StatusCode::OK);
 
@@ -1463,6 +1463,215 @@ async fn answers_ranges_from_the_stored_body() {
     )
     .await;
     assert_eq!(same.status, StatusCode::PARTIAL_CONTENT);
+}
+
+/// An origin of 20 bytes that serves ranges itself, counting its calls, with `fields`.
+fn ranged(calls: Calls, fields: &'static [(&'static str, &'static str)]) -> Router {
+    Router::new()
+        .route(
+            "/v",
+            get(move || {
+                calls.bump();
+                async move {
+                    let mut res = "0123456789abcdefghij".into_response();
+                    for (name, value) in fields {
+                        res.headers_mut().insert(*name, value.parse().unwrap());
+                    }
+                    res
+                }
+            }),
+        )
+        .route("/v", post(|| async { "written" }))
+        .layer(crate::range::RangeLayer::new())
+}
+
+fn range(path: &str, value: &str) -> Request<Body> {
+    get_req(path, &[("range", value)])
+}
+
+const PUBLIC_TAGGED: &[(&str, &str)] = &[
+    ("cache-control", "max-age=60"),
+    ("etag", "\"v1\""),
+    ("content-type", "text/plain"),
+];
+
+/// RFC 9111 §3.3: a stored part answers ranges wholly within it, and only those.
+#[tokio::test]
+async fn a_stored_part_answers_ranges_within_it() {
+    let calls = Calls::default();
+    let app = ranged(calls.clone(), PUBLIC_TAGGED).layer(layer(&clock()));
+    assert_eq!(
+        send(&app, range("/v", "bytes=0-9")).await.text(),
+        "0123456789"
+    );
+    for (value, text) in [
+        ("bytes=0-9", "0123456789"),
+        ("bytes=3-5", "345"),
+        ("bytes=9-9", "9"),
+    ] {
+        let hit = send(&app, range("/v", value)).await;
+        assert_eq!(hit.status, StatusCode::PARTIAL_CONTENT, "{value}");
+        assert_eq!(hit.text(), text, "{value}");
+        assert!(
+            hit.cache_status().contains("hit"),
+            "{value}: {}",
+            hit.cache_status()
+        );
+        assert!(!hit.headers.contains_key(super::parts::PARTS_HEADER));
+        assert_eq!(hit.headers[header::ETAG], "\"v1\"");
+    }
+    let hit = send(&app, range("/v", "bytes=3-5")).await;
+    assert_eq!(hit.headers[header::CONTENT_RANGE], "bytes 3-5/20");
+    assert_eq!(hit.headers[header::CONTENT_LENGTH], "3");
+    assert_eq!(calls.get(), 1);
+    // Past the part, or the whole: the origin.
+    let beyond = send(&app, range("/v", "bytes=8-12")).await;
+    assert_eq!(beyond.text(), "89abc");
+    assert!(beyond.cache_status().contains("fwd=miss"));
+    assert_eq!(calls.get(), 2);
+    // Two ranges within what is now held: multipart, from the cache.
+    let two = send(&app, range("/v", "bytes=11-12,0-1")).await;
+    assert_eq!(two.status, StatusCode::PARTIAL_CONTENT);
+    let text = two.text();
+    let (late, early) = (
+        text.find("bytes 11-12/20").unwrap(),
+        text.find("bytes 0-1/20").unwrap(),
+    );
+    assert!(late < early, "request order: {text}");
+    // Nothing satisfiable: 416 with the length the parts know.
+    let none = send(&app, range("/v", "bytes=40-")).await;
+    assert_eq!(none.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(none.headers[header::CONTENT_RANGE], "bytes */20");
+    assert_eq!(calls.get(), 2);
+    let whole = get_path(&app, "/v").await;
+    assert_eq!(whole.status, StatusCode::OK);
+    assert!(
+        whole.cache_status().contains("fwd=miss"),
+        "{}",
+        whole.cache_status()
+    );
+    assert_eq!(calls.get(), 3);
+}
+
+/// RFC 9111 §3.4: parts with the same strong validator are combined; once they cover the
+/// representation, it is stored whole and answers plain GETs.
+#[tokio::test]
+async fn parts_that_cover_the_representation_become_a_complete_response() {
+    let calls = Calls::default();
+    let app = ranged(calls.clone(), PUBLIC_TAGGED).layer(layer(&clock()));
+    for value in ["bytes=12-", "bytes=0-5", "bytes=4-13"] {
+        let part = send(&app, range("/v", value)).await;
+        assert_eq!(part.status, StatusCode::PARTIAL_CONTENT, "{value}");
+        assert!(part.cache_status().contains("stored"), "{value}");
+    }
+    assert_eq!(calls.get(), 3);
+    let whole = get_path(&app, "/v").await;
+    assert_eq!(whole.status, StatusCode::OK);
+    assert_eq!(whole.text(), "0123456789abcdefghij");
+    assert!(
+        whole.cache_status().contains("hit"),
+        "{}",
+        whole.cache_status()
+    );
+    assert_eq!(whole.headers[header::CONTENT_LENGTH], "20");
+    assert!(!whole.headers.contains_key(header::CONTENT_RANGE));
+    assert_eq!(whole.headers[header::CONTENT_TYPE], "text/plain");
+    assert_eq!(calls.get(), 3);
+    // And a HEAD, from the same entry.
+    let head = send(
+        &app,
+        Request::head("/v")
+            .header(header::HOST, "example.com")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(head.headers[header::CONTENT_LENGTH], "20");
+    assert_eq!(calls.get(), 3);
+}
+
+/// Without a strong validator on both, parts are not combined: the new one replaces the old.
+#[tokio::test]
+async fn parts_without_a_strong_etag_are_never_combined() {
+    const WEAK: &[(&str, &str)] = &[("cache-control", "max-age=60"), ("etag", "W/\"v1\"")];
+    let calls = Calls::default();
+    let app = ranged(calls.clone(), WEAK).layer(layer(&clock()));
+    send(&app, range("/v", "bytes=0-9")).await;
+    send(&app, range("/v", "bytes=10-19")).await;
+    assert!(
+        send(&app, range("/v", "bytes=12-13"))
+            .await
+            .cache_status()
+            .contains("hit")
+    );
+    // The first part was replaced, not combined with the second.
+    let first = send(&app, range("/v", "bytes=0-1")).await;
+    assert_eq!(first.text(), "01");
+    assert!(first.cache_status().contains("fwd=miss"));
+    assert_eq!(get_path(&app, "/v").await.text(), "0123456789abcdefghij");
+    assert_eq!(calls.get(), 4);
+}
+
+/// A part is stored only as any response is: never `private` or `no-store` ones, and an
+/// invalidation of the resource removes its parts.
+#[tokio::test]
+async fn parts_follow_the_storage_rules_and_invalidation() {
+    const PRIVATE: &[(&str, &str)] = &[("cache-control", "private, max-age=60")];
+    let calls = Calls::default();
+    let app = ranged(calls.clone(), PRIVATE).layer(layer(&clock()));
+    let first = send(&app, range("/v", "bytes=0-3")).await;
+    assert_eq!(first.cache_status(), "tower-edge; fwd=miss; detail=private");
+    send(&app, range("/v", "bytes=0-3")).await;
+    assert_eq!(calls.get(), 2);
+
+    let calls = Calls::default();
+    let app = ranged(calls.clone(), PUBLIC_TAGGED).layer(layer(&clock()));
+    send(&app, range("/v", "bytes=0-3")).await;
+    let written = Request::post("/v")
+        .header(header::HOST, "example.com")
+        .body(Body::empty());
+    assert_eq!(send(&app, written.unwrap()).await.text(), "written");
+    let after = send(&app, range("/v", "bytes=0-3")).await;
+    assert!(
+        after.cache_status().contains("fwd=miss"),
+        "{}",
+        after.cache_status()
+    );
+    assert_eq!(calls.get(), 2);
+}
+
+/// The stored parts never answer a request with preconditions or one that is not GET.
+#[tokio::test]
+async fn parts_do_not_answer_conditional_requests() {
+    let calls = Calls::default();
+    let app = ranged(calls.clone(), PUBLIC_TAGGED).layer(layer(&clock()));
+    send(&app, range("/v", "bytes=0-3")).await;
+    let conditional = send(
+        &app,
+        get_req("/v", &[("range", "bytes=0-3"), ("if-none-match", "\"v1\"")]),
+    )
+    .await;
+    assert_eq!(conditional.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(calls.get(), 2);
+    // If-Range with the held validator: from the parts; with another: the origin's whole.
+    let same = send(
+        &app,
+        get_req("/v", &[("range", "bytes=0-3"), ("if-range", "\"v1\"")]),
+    )
+    .await;
+    assert!(
+        same.cache_status().contains("hit"),
+        "{}",
+        same.cache_status()
+    );
+    let other = send(
+        &app,
+        get_req("/v", &[("range", "bytes=0-3"), ("if-range", "\"v0\"")]),
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert_eq!(other.text(), "0123456789abcdefghij");
+    assert_eq!(calls.get(), 3);
 }
 
 #[tokio::test]

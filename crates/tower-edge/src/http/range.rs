@@ -99,6 +99,36 @@ impl ByteRange {
     }
 }
 
+/// Parses the `Content-Range` of a single-part `206`: `bytes first-last/complete` (RFC 9110
+/// §14.4), with a known complete length and `first <= last < complete`.
+///
+/// Anything else (another unit, an unknown length `*`, the `bytes */len` of a 416, a range
+/// outside the representation, digits that overflow) is `None`: a part this cache cannot place.
+///
+/// ```
+/// use tower_edge::http::range::{ByteRange, parse_content_range};
+///
+/// assert_eq!(parse_content_range(b"bytes 0-499/1234"), Some((ByteRange::new(0, 499), 1234)));
+/// assert_eq!(parse_content_range(b"bytes 0-499/*"), None);
+/// assert_eq!(parse_content_range(b"bytes 500-1234/1234"), None);
+/// ```
+pub fn parse_content_range(value: &[u8]) -> Option<(ByteRange, u64)> {
+    let value = std::str::from_utf8(value).ok()?;
+    let (unit, rest) = value.trim_matches([' ', '\t']).split_once(' ')?;
+    if !unit.eq_ignore_ascii_case("bytes") {
+        return None;
+    }
+    let (range, complete) = rest.trim_start_matches(' ').split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let number = |digits: &str| {
+        (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse::<u64>().ok())
+            .flatten()
+    };
+    let (first, last, complete) = (number(first)?, number(last)?, number(complete)?);
+    (first <= last && last < complete).then(|| (ByteRange::new(first, last), complete))
+}
+
 /// The `Content-Range` of a `416` answer: `bytes */complete` (§14.4, §15.5.17).
 pub fn unsatisfied_content_range(complete: u64) -> HeaderValue {
     HeaderValue::try_from(format!("bytes */{complete}")).expect("digits and ASCII punctuation")
@@ -436,6 +466,37 @@ fn fresh_boundary() -> String {
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn parses_a_single_part_content_range() {
+        let ok = [
+            ("bytes 0-0/1", (0, 0, 1)),
+            ("bytes 10-19/20", (10, 19, 20)),
+            ("BYTES 1-2/3", (1, 2, 3)),
+            (" bytes  4-5/6 ", (4, 5, 6)),
+        ];
+        for (value, (first, last, complete)) in ok {
+            assert_eq!(
+                parse_content_range(value.as_bytes()),
+                Some((ByteRange::new(first, last), complete)),
+                "{value:?}"
+            );
+        }
+        for value in [
+            "bytes */10",
+            "bytes 0-9/*",
+            "bytes 5-4/10",
+            "bytes 0-10/10",
+            "bytes -1-2/3",
+            "bytes +1-2/3",
+            "items 0-1/2",
+            "bytes 0-1",
+            "bytes 0-99999999999999999999/100000000000000000000",
+            "",
+        ] {
+            assert_eq!(parse_content_range(value.as_bytes()), None, "{value:?}");
+        }
+    }
 
     use proptest::prelude::*;
 

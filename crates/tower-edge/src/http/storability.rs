@@ -160,11 +160,12 @@ impl Exchange<'_> {
 }
 
 /// Whether this cache understands the caching requirements of `status` as a stored response:
-/// every final status registered for HTTP, except `206` (this cache does not store partial
-/// responses) and `304` (which updates a stored response; it is never stored itself).
+/// every final status registered for HTTP, `206` included (its parts are stored and combined as
+/// RFC 9111 §3.3 and §3.4 say), except `304` (which updates a stored response; it is never
+/// stored itself).
 pub fn understands(status: StatusCode) -> bool {
     !status.is_informational()
-        && !matches!(status.as_u16(), 206 | 304)
+        && status != StatusCode::NOT_MODIFIED
         && status.canonical_reason().is_some()
 }
 
@@ -394,12 +395,15 @@ mod tests {
     }
 
     #[test]
-    fn interim_partial_and_not_modified_responses_are_not_stored() {
-        for (status, why) in [
-            (103, NotStorable::NotFinal),
-            (206, NotStorable::Status),
-            (304, NotStorable::Status),
-        ] {
+    fn interim_and_not_modified_responses_are_not_stored_partial_ones_are() {
+        let fields = [("cache-control", "max-age=60")];
+        let partial = Case {
+            status: 206,
+            response: &fields,
+            ..Case::default()
+        };
+        assert_eq!(decide(partial), Ok(()));
+        for (status, why) in [(103, NotStorable::NotFinal), (304, NotStorable::Status)] {
             let fields = [("cache-control", "max-age=60")];
             let case = Case {
                 status,
@@ -420,7 +424,7 @@ mod tests {
             ..Case::default()
         };
         assert_eq!(decide(stored), Ok(()));
-        for status in [299, 599, 206] {
+        for status in [299, 599, 304] {
             let case = Case {
                 status,
                 response: &fields,

@@ -275,16 +275,24 @@ fn partial<B: Body>(parts: Parts, whole: &Bytes, ranges: &[ByteRange]) -> Respon
 /// The head and body chunks of the `206` for `ranges` (disjoint, within `whole`, in order); shared
 /// with the response cache, which answers ranges from stored bodies.
 pub(crate) fn partial_parts(
-    mut parts: Parts,
+    parts: Parts,
     whole: &Bytes,
     ranges: &[ByteRange],
 ) -> (Parts, VecDeque<Bytes>) {
-    let complete = whole.len() as u64;
+    // In bounds: resolution clamps every range to the representation.
+    let slice = |r: &ByteRange| whole.slice(r.first() as usize..=r.last() as usize);
+    partial_parts_with(parts, whole.len() as u64, ranges, slice)
+}
+
+/// [`partial_parts`] for a representation of `complete` bytes whose ranges `slice` reads: the
+/// response cache's stored parts hold only some of them.
+pub(crate) fn partial_parts_with(
+    mut parts: Parts,
+    complete: u64,
+    ranges: &[ByteRange],
+    slice: impl Fn(&ByteRange) -> Bytes,
+) -> (Parts, VecDeque<Bytes>) {
     parts.status = StatusCode::PARTIAL_CONTENT;
-    let slice = |r: &ByteRange| {
-        // In bounds: resolution clamps every range to the representation.
-        whole.slice(r.first() as usize..=r.last() as usize)
-    };
     let body: VecDeque<Bytes> = if let [range] = ranges {
         // §14.4: a single part carries its Content-Range in the header block.
         parts

@@ -60,7 +60,9 @@
 mod future;
 
 #[cfg(feature = "cache")]
-pub(crate) use self::future::{partial_parts, serves_ranges, unsatisfiable_parts};
+pub(crate) use self::future::{
+    partial_parts, partial_parts_with, serves_ranges, unsatisfiable_parts,
+};
 mod layer;
 mod service;
 
