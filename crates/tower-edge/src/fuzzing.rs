@@ -127,12 +127,25 @@ pub fn range(data: &[u8]) {
                     assert!(w[1].first() > w[0].last().saturating_add(1), "{ranges:?}");
                 }
                 assert!(total <= len);
-                // The Content-Range of every part is a valid field value.
+                // The Content-Range of every part is a valid field value, and reads back.
                 for r in &ranges {
-                    let _ = r.content_range(len);
+                    let value = r.content_range(len);
+                    assert_eq!(
+                        crate::http::range::parse_content_range(value.as_bytes()),
+                        Some((*r, len))
+                    );
                 }
             }
         }
+    }
+    // Any value: a Content-Range read is inside its representation, and writes back the same.
+    if let Some((r, complete)) = crate::http::range::parse_content_range(value) {
+        assert!(r.first() <= r.last() && r.last() < complete);
+        let again = r.content_range(complete);
+        assert_eq!(
+            crate::http::range::parse_content_range(again.as_bytes()),
+            Some((r, complete))
+        );
     }
 }
 
