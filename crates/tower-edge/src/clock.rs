@@ -75,7 +75,6 @@ impl fmt::Debug for ManualClock {
 #[derive(Clone)]
 #[cfg_attr(
     not(any(
-        feature = "etag",
         feature = "last-modified",
         feature = "cache",
         feature = "range",
@@ -87,7 +86,6 @@ pub(crate) struct SharedClock(Arc<dyn Clock>);
 
 #[cfg_attr(
     not(any(
-        feature = "etag",
         feature = "last-modified",
         feature = "cache",
         feature = "range",

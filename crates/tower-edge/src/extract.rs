@@ -35,7 +35,9 @@
 use std::convert::Infallible;
 
 use axum_core::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts};
+use http::{HeaderMap, Method, StatusCode, request::Parts};
+
+use crate::response::Short;
 
 use crate::http::preconditions::{CONDITIONAL_HEADERS, Precondition, Validators, evaluate};
 
@@ -121,16 +123,17 @@ impl std::error::Error for Unmet {}
 
 impl IntoResponse for Unmet {
     fn into_response(self) -> Response {
-        let mut res = if self.status == StatusCode::NOT_MODIFIED {
-            Response::new(axum_core::body::Body::empty())
+        let answer = if self.status == StatusCode::NOT_MODIFIED {
+            Short::NotModified
         } else {
-            let mut res = crate::http::preconditions::PRECONDITION_FAILED_REASON.into_response();
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            res
+            Short::PreconditionFailed
         };
-        *res.status_mut() = self.status;
-        self.validators.write_headers(res.headers_mut());
+        let mut headers = HeaderMap::new();
+        self.validators.write_headers(&mut headers);
+        let (status, body) = answer.head(&mut headers);
+        let mut res = Response::new(axum_core::body::Body::from(body));
+        *res.status_mut() = status;
+        *res.headers_mut() = headers;
         res
     }
 }
@@ -151,6 +154,7 @@ mod tests {
     use crate::http::etag::EntityTag;
     use axum_core::extract::FromRequestParts;
     use http::Request;
+    use http::header;
 
     async fn extract(req: Request<()>) -> Preconditions {
         let (mut parts, ()) = req.into_parts();

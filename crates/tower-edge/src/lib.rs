@@ -102,7 +102,6 @@ pub mod observe;
 pub mod body;
 #[cfg(any(feature = "etag", feature = "last-modified"))]
 mod conditional;
-#[cfg(any(feature = "etag", feature = "last-modified"))]
 mod response;
 
 #[cfg(feature = "etag")]

@@ -28,12 +28,11 @@ use super::{
 };
 use crate::http::{
     cache_control::CacheControl,
-    preconditions::{
-        Precondition, Validators, evaluate, has_preconditions, retain_not_modified_headers,
-    },
+    preconditions::{Precondition, Validators, evaluate, has_preconditions},
     range::{self, ByteRange, RangeLimits, Resolution},
 };
 use crate::range::{partial_parts, serves_ranges, unsatisfiable_parts};
+use crate::response::Short;
 
 // One phase a file; the state machine of a request stays here.
 mod answer;

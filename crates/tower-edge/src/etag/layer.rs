@@ -1,7 +1,6 @@
 use tower::Layer;
 
 use super::{Algorithm, ETag};
-use crate::clock::{Clock, SharedClock};
 
 /// Adds strong `ETag`s computed from the body and answers conditional requests.
 ///
@@ -16,7 +15,6 @@ pub(super) struct Config {
     pub(super) max_body_size: u64,
     pub(super) weak: bool,
     pub(super) algorithm: Algorithm,
-    pub(super) clock: SharedClock,
 }
 
 impl Default for ETagLayer {
@@ -26,14 +24,13 @@ impl Default for ETagLayer {
 }
 
 impl ETagLayer {
-    /// A layer with the defaults: strong tags, bodies up to 1 MiB hashed, the system clock.
+    /// A layer with the defaults: strong tags, bodies up to 1 MiB hashed.
     pub fn new() -> Self {
         Self {
             config: Config {
                 max_body_size: 1024 * 1024,
                 weak: false,
                 algorithm: Algorithm::Sha256,
-                clock: SharedClock::default(),
             },
         }
     }
@@ -66,15 +63,6 @@ impl ETagLayer {
     #[must_use]
     pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
         self.config.algorithm = algorithm;
-        self
-    }
-
-    /// The clock used to ignore `If-Modified-Since` dates in the future.
-    ///
-    /// Defaults to [`SystemClock`](crate::clock::SystemClock).
-    #[must_use]
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.config.clock = SharedClock::new(clock);
         self
     }
 }

@@ -12,11 +12,10 @@ use super::{
     serve_dir::Config,
 };
 use crate::http::{
-    preconditions::{
-        PRECONDITION_FAILED_REASON, Precondition, Validators, evaluate, retain_not_modified_headers,
-    },
-    range::{self, ByteRange, Multipart, Resolution, unsatisfied_content_range},
+    preconditions::{Precondition, Validators, evaluate},
+    range::{self, ByteRange, Multipart, Resolution},
 };
+use crate::response::Short;
 
 /// Where the bytes come from.
 pub(super) enum Source {
@@ -28,9 +27,6 @@ pub(super) struct Request<'a> {
     pub(super) method: &'a Method,
     pub(super) headers: &'a HeaderMap,
 }
-
-const UNSATISFIABLE_REASON: &str =
-    "range not satisfiable: no range in the Range header starts inside the file\n";
 
 pub(super) fn respond(
     config: &Config,
@@ -78,19 +74,8 @@ pub(super) fn respond(
     // RFC 9110 §13.2.2: preconditions first, then (step 5) the range.
     match evaluate(request.method, request.headers, &validators) {
         Precondition::Proceed => {}
-        Precondition::NotModified => {
-            retain_not_modified_headers(&mut headers);
-            return with(StatusCode::NOT_MODIFIED, headers, FileBody::empty());
-        }
-        Precondition::PreconditionFailed => {
-            let mut h = HeaderMap::new();
-            validators.write_headers(&mut h);
-            return text(
-                StatusCode::PRECONDITION_FAILED,
-                h,
-                PRECONDITION_FAILED_REASON,
-            );
-        }
+        Precondition::NotModified => return short(Short::NotModified, headers),
+        Precondition::PreconditionFailed => return short(Short::PreconditionFailed, headers),
     }
 
     let len = rep.version.len;
@@ -113,12 +98,7 @@ pub(super) fn respond(
             };
             with(StatusCode::OK, headers, body)
         }
-        Resolution::Unsatisfiable => {
-            let mut h = HeaderMap::new();
-            validators.write_headers(&mut h);
-            h.insert(header::CONTENT_RANGE, unsatisfied_content_range(len));
-            text(StatusCode::RANGE_NOT_SATISFIABLE, h, UNSATISFIABLE_REASON)
-        }
+        Resolution::Unsatisfiable => short(Short::RangeNotSatisfiable { complete: len }, headers),
         Resolution::Partial(ranges) => {
             let segments = if let [range] = ranges.as_slice() {
                 headers.insert(header::CONTENT_RANGE, range.content_range(len));
@@ -183,6 +163,17 @@ fn body(config: &Config, source: Source, pieces: Vec<Piece>) -> FileBody {
             FileBody::file(file, segments, config.chunk_size)
         }
     }
+}
+
+/// The 304, 412 or 416 in place of the file whose header fields are `headers`.
+fn short(answer: Short, mut headers: HeaderMap) -> Response<FileBody> {
+    let (status, body) = answer.head(&mut headers);
+    let body = if body.is_empty() {
+        FileBody::empty()
+    } else {
+        FileBody::bytes([body].into())
+    };
+    with(status, headers, body)
 }
 
 fn with(status: StatusCode, headers: HeaderMap, body: FileBody) -> Response<FileBody> {

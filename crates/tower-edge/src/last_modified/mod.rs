@@ -6,8 +6,8 @@
 //!
 //! - `If-Unmodified-Since` only when the request has no `If-Match`, answering `412`;
 //! - `If-Modified-Since` only when the request has no `If-None-Match`, answering `304`;
-//! - a date that does not parse, a list of dates, or an `If-Modified-Since` later than the
-//!   server's clock is ignored (§13.1.3, §13.1.4).
+//! - a date that does not parse, or a list of dates, is ignored (§13.1.3, §13.1.4); an
+//!   `If-Modified-Since` later than the server's clock is compared like any other date.
 //!
 //! Entity-tag conditions are left to [`ETagLayer`](crate::etag::ETagLayer) or the handler, so the
 //! two layers stack in either order with the same result.

@@ -14,8 +14,9 @@ use super::{RangeBody, layer::Config, service::RangeRequest};
 use crate::http::{
     etag::EntityTag,
     preconditions::Validators,
-    range::{ByteRange, Multipart, Resolution, evaluate, unsatisfied_content_range},
+    range::{ByteRange, Multipart, Resolution, evaluate},
 };
+use crate::response::Short;
 
 pin_project! {
     /// Response future of [`Range`](super::Range).
@@ -324,10 +325,6 @@ pub(crate) fn partial_parts_with(
     (parts, body)
 }
 
-/// The body of the 416 this layer sends.
-const UNSATISFIABLE_REASON: &str =
-    "range not satisfiable: no range in the Range header starts inside the representation\n";
-
 /// The `416` for a representation of `complete` bytes, keeping its validators.
 fn unsatisfiable<B: Body>(parts: Parts, complete: u64) -> Response<RangeBody<B>> {
     let (parts, body) = unsatisfiable_parts(parts, complete);
@@ -337,33 +334,8 @@ fn unsatisfiable<B: Body>(parts: Parts, complete: u64) -> Response<RangeBody<B>>
 /// The head and body of the `416` for a representation of `complete` bytes; shared with the
 /// response cache.
 pub(crate) fn unsatisfiable_parts(mut parts: Parts, complete: u64) -> (Parts, Bytes) {
-    parts.status = StatusCode::RANGE_NOT_SATISFIABLE;
-    let keep = [
-        header::ETAG,
-        header::LAST_MODIFIED,
-        header::ACCEPT_RANGES,
-        header::VARY,
-    ];
-    let kept: Vec<_> = keep
-        .iter()
-        .filter_map(|name| parts.headers.get(name).map(|v| (name.clone(), v.clone())))
-        .collect();
-    parts.headers.clear();
-    for (name, value) in kept {
-        parts.headers.insert(name, value);
-    }
-    // §15.5.17: a 416 to a byte-range request carries the current length.
-    parts
-        .headers
-        .insert(header::CONTENT_RANGE, unsatisfied_content_range(complete));
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    let body = Bytes::from_static(UNSATISFIABLE_REASON.as_bytes());
-    parts
-        .headers
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let (status, body) = Short::RangeNotSatisfiable { complete }.head(&mut parts.headers);
+    parts.status = status;
     (parts, body)
 }
 

@@ -42,61 +42,14 @@ pub(super) fn short_answer<B>(
     mut parts: response::Parts,
     outcome: Precondition,
 ) -> Response<CacheBody<B>> {
-    match outcome {
-        Precondition::NotModified => {
-            crate::observe::validator("304");
-            parts.status = StatusCode::NOT_MODIFIED;
-            let cache_status: Vec<HeaderValue> = parts
-                .headers
-                .get_all("cache-status")
-                .iter()
-                .cloned()
-                .collect();
-            let age = parts.headers.remove(header::AGE);
-            retain_not_modified_headers(&mut parts.headers);
-            for value in cache_status {
-                parts
-                    .headers
-                    .append(HeaderName::from_static("cache-status"), value);
-            }
-            if let Some(age) = age {
-                parts.headers.insert(header::AGE, age);
-            }
-            Response::from_parts(parts, CacheBody::empty())
-        }
-        Precondition::PreconditionFailed => {
-            crate::observe::validator("412");
-            parts.status = StatusCode::PRECONDITION_FAILED;
-            let keep: Vec<(HeaderName, HeaderValue)> = parts
-                .headers
-                .iter()
-                .filter(|(n, _)| {
-                    *n == header::ETAG
-                        || *n == header::LAST_MODIFIED
-                        || n.as_str() == "cache-status"
-                })
-                .map(|(n, v)| (n.clone(), v.clone()))
-                .collect();
-            parts.headers.clear();
-            for (n, v) in keep {
-                parts.headers.append(n, v);
-            }
-            parts
-                .headers
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            parts.headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            Response::from_parts(
-                parts,
-                CacheBody::full(Bytes::from_static(
-                    crate::http::preconditions::PRECONDITION_FAILED_REASON.as_bytes(),
-                )),
-            )
-        }
-        Precondition::Proceed => Response::from_parts(parts, CacheBody::empty()),
-    }
+    let answer = match outcome {
+        Precondition::NotModified => Short::NotModified,
+        Precondition::PreconditionFailed => Short::PreconditionFailed,
+        Precondition::Proceed => return Response::from_parts(parts, CacheBody::empty()),
+    };
+    let (status, body) = answer.head(&mut parts.headers);
+    parts.status = status;
+    Response::from_parts(parts, CacheBody::full(body))
 }
 
 /// Builds the client's response from a stored entry.
