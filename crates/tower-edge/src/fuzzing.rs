@@ -297,6 +297,17 @@ pub fn vary(data: &[u8]) {
             request.append(name, value);
         }
     }
+    // Adding a name is idempotent, never turns `*` into a list, and the name is then listed.
+    let parsed = crate::http::vary::Vary::of(&response);
+    let mut added = response.clone();
+    crate::http::vary::add(&mut added, header::ACCEPT_LANGUAGE);
+    let again = crate::http::vary::Vary::of(&added);
+    crate::http::vary::add(&mut added, header::ACCEPT_LANGUAGE);
+    assert_eq!(crate::http::vary::Vary::of(&added), again);
+    match parsed.names() {
+        None => assert_eq!(again, crate::http::vary::Vary::Any),
+        Some(_) => assert!(again.lists(&header::ACCEPT_LANGUAGE)),
+    }
     let Some(names) = fuzz_vary_names(&response) else {
         return;
     };

@@ -4,6 +4,8 @@
 use http::{HeaderMap, HeaderName, Uri, header, request::Parts};
 use tower_edge_store::CacheKey;
 
+use crate::http::vary::Vary;
+
 /// Which query parameters take part in the key.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct QueryPolicy {
@@ -110,26 +112,16 @@ pub(crate) fn base_key(resource: String, encoding: &str, user: Option<&str>) -> 
     }
 }
 
-/// The header names of a `Vary` value, lowercased, without `Accept-Encoding` (the negotiated
-/// encoding is already in the key). `None` for `Vary: *`, which matches no later request.
+/// The header names of a `Vary` value, lowercased, sorted, without `Accept-Encoding` (the
+/// negotiated encoding is already in the key). `None` for `Vary: *`, which matches no later
+/// request.
 pub(crate) fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
-    let mut names = Vec::new();
-    for value in headers.get_all(header::VARY) {
-        let Ok(value) = value.to_str() else {
-            return None;
-        };
-        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            if name == "*" {
-                return None;
-            }
-            let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
-                return None;
-            };
-            if name != header::ACCEPT_ENCODING && !names.contains(&name) {
-                names.push(name);
-            }
-        }
-    }
+    let mut names: Vec<HeaderName> = Vary::of(headers)
+        .names()?
+        .iter()
+        .filter(|name| **name != header::ACCEPT_ENCODING)
+        .cloned()
+        .collect();
     names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     Some(names)
 }

@@ -13,6 +13,7 @@ use crate::http::{
     cache_control::CacheControl,
     freshness::{self, Reader},
     storability::Exchange,
+    vary::{self, Vary},
 };
 
 /// The response header that sets this cache's TTL in seconds, for this cache only. It is
@@ -206,7 +207,7 @@ pub(crate) fn merge_not_modified(stored: &mut HeaderMap, fresh: &HeaderMap) {
     // varies only the 200 (compression adds `accept-encoding` to what it compresses) would
     // otherwise take names out of the stored Vary, and later hits would under-state it to
     // downstream caches. So the stored response keeps every name it varied on.
-    let vary_before: Vec<HeaderValue> = stored.get_all(header::VARY).iter().cloned().collect();
+    let vary_before = Vary::of(stored);
     let mut replaced: Vec<&header::HeaderName> = Vec::new();
     for (name, value) in fresh {
         if KEEP.contains(name) {
@@ -218,30 +219,12 @@ pub(crate) fn merge_not_modified(stored: &mut HeaderMap, fresh: &HeaderMap) {
         }
         stored.append(name.clone(), value.clone());
     }
-    if fresh.contains_key(header::VARY) {
-        keep_vary_names(stored, &vary_before);
-    }
-}
-
-/// Appends to `headers`' Vary every name of `before` it no longer lists.
-fn keep_vary_names(headers: &mut HeaderMap, before: &[HeaderValue]) {
-    let names = |values: &mut dyn Iterator<Item = &HeaderValue>| -> Vec<String> {
-        values
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|n| n.trim().to_ascii_lowercase())
-            .filter(|n| !n.is_empty())
-            .collect()
-    };
-    let now = names(&mut headers.get_all(header::VARY).iter());
-    let missing: Vec<String> = names(&mut before.iter())
-        .into_iter()
-        .filter(|n| !now.contains(n))
-        .collect();
-    if !missing.is_empty()
-        && let Ok(value) = HeaderValue::from_str(&missing.join(", "))
+    if fresh.contains_key(header::VARY)
+        && let Some(names) = vary_before.names()
     {
-        headers.append(header::VARY, value);
+        for name in names {
+            vary::add(stored, name.clone());
+        }
     }
 }
 

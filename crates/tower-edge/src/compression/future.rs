@@ -136,16 +136,7 @@ fn decide<B: Body, P: Predicate>(
 
 /// Adds `Accept-Encoding` to `Vary` unless it (or `*`) is already there.
 pub(crate) fn add_vary(headers: &mut HeaderMap) {
-    let present = headers.get_all(header::VARY).iter().any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',')
-                .map(str::trim)
-                .any(|t| t == "*" || t.eq_ignore_ascii_case("accept-encoding"))
-        })
-    });
-    if !present {
-        headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
-    }
+    crate::http::vary::add(headers, header::ACCEPT_ENCODING);
 }
 
 /// RFC 9110 §8.8.1: the compressed bytes are not the identity bytes, so a strong tag for the

@@ -4,7 +4,8 @@
 //! each RFC rule: [`etag`] for entity tags, [`date`] for HTTP dates, [`preconditions`] for the
 //! order in which conditional requests are evaluated, [`range`] for byte ranges, and, for
 //! RFC 9111 on top of the one [`cache_control`] parser, [`storability`] (may a response be
-//! stored, and why not) and [`freshness`] (lifetime, age, heuristics, stale permission).
+//! stored, and why not) and [`freshness`] (lifetime, age, heuristics, stale permission), and
+//! [`vary`] for the fields a representation was chosen on.
 
 pub mod accept_encoding;
 pub mod cache_control;
@@ -14,3 +15,4 @@ pub mod freshness;
 pub mod preconditions;
 pub mod range;
 pub mod storability;
+pub mod vary;

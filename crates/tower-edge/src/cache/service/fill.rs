@@ -49,10 +49,7 @@ pub(super) fn with_body(template: Entry, body: Bytes) -> Entry {
 pub(super) fn vary_of<St>(ctx: &Ctx<St>, headers: &HeaderMap) -> Vec<HeaderName> {
     let mut names = key::vary_names(headers).unwrap_or_default();
     if ctx.shared.config.encoding.is_none()
-        && headers.get_all(header::VARY).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.to_ascii_lowercase().contains("accept-encoding"))
-        })
+        && crate::http::vary::Vary::of(headers).lists(&header::ACCEPT_ENCODING)
     {
         // No negotiator to key on: the raw header is the only safe key.
         names.push(header::ACCEPT_ENCODING);
