@@ -100,6 +100,7 @@ pub mod observe;
 
 #[cfg(any(feature = "etag", feature = "last-modified", feature = "range"))]
 pub mod body;
+mod collected;
 #[cfg(any(feature = "etag", feature = "last-modified"))]
 mod conditional;
 mod response;

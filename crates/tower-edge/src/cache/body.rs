@@ -7,7 +7,9 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
+
+use crate::collected::Collected;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -37,8 +39,7 @@ pin_project! {
 /// Copies of the chunks seen so far, up to `max` bytes. Dropping it (on overflow, trailers,
 /// an error, or the client going away) drops `on_complete` unused.
 struct Tee {
-    chunks: Vec<Bytes>,
-    len: u64,
+    collected: Collected,
     max: u64,
     // The length the body announced, if exact: a server that sent Content-Length may stop
     // polling once that many bytes went out, without waiting for the body's end.
@@ -49,7 +50,7 @@ struct Tee {
 impl Tee {
     fn complete(mut self) {
         if let Some(done) = self.on_complete.take() {
-            done(Some(concat(std::mem::take(&mut self.chunks), self.len)));
+            done(Some(std::mem::take(&mut self.collected).into_bytes()));
         }
     }
 
@@ -100,27 +101,12 @@ impl<B> CacheBody<B> {
             kind: Kind::Tee {
                 body,
                 tee: Some(Tee {
-                    chunks: Vec::new(),
-                    len: 0,
+                    collected: Collected::default(),
                     max,
                     expected,
                     on_complete: Some(on_complete),
                 }),
             },
-        }
-    }
-}
-
-fn concat(chunks: Vec<Bytes>, len: u64) -> Bytes {
-    match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.into_iter().next().unwrap_or_default(),
-        _ => {
-            let mut out = BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
-            for chunk in chunks {
-                out.extend_from_slice(&chunk);
-            }
-            out.freeze()
         }
     }
 }
@@ -153,20 +139,20 @@ where
                 match frame {
                     Some(Ok(frame)) => match frame.into_data() {
                         Ok(mut data) => {
-                            let bytes = data.copy_to_bytes(data.remaining());
-                            if let Some(t) = tee.as_mut() {
-                                t.len += bytes.len() as u64;
-                                if t.len > t.max {
-                                    // Too long to store: stop copying, and let waiters go.
-                                    if let Some(t) = tee.take() {
-                                        t.give_up();
-                                    }
-                                } else {
-                                    t.chunks.push(bytes.clone());
-                                    let whole = t.expected == Some(t.len) || body.is_end_stream();
-                                    if whole && let Some(t) = tee.take() {
-                                        t.complete();
-                                    }
+                            let Some(t) = tee.as_mut() else {
+                                let bytes = data.copy_to_bytes(data.remaining());
+                                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                            };
+                            let bytes = t.collected.push(data);
+                            let len = t.collected.len();
+                            if len > t.max {
+                                // Too long to store: stop copying, and let waiters go.
+                                if let Some(t) = tee.take() {
+                                    t.give_up();
+                                }
+                            } else if t.expected == Some(len) || body.is_end_stream() {
+                                if let Some(t) = tee.take() {
+                                    t.complete();
                                 }
                             }
                             Poll::Ready(Some(Ok(Frame::data(bytes))))
@@ -185,7 +171,7 @@ where
                     }
                     None => {
                         if let Some(t) = tee.take() {
-                            if t.expected.is_none_or(|n| n == t.len) {
+                            if t.expected.is_none_or(|n| n == t.collected.len()) {
                                 t.complete();
                             } else {
                                 // Shorter than announced: not the representation to keep.

@@ -5,7 +5,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
     request, response,
@@ -26,6 +26,7 @@ use super::{
     policy,
     stats::{self, bump},
 };
+use crate::collected::Collected;
 use crate::http::{
     cache_control::CacheControl,
     preconditions::{Precondition, Validators, evaluate, has_preconditions},
@@ -583,7 +584,7 @@ where
         .exact()
         .is_some_and(|len| len <= STORE_BEFORE_ANSWER.min(config.max_body_size));
     if client_answer != Precondition::Proceed || rbody.is_end_stream() || small {
-        let stored = match read_bounded(rbody, config.max_body_size).await {
+        let stored = match Collected::read(rbody, config.max_body_size).await {
             Some(bytes) => {
                 let entry = with_body(template, bytes.clone());
                 let stored = store_entry(ctx, ticket, &key, &rparts.headers, entry, ttl).await;

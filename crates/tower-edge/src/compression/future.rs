@@ -1,5 +1,4 @@
 use std::{
-    collections::VecDeque,
     future::Future,
     pin::Pin,
     sync::Arc,
@@ -18,6 +17,7 @@ use super::{
     predicate::{Predicate, essence},
     service::Choice,
 };
+use crate::collected::Collected;
 use crate::http::{accept_encoding::Coding, cache_control::CacheControl, etag::EntityTag};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -41,8 +41,7 @@ pin_project! {
         Sniffing {
             parts: Option<Parts>,
             body: Option<Pin<Box<B>>>,
-            chunks: VecDeque<Bytes>,
-            len: u64,
+            collected: Collected,
             coding: Coding,
         },
         Done,
@@ -240,8 +239,7 @@ where
                             this.state.set(State::Sniffing {
                                 parts: Some(parts),
                                 body: Some(Box::pin(body)),
-                                chunks: VecDeque::new(),
-                                len: 0,
+                                collected: Collected::default(),
                                 coding,
                             });
                             continue;
@@ -253,13 +251,12 @@ where
                 StateProj::Sniffing {
                     parts,
                     body,
-                    chunks,
-                    len,
+                    collected,
                     coding,
                 } => {
                     let min = this.config.min_size;
                     let (ended, trailers, error) = loop {
-                        if *len >= min {
+                        if collected.len() >= min {
                             break (false, None, None);
                         }
                         let Some(inner) = body.as_mut() else {
@@ -267,10 +264,8 @@ where
                         };
                         match ready!(inner.as_mut().poll_frame(cx)) {
                             Some(Ok(frame)) => match frame.into_data() {
-                                Ok(mut data) => {
-                                    let bytes = data.copy_to_bytes(data.remaining());
-                                    *len += bytes.len() as u64;
-                                    chunks.push_back(bytes);
+                                Ok(data) => {
+                                    collected.push(data);
                                 }
                                 Err(frame) => break (true, frame.into_trailers().ok(), None),
                             },
@@ -280,8 +275,9 @@ where
                     };
                     let mut head = parts.take().expect("sniffing state holds the head");
                     let rest = if ended { None } else { body.take() };
-                    let chunks = std::mem::take(chunks);
-                    let compress = *len >= min && error.is_none();
+                    let len = collected.len();
+                    let chunks = collected.take();
+                    let compress = len >= min && error.is_none();
                     let response = match compress
                         .then(|| Encoder::new(*coding, this.config.levels, None))
                         .flatten()
@@ -303,7 +299,7 @@ where
                             if ended && error.is_none() {
                                 // The whole body is here: its length is known now.
                                 head.headers
-                                    .insert(header::CONTENT_LENGTH, HeaderValue::from(*len));
+                                    .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
                             }
                             let body = CompressionBody::resumed(
                                 chunks, rest, trailers, error, None, false,

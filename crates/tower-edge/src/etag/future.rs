@@ -16,6 +16,7 @@ use super::{
     layer::Config,
 };
 use crate::{
+    collected::Collected,
     conditional::RequestConditions,
     http::{
         date::parse_http_date,
@@ -44,8 +45,7 @@ pin_project! {
         Hashing {
             parts: Option<Parts>,
             body: Option<Pin<Box<B>>>,
-            chunks: VecDeque<Bytes>,
-            len: u64,
+            collected: Collected,
             hasher: Hasher,
         },
         Done,
@@ -97,16 +97,14 @@ where
                     this.state.set(State::Hashing {
                         parts: Some(parts),
                         body: Some(Box::pin(body)),
-                        chunks: VecDeque::new(),
-                        len: 0,
+                        collected: Collected::default(),
                         hasher: Hasher::new(this.config.algorithm),
                     });
                 }
                 StateProj::Hashing {
                     parts,
                     body,
-                    chunks,
-                    len,
+                    collected,
                     hasher,
                 } => {
                     let response = loop {
@@ -118,16 +116,13 @@ where
                         );
                         match frame {
                             Some(Ok(frame)) => match frame.into_data() {
-                                Ok(mut data) => {
-                                    let bytes = data.copy_to_bytes(data.remaining());
-                                    *len += bytes.len() as u64;
-                                    hasher.update(&bytes);
-                                    chunks.push_back(bytes);
-                                    if *len > this.config.max_body_size {
+                                Ok(data) => {
+                                    hasher.update(&collected.push(data));
+                                    if collected.len() > this.config.max_body_size {
                                         // The size hint understated the length: send what was
                                         // read and stream the rest, without a tag.
                                         let rest = body.take().expect("body present");
-                                        let body = ETagBody::prefixed(std::mem::take(chunks), rest);
+                                        let body = ETagBody::prefixed(collected.take(), rest);
                                         break Response::from_parts(take(parts), body);
                                     }
                                 }
@@ -136,7 +131,7 @@ where
                                     let trailers = frame.into_trailers().ok();
                                     break finish(
                                         take(parts),
-                                        std::mem::take(chunks),
+                                        collected.take(),
                                         trailers,
                                         hasher,
                                         this.request.as_ref(),
@@ -150,7 +145,7 @@ where
                             None => {
                                 break finish(
                                     take(parts),
-                                    std::mem::take(chunks),
+                                    collected.take(),
                                     None,
                                     hasher,
                                     this.request.as_ref(),

@@ -5,12 +5,13 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use http::{HeaderValue, Response, StatusCode, header, response::Parts};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
 use super::{RangeBody, layer::Config, service::RangeRequest};
+use crate::collected::Collected;
 use crate::http::{
     etag::EntityTag,
     preconditions::Validators,
@@ -37,8 +38,7 @@ pin_project! {
         Buffering {
             parts: Option<Parts>,
             body: Option<Pin<Box<B>>>,
-            chunks: VecDeque<Bytes>,
-            len: u64,
+            collected: Collected,
         },
         Done,
     }
@@ -93,15 +93,13 @@ where
                     this.state.set(State::Buffering {
                         parts: Some(parts),
                         body: Some(Box::pin(body)),
-                        chunks: VecDeque::new(),
-                        len: 0,
+                        collected: Collected::default(),
                     });
                 }
                 StateProj::Buffering {
                     parts,
                     body,
-                    chunks,
-                    len,
+                    collected,
                 } => {
                     let response = loop {
                         let frame = ready!(
@@ -112,18 +110,15 @@ where
                         );
                         match frame {
                             Some(Ok(frame)) => match frame.into_data() {
-                                Ok(mut data) => {
-                                    let bytes = data.copy_to_bytes(data.remaining());
-                                    *len += bytes.len() as u64;
-                                    chunks.push_back(bytes);
-                                    if *len > this.config.max_body_size {
+                                Ok(data) => {
+                                    collected.push(data);
+                                    if collected.len() > this.config.max_body_size {
                                         // The size hint understated the length: send what was
                                         // read and stream the rest, whole and untouched.
                                         let rest = body.take().expect("body present");
                                         let mut parts = take(parts);
                                         parts.headers.remove(header::ACCEPT_RANGES);
-                                        let body =
-                                            RangeBody::prefixed(std::mem::take(chunks), rest);
+                                        let body = RangeBody::prefixed(collected.take(), rest);
                                         break Response::from_parts(parts, body);
                                     }
                                 }
@@ -131,8 +126,7 @@ where
                                 Err(_trailers) => {
                                     break finish(
                                         take(parts),
-                                        chunks,
-                                        *len,
+                                        std::mem::take(collected),
                                         this.request,
                                         this.config,
                                     );
@@ -142,7 +136,12 @@ where
                                 break Response::from_parts(take(parts), RangeBody::failed(error));
                             }
                             None => {
-                                break finish(take(parts), chunks, *len, this.request, this.config);
+                                break finish(
+                                    take(parts),
+                                    std::mem::take(collected),
+                                    this.request,
+                                    this.config,
+                                );
                             }
                         }
                     };
@@ -214,12 +213,11 @@ fn resolve(request: &RangeRequest, parts: &Parts, len: u64, config: &Config) -> 
 
 fn finish<B: Body>(
     mut parts: Parts,
-    chunks: &mut VecDeque<Bytes>,
-    len: u64,
+    mut collected: Collected,
     request: &Option<RangeRequest>,
     config: &Config,
 ) -> Response<RangeBody<B>> {
-    let chunks = std::mem::take(chunks);
+    let len = collected.len();
     let request = request.as_ref().expect("a range request");
     // Resolve again on the bytes actually read: a size hint is a promise, not a proof.
     let resolution = resolve(request, &parts, len, config);
@@ -232,7 +230,7 @@ fn finish<B: Body>(
             let body = if len == 0 {
                 RangeBody::empty()
             } else {
-                RangeBody::buffered(chunks, None)
+                RangeBody::buffered(collected.take(), None)
             };
             Response::from_parts(parts, body)
         }
@@ -249,22 +247,10 @@ fn finish<B: Body>(
             };
             crate::observe::record("edge.range", what);
             crate::observe::count("tower_edge_range_total", "status", what);
-            let whole = concat(chunks, len);
+            let whole = collected.into_bytes();
             partial(parts, &whole, &ranges)
         }
     }
-}
-
-fn concat(mut chunks: VecDeque<Bytes>, len: u64) -> Bytes {
-    if chunks.len() == 1 {
-        return chunks.pop_front().expect("one chunk");
-    }
-    // The copy is bounded by the layer's max_body_size.
-    let mut out = BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
-    for chunk in chunks {
-        out.extend_from_slice(&chunk);
-    }
-    out.freeze()
 }
 
 /// The `206` for `ranges` (disjoint, within `whole`, in the order to send them).

@@ -185,29 +185,6 @@ pub(super) fn take_tags(parts: &mut response::Parts) -> Vec<String> {
     tags
 }
 
-/// Reads a whole body of at most `max` bytes; `None` if longer, or if it fails or ends in
-/// trailers.
-pub(super) async fn read_bounded<B: Body>(body: B, max: u64) -> Option<Bytes>
-where
-    B::Data: Buf,
-{
-    let mut body = std::pin::pin!(body);
-    let mut out = BytesMut::new();
-    while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-        let mut data = frame.ok()?.into_data().ok()?;
-        if (out.len() + data.remaining()) as u64 > max {
-            return None;
-        }
-        while data.has_remaining() {
-            let chunk = data.chunk();
-            out.extend_from_slice(chunk);
-            let n = chunk.len();
-            data.advance(n);
-        }
-    }
-    Some(out.freeze())
-}
-
 pub(super) async fn drain<B: Body>(body: B) {
     let mut body = std::pin::pin!(body);
     while let Some(Ok(_)) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {}

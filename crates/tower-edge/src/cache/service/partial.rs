@@ -135,7 +135,7 @@ where
             return answer_uncached(ctx, rparts, rbody);
         }
     };
-    let Some(bytes) = read_bounded(rbody, range.len()).await else {
+    let Some(bytes) = Collected::read(rbody, range.len()).await else {
         // The body failed half-way: nothing to keep, and nothing whole to send.
         finish(part.guard, Finish::NotStored);
         return Response::from_parts(rparts, CacheBody::empty());
