@@ -1344,6 +1344,166 @@ const CASES: &[Case] = &[
                 .expect(&[HIT]),
         ],
     ),
+    case(
+        "§5.2.1.2 max-stale above the staleness: the stale response, without the origin",
+        &[ok(AGED_V1, "one")],
+        &[
+            get(200, 1),
+            get(200, 1)
+                .with(&[("cache-control", "max-stale=3600")])
+                .body("one")
+                .expect(&[
+                    has("cache-status", "detail=max-stale"),
+                    has("cache-status", "ttl=-"),
+                ]),
+        ],
+    ),
+    case(
+        "§5.2.1.2 max-stale without a value takes any staleness",
+        &[ok(AGED_V1, "one")],
+        &[
+            get(200, 1),
+            get(200, 1)
+                .with(&[("cache-control", "Max-Stale")])
+                .body("one")
+                .expect(&[has("cache-status", "detail=max-stale")]),
+        ],
+    ),
+    case(
+        "§5.2.1.2 with §5.2.1.1: max-stale does not lift the client's max-age",
+        &[
+            ok(AGED_V1, "one"),
+            if_none_match("\"v1\"", REFRESH, reply(200, FRESH, "two")),
+        ],
+        &[
+            get(200, 1),
+            get(200, 2)
+                .with(&[("cache-control", "max-stale, max-age=50")])
+                .sent(&[SENT_V1]),
+        ],
+    ),
+    case(
+        "§5.2.1.3 min-fresh beyond the remaining lifetime: validated with the origin, RFC 9211 \
+         fwd=request",
+        &[
+            ok(
+                &[
+                    ("cache-control", "max-age=3600"),
+                    ("age", "30"),
+                    ("etag", "\"v1\""),
+                ],
+                "one",
+            ),
+            if_none_match("\"v1\"", REFRESH, reply(200, FRESH, "two")),
+        ],
+        &[
+            get(200, 1),
+            get(200, 2)
+                .with(&[("cache-control", "min-fresh=7200")])
+                .body("one")
+                .sent(&[SENT_V1])
+                .expect(&[has("cache-status", "fwd=request")]),
+        ],
+    ),
+    case(
+        "§5.2.1.1 request max-age=0 on a fresh response of age 30: validated with the origin",
+        &[
+            ok(
+                &[
+                    ("cache-control", "max-age=3600"),
+                    ("age", "30"),
+                    ("etag", "\"v1\""),
+                ],
+                "one",
+            ),
+            if_none_match("\"v1\"", REFRESH, reply(200, FRESH, "two")),
+        ],
+        &[
+            get(200, 1),
+            get(200, 2)
+                .with(&[("cache-control", "max-age=0")])
+                .body("one")
+                .sent(&[SENT_V1])
+                .expect(&[has("cache-status", "fwd=request")]),
+        ],
+    ),
+    case(
+        "§5.2.1.1 a request max-age refusal is not answered stale-while-revalidate",
+        &[
+            ok(
+                &[
+                    ("cache-control", "max-age=3600, stale-while-revalidate=600"),
+                    ("age", "30"),
+                    ("etag", "\"v1\""),
+                ],
+                "one",
+            ),
+            if_none_match("\"v1\"", REFRESH, reply(200, FRESH, "two")),
+        ],
+        &[
+            get(200, 1),
+            get(200, 2)
+                .with(&[("cache-control", "max-age=10")])
+                .sent(&[SENT_V1])
+                .expect(&[lacks("cache-status", "stale-while-revalidate")]),
+        ],
+    ),
+    case(
+        "§5.2.1.7 only-if-cached with only a stale stored response: 504 without the origin",
+        &[ok(AGED_V1, "one")],
+        &[
+            get(200, 1),
+            get(504, 1)
+                .with(&[("cache-control", "only-if-cached")])
+                .expect(&[has("cache-status", "fwd=stale; detail=only-if-cached")]),
+        ],
+    ),
+    case(
+        "§5.2.1.7 only-if-cached with max-stale: the stale stored response",
+        &[ok(AGED_V1, "one")],
+        &[
+            get(200, 1),
+            get(200, 1)
+                .with(&[("cache-control", "only-if-cached, max-stale")])
+                .body("one"),
+        ],
+    ),
+    case(
+        "RFC 5861 §3, §4.2.4: past its stale-while-revalidate window (stale by 940 s of 10) the \
+         request waits for the origin",
+        &[
+            ok(
+                &[
+                    ("cache-control", "max-age=60, stale-while-revalidate=10"),
+                    ("age", "1000"),
+                    ("etag", "\"v1\""),
+                ],
+                "one",
+            ),
+            if_none_match("\"v1\"", REFRESH, reply(200, FRESH, "two")),
+        ],
+        &[
+            get(200, 1),
+            get(200, 2)
+                .sent(&[SENT_V1])
+                .expect(&[STALE, lacks("cache-status", "stale-while-revalidate")]),
+        ],
+    ),
+    case(
+        "RFC 5861 §4, §4.2.4: past its stale-if-error window the origin's 500 reaches the client",
+        &[
+            ok(
+                &[
+                    ("cache-control", "max-age=60, stale-if-error=10"),
+                    ("age", "1000"),
+                    ("etag", "\"v1\""),
+                ],
+                "one",
+            ),
+            answer(500, &[], "down"),
+        ],
+        &[get(200, 1), get(500, 2).body("down")],
+    ),
     // §4.4 Invalidation.
     case(
         "§4.4 a successful POST invalidates the stored response",
@@ -1429,6 +1589,21 @@ const CASES: &[Case] = &[
             get(200, 1).at("/b"),
             get(200, 1).at("/b").body("one"),
             step("POST", 201, 2),
+            get(200, 3).at("/b").body("two"),
+        ],
+    ),
+    case(
+        "§4.4 (a MAY, the documented choice) with RFC 9110 §10.2.2: a relative Location is \
+         resolved against the request's target and invalidated",
+        &[
+            ok(FRESH, "one"),
+            answer(201, &[("location", "b")], ""),
+            ok(FRESH, "two"),
+        ],
+        &[
+            get(200, 1).at("/b"),
+            get(200, 1).at("/b").body("one"),
+            step("POST", 201, 2).at("/a"),
             get(200, 3).at("/b").body("two"),
         ],
     ),

@@ -45,6 +45,8 @@ pub(crate) enum Outcome {
     Hit { ttl: Duration },
     /// A stale stored response while one background refresh runs (RFC 5861).
     StaleWhileRevalidate { stale_by: Duration },
+    /// A stale stored response the client said it takes (`max-stale`, RFC 9111 §5.2.1.2).
+    StaleAccepted { stale_by: Duration },
     /// A stale stored response because the inner service failed (RFC 5861); with the status
     /// it failed with, if it answered.
     StaleIfError {
@@ -59,8 +61,9 @@ pub(crate) enum Outcome {
         not_modified: bool,
         stored: Stored,
     },
-    /// `only-if-cached` and nothing stored: 504 (RFC 9111 §5.2.1.7).
-    OnlyIfCached,
+    /// `only-if-cached` and nothing stored that may answer: 504 (RFC 9111 §5.2.1.7). `fwd`
+    /// says why the request would have gone on: nothing stored, stale, or its own directives.
+    OnlyIfCached { fwd: Fwd },
     /// Not looked up, not stored: the bypass predicate, an unkeyable host.
     Bypass,
 }
@@ -70,10 +73,12 @@ impl Outcome {
     fn event(self) -> &'static str {
         match self {
             Self::Hit { .. } => "hit",
-            Self::StaleWhileRevalidate { .. } | Self::StaleIfError { .. } => "stale",
+            Self::StaleWhileRevalidate { .. }
+            | Self::StaleAccepted { .. }
+            | Self::StaleIfError { .. } => "stale",
             Self::Collapsed { fwd: Fwd::Stale } => "revalidate",
             Self::Collapsed { .. } => "collapsed",
-            Self::Forwarded { fwd: Fwd::Miss, .. } | Self::OnlyIfCached => "miss",
+            Self::Forwarded { fwd: Fwd::Miss, .. } | Self::OnlyIfCached { .. } => "miss",
             Self::Forwarded {
                 fwd: Fwd::Stale, ..
             } => "revalidate",
@@ -106,6 +111,9 @@ impl fmt::Display for Outcome {
                 "hit; ttl=-{}; detail=stale-while-revalidate",
                 stale_by.as_secs()
             ),
+            Self::StaleAccepted { stale_by } => {
+                write!(f, "hit; ttl=-{}; detail=max-stale", stale_by.as_secs())
+            }
             Self::StaleIfError { stale_by, status } => {
                 write!(f, "hit; ttl=-{}; fwd=stale", stale_by.as_secs())?;
                 if let Some(status) = status {
@@ -129,7 +137,9 @@ impl fmt::Display for Outcome {
                     Stored::No(why) => write!(f, "; detail={why}"),
                 }
             }
-            Self::OnlyIfCached => f.write_str("fwd=miss; detail=only-if-cached"),
+            Self::OnlyIfCached { fwd } => {
+                write!(f, "fwd={}; detail=only-if-cached", fwd.as_str())
+            }
             Self::Bypass => f.write_str("fwd=bypass"),
         }
     }
@@ -212,9 +222,19 @@ mod tests {
                 "miss",
             ),
             (
-                Outcome::OnlyIfCached,
+                Outcome::OnlyIfCached { fwd: Fwd::Miss },
                 "fwd=miss; detail=only-if-cached",
                 "miss",
+            ),
+            (
+                Outcome::OnlyIfCached { fwd: Fwd::Stale },
+                "fwd=stale; detail=only-if-cached",
+                "miss",
+            ),
+            (
+                Outcome::StaleAccepted { stale_by: secs(4) },
+                "hit; ttl=-4; detail=max-stale",
+                "stale",
             ),
             (Outcome::Bypass, "fwd=bypass", "bypass"),
         ] {

@@ -33,12 +33,15 @@ pub(crate) struct Freshness {
 }
 
 impl Freshness {
-    /// How long the store should keep the entry: fresh life plus the longer stale window, and
-    /// at least `min_keep` when the response has validators (a stale entry with validators is
-    /// still worth a conditional request).
+    /// How long the store should keep the entry: what is left of its fresh life and of the
+    /// longer stale window after the age it arrived with, and at least `min_keep` when the
+    /// response has validators (a stale entry with validators is still worth a conditional
+    /// request).
     pub(crate) fn store_ttl(&self, has_validators: bool, min_keep: Duration) -> Duration {
-        let mut ttl = self.fresh_for.saturating_sub(self.initial_age)
-            + self.stale_while_revalidate.max(self.stale_if_error);
+        let mut ttl = self
+            .fresh_for
+            .saturating_add(self.stale_while_revalidate.max(self.stale_if_error))
+            .saturating_sub(self.initial_age);
         if has_validators {
             ttl = ttl.max(min_keep);
         }
@@ -137,7 +140,10 @@ pub(crate) fn decide(
     } else if age.is_none() || revalidate_always {
         initial_age
     } else if lifetime.is_explicit() {
-        lifetime.duration().max(initial_age)
+        // §4.2: fresh while its age (which counts the `Age` it arrived with) is below its
+        // lifetime. A response older than that on arrival is stale by the difference, and
+        // its stale windows count from when it expired, not from when it arrived.
+        lifetime.duration()
     } else {
         let default = res
             .extensions
@@ -146,7 +152,7 @@ pub(crate) fn decide(
             .or(config.default_ttl);
         match default {
             Some(ttl) => initial_age + ttl.min(MAX_DELTA),
-            None => lifetime.duration().max(initial_age),
+            None => lifetime.duration(),
         }
     };
 

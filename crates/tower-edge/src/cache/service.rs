@@ -29,6 +29,7 @@ use super::{
 use crate::collected::Collected;
 use crate::http::{
     cache_control::CacheControl,
+    freshness::Demand,
     preconditions::{Precondition, Validators, evaluate, has_preconditions},
     range::{self, ByteRange, RangeLimits, Resolution},
 };
@@ -136,6 +137,10 @@ struct Ctx<St> {
     origin: String,
     per_user: bool,
     no_store: bool,
+    /// What the request's own directives ask of a stored response (RFC 9111 §5.2.1).
+    demand: Demand,
+    /// §5.2.1.7: answer from the cache or not at all.
+    only_if_cached: bool,
 }
 
 async fn handle<S, St, ReqB, ResB>(
@@ -233,6 +238,8 @@ where
         origin,
         per_user: user.is_some(),
         no_store: request_cc.has("no-store"),
+        demand: Demand::of(&request_cc),
+        only_if_cached: request_cc.has("only-if-cached"),
     };
 
     if authorized {
@@ -258,12 +265,8 @@ where
         if let Some(res) = answer_from_parts(&ctx, &flight_key).await {
             return Ok(res);
         }
-        if request_cc.has("only-if-cached") {
-            // RFC 9111 §5.2.1.7.
-            let mut res = Response::new(CacheBody::empty());
-            *res.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-            Outcome::OnlyIfCached.apply(res.headers_mut());
-            return Ok(res);
+        if ctx.only_if_cached {
+            return Ok(only_if_cached(Fwd::Miss));
         }
     }
     bump(&shared.counters.misses);
@@ -338,14 +341,31 @@ where
     ResB::Error: Send,
 {
     let shared = &ctx.shared;
-    if found.fresh(ctx.now) {
+    let (age, lifetime) = (found.age(ctx.now), found.entry.fresh_for());
+    if ctx.demand.takes_fresh(age, lifetime) {
         bump(&shared.counters.hits);
         tracing::trace!(key = %found.key, "cache hit");
-        let ttl = found.entry.fresh_for().saturating_sub(found.age(ctx.now));
+        let ttl = lifetime.saturating_sub(age);
         return Ok(serve(&found, ctx, Outcome::Hit { ttl }));
     }
+    // Fresh, but the request's `max-age` or `min-fresh` refuses it: validate, and let nothing
+    // stale stand in (RFC 9211 `fwd=request`).
+    let refused = ctx.demand.refuses_fresh(age, lifetime);
     let stale_by = found.stale_by(ctx.now);
-    let may_serve_stale = !policy::forbids_stale(found.entry.headers());
+    let may_serve_stale = !refused && !policy::forbids_stale(found.entry.headers());
+    if may_serve_stale && ctx.demand.takes_stale(age, stale_by) {
+        // RFC 9111 §5.2.1.2: the client takes it stale.
+        bump(&shared.counters.stale);
+        return Ok(serve(&found, ctx, Outcome::StaleAccepted { stale_by }));
+    }
+    if ctx.only_if_cached && !(may_serve_stale && stale_by < found.entry.stale_while_revalidate()) {
+        // RFC 9111 §5.2.1.7: what is stored does not do, and the origin is not to be asked.
+        return Ok(only_if_cached(if refused {
+            Fwd::Request
+        } else {
+            Fwd::Stale
+        }));
+    }
     if may_serve_stale && stale_by < found.entry.stale_while_revalidate() {
         bump(&shared.counters.stale);
         tracing::debug!(key = %found.key, stale_by = ?stale_by, "serving stale while revalidating");
@@ -362,6 +382,8 @@ where
                 origin: ctx.origin.clone(),
                 per_user: ctx.per_user,
                 no_store: false,
+                demand: Demand::default(),
+                only_if_cached: false,
             };
             let mut refresh_parts = parts.clone();
             refresh_parts.method = Method::GET;
@@ -419,7 +441,15 @@ where
         body,
         Some(found.entry),
         guard,
-        Fwd::Stale,
+        if refused { Fwd::Request } else { Fwd::Stale },
     ))
     .await
+}
+
+/// The `504` of RFC 9111 §5.2.1.7: `only-if-cached`, and nothing stored that may answer.
+fn only_if_cached<B>(fwd: Fwd) -> Response<CacheBody<B>> {
+    let mut res = Response::new(CacheBody::empty());
+    *res.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    Outcome::OnlyIfCached { fwd }.apply(res.headers_mut());
+    res
 }

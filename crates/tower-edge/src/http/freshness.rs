@@ -281,6 +281,76 @@ pub fn stale_window(cc: &CacheControl, name: &str) -> Option<Duration> {
         .map(|s| Duration::from_secs(s).min(MAX_DELTA))
 }
 
+/// What a request's own `Cache-Control` asks of a stored response (RFC 9111 §5.2.1): how old
+/// it may be, how much longer it must stay fresh, and how stale the client will take it.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use tower_edge::http::{cache_control::CacheControl, freshness::Demand};
+///
+/// let secs = Duration::from_secs;
+/// // Fresh for 60 s, 50 s old: fine for a plain request, not for one wanting 20 s more.
+/// assert!(Demand::of(&CacheControl::parse_str("")).takes_fresh(secs(50), secs(60)));
+/// assert!(!Demand::of(&CacheControl::parse_str("Min-Fresh=20")).takes_fresh(secs(50), secs(60)));
+/// // `max-age=0` asks for a validated response (§5.2.1.1).
+/// assert!(!Demand::of(&CacheControl::parse_str("max-age=0")).takes_fresh(secs(1), secs(60)));
+/// // `max-stale` without a value takes a response stale by any amount (§5.2.1.2).
+/// assert!(Demand::of(&CacheControl::parse_str("max-stale")).takes_stale(secs(90), secs(30)));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Demand {
+    max_age: Option<Duration>,
+    min_fresh: Option<Duration>,
+    max_stale: Option<Duration>,
+}
+
+impl Demand {
+    /// Reads `max-age`, `min-fresh` and `max-stale` from the request's directives, in any
+    /// letter case. An argument that is not delta-seconds leaves its directive out, except for
+    /// `max-stale`, whose value is optional: without one (or with one that does not parse) it
+    /// takes a response stale by any amount.
+    pub fn of(request: &CacheControl) -> Self {
+        let seconds = |name: &str| {
+            request
+                .value(name)
+                .and_then(delta_seconds)
+                .map(Duration::from_secs)
+        };
+        Self {
+            max_age: seconds("max-age"),
+            min_fresh: seconds("min-fresh"),
+            max_stale: request
+                .has("max-stale")
+                .then(|| seconds("max-stale").unwrap_or(Duration::MAX)),
+        }
+    }
+
+    /// Whether a response of `age`, fresh for `lifetime` in all, may answer the request as a
+    /// fresh response: it is fresh, no older than `max-age` (§5.2.1.1), and stays fresh for at
+    /// least `min-fresh` more (§5.2.1.3).
+    pub fn takes_fresh(&self, age: Duration, lifetime: Duration) -> bool {
+        age < lifetime
+            && self.max_age.is_none_or(|max| age <= max)
+            && self.min_fresh.is_none_or(|min| lifetime - age >= min)
+    }
+
+    /// Whether the request refuses a response that is still fresh, because of its own
+    /// `max-age` or `min-fresh`: then it asks for a validated response (RFC 9211 `fwd=request`),
+    /// and nothing stale stands in.
+    pub fn refuses_fresh(&self, age: Duration, lifetime: Duration) -> bool {
+        age < lifetime && !self.takes_fresh(age, lifetime)
+    }
+
+    /// Whether the client takes a response of `age`, stale by `stale_by`, without validation
+    /// (`max-stale`, §5.2.1.2). The response's own directives may still forbid it
+    /// ([`forbids_stale`]); `max-age` still bounds its age.
+    pub fn takes_stale(&self, age: Duration, stale_by: Duration) -> bool {
+        self.max_stale.is_some_and(|max| stale_by <= max)
+            && self.max_age.is_none_or(|max| age <= max)
+    }
+}
+
 /// `Age` as a header value: whole seconds.
 pub fn age_header(age: Duration) -> HeaderValue {
     HeaderValue::from(age.as_secs())
@@ -296,6 +366,52 @@ mod tests {
     use crate::http::date::format_http_date;
 
     const NOW: u64 = 1_750_000_000;
+
+    /// RFC 9111 §5.2.1.1–§5.2.1.3 on a response fresh for 60 s in all.
+    #[test]
+    fn request_directives_bound_what_a_stored_response_may_answer() {
+        let secs = Duration::from_secs;
+        let lifetime = secs(60);
+        // (request directives, age, taken fresh, refused while fresh, taken stale)
+        let table = [
+            ("", 30, true, false, false),
+            ("", 70, false, false, false),
+            ("max-age=30", 30, true, false, false),
+            ("MAX-AGE=29", 30, false, true, false),
+            ("max-age=0", 0, true, false, false),
+            ("max-age=0", 1, false, true, false),
+            ("min-fresh=30", 30, true, false, false),
+            ("Min-Fresh=31", 30, false, true, false),
+            ("min-fresh=x", 30, true, false, false),
+            ("max-stale=10", 70, false, false, true),
+            ("max-stale=9", 70, false, false, false),
+            ("max-stale", 7000, false, false, true),
+            ("max-stale=\"10\"", 70, false, false, true),
+            ("max-stale=junk", 7000, false, false, true),
+            ("max-stale, max-age=65", 70, false, false, false),
+            ("max-stale, max-age=70", 70, false, false, true),
+        ];
+        for (directives, age, fresh, refused, stale) in table {
+            let demand = Demand::of(&CacheControl::parse_str(directives));
+            let age = secs(age);
+            let stale_by = age.saturating_sub(lifetime);
+            assert_eq!(
+                demand.takes_fresh(age, lifetime),
+                fresh,
+                "{directives} at {age:?}"
+            );
+            assert_eq!(
+                demand.refuses_fresh(age, lifetime),
+                refused,
+                "{directives} at {age:?}"
+            );
+            assert_eq!(
+                demand.takes_stale(age, stale_by),
+                stale,
+                "{directives} at {age:?}"
+            );
+        }
+    }
 
     fn now() -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(NOW)
