@@ -1930,6 +1930,168 @@ const CASES: &[Case] = &[
         ],
     ),
     case(
+        "§3.3 a stored part answers a range wholly within it, without the origin",
+        &[answer(
+            206,
+            &[
+                ("cache-control", "max-age=3600"),
+                ("content-range", "bytes 2-7/10"),
+                ("etag", "\"r1\""),
+                ("content-type", "text/plain"),
+            ],
+            "234567",
+        )],
+        &[
+            get(206, 1).with(&[("range", "bytes=2-7")]).body("234567"),
+            get(206, 1)
+                .with(&[("range", "bytes=3-5")])
+                .body("345")
+                .expect(&[
+                    HIT,
+                    is("content-range", "bytes 3-5/10"),
+                    is("etag", "\"r1\""),
+                ]),
+            get(206, 1)
+                .with(&[("range", "bytes=2-7")])
+                .body("234567")
+                .expect(&[HIT, absent("tower-edge-parts")]),
+        ],
+    ),
+    case(
+        "§3.3 a range not wholly within the stored part goes to the origin",
+        &[
+            answer(
+                206,
+                &[
+                    ("cache-control", "max-age=3600"),
+                    ("content-range", "bytes 0-3/10"),
+                    ("etag", "\"r1\""),
+                ],
+                "0123",
+            ),
+            answer(
+                206,
+                &[
+                    ("cache-control", "max-age=3600"),
+                    ("content-range", "bytes 3-5/10"),
+                    ("etag", "\"r1\""),
+                ],
+                "345",
+            ),
+        ],
+        &[
+            get(206, 1).with(&[("range", "bytes=0-3")]),
+            get(206, 2)
+                .with(&[("range", "bytes=3-5")])
+                .body("345")
+                .sent(&[is("range", "bytes=3-5")]),
+            // Combined (§3.4): 0-5 is now held.
+            get(206, 2)
+                .with(&[("range", "bytes=1-5")])
+                .body("12345")
+                .expect(&[HIT]),
+        ],
+    ),
+    case(
+        "§3.4 parts with the same strong ETag that cover the representation answer a GET for \
+         the whole, as a 200",
+        &[
+            answer(
+                206,
+                &[
+                    ("cache-control", "max-age=3600"),
+                    ("content-range", "bytes 0-4/10"),
+                    ("etag", "\"r1\""),
+                    ("content-type", "text/plain"),
+                ],
+                "01234",
+            ),
+            answer(
+                206,
+                &[
+                    ("cache-control", "max-age=3600"),
+                    ("content-range", "bytes 5-9/10"),
+                    ("etag", "\"r1\""),
+                    ("content-type", "text/plain"),
+                ],
+                "56789",
+            ),
+        ],
+        &[
+            get(206, 1).with(&[("range", "bytes=0-4")]),
+            get(206, 2).with(&[("range", "bytes=5-")]),
+            get(200, 2).body(DIGITS).expect(&[
+                HIT,
+                is("content-length", "10"),
+                absent("content-range"),
+                is("content-type", "text/plain"),
+            ]),
+        ],
+    ),
+    case(
+        "§3.4 parts whose ETags differ are not combined",
+        &[
+            answer(
+                206,
+                &[
+                    ("cache-control", "max-age=3600"),
+                    ("content-range", "bytes 0-4/10"),
+                    ("etag", "\"r1\""),
+                ],
+                "01234",
+            ),
+            answer(
+                206,
+                &[
+                    ("cache-control", "max-age=3600"),
+                    ("content-range", "bytes 5-9/10"),
+                    ("etag", "\"r2\""),
+                ],
+                "ABCDE",
+            ),
+            ok(RANGED, DIGITS),
+        ],
+        &[
+            get(206, 1).with(&[("range", "bytes=0-4")]),
+            get(206, 2).with(&[("range", "bytes=5-")]),
+            get(200, 3).body(DIGITS).expect(&[MISS]),
+        ],
+    ),
+    case(
+        "§3.3, §5.2.2.7 a private part is not stored",
+        &[answer(
+            206,
+            &[
+                ("cache-control", "private, max-age=3600"),
+                ("content-range", "bytes 0-3/10"),
+            ],
+            "0123",
+        )],
+        &[
+            get(206, 1)
+                .with(&[("range", "bytes=0-3")])
+                .expect(&[has("cache-status", "detail=private")]),
+            get(206, 2).with(&[("range", "bytes=0-3")]),
+        ],
+    ),
+    case(
+        "§3.3 a multipart/byteranges answer is passed on and not stored",
+        &[answer(
+            206,
+            &[
+                ("cache-control", "max-age=3600"),
+                ("content-type", "multipart/byteranges; boundary=xyz"),
+            ],
+            "--xyz\r\nContent-Range: bytes 0-0/10\r\n\r\n0\r\n--xyz--\r\n",
+        )],
+        &[
+            get(206, 1)
+                .with(&[("range", "bytes=0-0,9-9")])
+                .expect(&[has("cache-status", "detail=multipart")]),
+            get(206, 2).with(&[("range", "bytes=0-0,9-9")]),
+        ],
+    ),
+    case(
         "RFC 9110 §13.1.5 If-Range is forwarded with the Range on a miss",
         &[answer(
             206,
