@@ -53,6 +53,12 @@
 //!   name, as it would with the proxy absent. An origin that only answers to its own name needs
 //!   a client (or a proxy in front) that sends that name. The cache keys by this `Host` as well.
 //! - `Via` (RFC 9110 §7.6.3) only with [`ProxyConfig::via`].
+//! - Not interim responses. An upstream's `100 Continue` or `103 Early Hints` is read and
+//!   dropped; the client gets the final response, and nothing of the `103` is stored with it.
+//!   RFC 9110 §15.2 asks a proxy to forward 1xx responses, and RFC 8297 §2 lets an intermediary
+//!   drop `103`, but the HTTP server this proxy runs on (hyper 1.x) has no way to send a 1xx
+//!   before the final response, so the proxy cannot forward them. The conformance tests check
+//!   that a `100` or `103` before a `200` or a `304` changes nothing else.
 //!
 //! Nothing is transformed unless [`ProxyConfig::compress`] is on: then a [`CompressionLayer`]
 //! sits inside the cache, and the cache keys variants by the encoding that layer negotiates, so
@@ -69,7 +75,17 @@
 //! # Buffering
 //!
 //! Bodies stream in both directions. The cache keeps a copy of a storable response up to its
-//! bound (8 MiB); nothing else is buffered.
+//! bound (8 MiB); nothing else is buffered, except that a response of a known length up to
+//! 64 KiB, and a `206` part, is read whole and stored before it is sent, so that its
+//! `Cache-Status` says `stored` only when the store kept it.
+//!
+//! # Ranges
+//!
+//! A `Range` on a miss goes to the upstream as it is, and its `206` is stored as a part of the
+//! representation (RFC 9111 §3.3). Later ranges within the parts held are answered from them;
+//! parts with the same strong `ETag` are combined (§3.4), and once they cover the whole
+//! representation the proxy holds it as a `200` and answers every `GET` and range from it. A
+//! video or a large download behind the proxy fills the cache as clients fetch it.
 
 mod body;
 mod forward;
