@@ -37,7 +37,7 @@ use std::convert::Infallible;
 use axum_core::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
 use http::{HeaderMap, Method, StatusCode, request::Parts};
 
-use crate::response::Short;
+use crate::http::responses::Short;
 
 use crate::http::preconditions::{CONDITIONAL_HEADERS, Precondition, Validators, evaluate};
 

@@ -103,6 +103,7 @@ pub mod body;
 mod collected;
 #[cfg(any(feature = "etag", feature = "last-modified"))]
 mod conditional;
+#[cfg(any(feature = "etag", feature = "last-modified"))]
 mod response;
 
 #[cfg(feature = "etag")]

@@ -6,6 +6,8 @@ use std::{fmt, time::Duration};
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+use crate::http::cache_status::CacheStatus;
+
 /// Why a request went to the inner service (RFC 9211 §2.2 `fwd`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fwd {
@@ -101,47 +103,54 @@ impl Outcome {
     }
 }
 
-/// The parameters of the `Cache-Status` member (RFC 9211 §2), after the cache's name.
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Self::Hit { ttl } => write!(f, "hit; ttl={}", ttl.as_secs()),
-            Self::StaleWhileRevalidate { stale_by } => write!(
-                f,
-                "hit; ttl=-{}; detail=stale-while-revalidate",
-                stale_by.as_secs()
-            ),
+impl Outcome {
+    /// The `Cache-Status` parameters (RFC 9211 §2) of this outcome.
+    fn cache_status(self) -> CacheStatus<'static> {
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        match self {
+            Self::Hit { ttl } => CacheStatus::hit().ttl(secs(ttl)),
+            Self::StaleWhileRevalidate { stale_by } => CacheStatus::hit()
+                .ttl(-secs(stale_by))
+                .detail("stale-while-revalidate"),
             Self::StaleAccepted { stale_by } => {
-                write!(f, "hit; ttl=-{}; detail=max-stale", stale_by.as_secs())
+                CacheStatus::hit().ttl(-secs(stale_by)).detail("max-stale")
             }
             Self::StaleIfError { stale_by, status } => {
-                write!(f, "hit; ttl=-{}; fwd=stale", stale_by.as_secs())?;
-                if let Some(status) = status {
-                    write!(f, "; fwd-status={}", status.as_u16())?;
+                let hit = CacheStatus::hit().ttl(-secs(stale_by)).fwd("stale");
+                match status {
+                    Some(status) => hit.fwd_status(status.as_u16()),
+                    None => hit,
                 }
-                f.write_str("; detail=stale-if-error")
+                .detail("stale-if-error")
             }
-            Self::Collapsed { fwd } => write!(f, "fwd={}; collapsed", fwd.as_str()),
+            Self::Collapsed { fwd } => CacheStatus::forward(fwd.as_str()).collapsed(),
             Self::Forwarded {
                 fwd,
                 not_modified,
                 stored,
             } => {
-                write!(f, "fwd={}", fwd.as_str())?;
+                let mut status = CacheStatus::forward(fwd.as_str());
                 if not_modified {
-                    f.write_str("; fwd-status=304")?;
+                    status = status.fwd_status(304);
                 }
                 match stored {
-                    Stored::Yes => f.write_str("; stored"),
-                    Stored::Unclaimed => Ok(()),
-                    Stored::No(why) => write!(f, "; detail={why}"),
+                    Stored::Yes => status.stored(),
+                    Stored::Unclaimed => status,
+                    Stored::No(why) => status.detail(why),
                 }
             }
             Self::OnlyIfCached { fwd } => {
-                write!(f, "fwd={}; detail=only-if-cached", fwd.as_str())
+                CacheStatus::forward(fwd.as_str()).detail("only-if-cached")
             }
-            Self::Bypass => f.write_str("fwd=bypass"),
+            Self::Bypass => CacheStatus::forward("bypass"),
         }
+    }
+}
+
+/// The parameters of the `Cache-Status` member, after the cache's name.
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.cache_status().fmt(f)
     }
 }
 

@@ -27,6 +27,7 @@ use super::{
     stats::{self, bump},
 };
 use crate::collected::Collected;
+use crate::http::responses::Short;
 use crate::http::{
     cache_control::CacheControl,
     freshness::Demand,
@@ -34,7 +35,6 @@ use crate::http::{
     range::{self, ByteRange, RangeLimits, Resolution},
 };
 use crate::range::{partial_parts, serves_ranges, unsatisfiable_parts};
-use crate::response::Short;
 
 // One phase a file; the state machine of a request stays here.
 mod answer;

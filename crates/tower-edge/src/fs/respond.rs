@@ -11,11 +11,11 @@ use super::{
     meta,
     serve_dir::Config,
 };
+use crate::http::responses::Short;
 use crate::http::{
     preconditions::{Precondition, Validators, evaluate},
     range::{self, ByteRange, Multipart, Resolution},
 };
-use crate::response::Short;
 
 /// Where the bytes come from.
 pub(super) enum Source {

@@ -4,15 +4,20 @@
 //! each RFC rule: [`etag`] for entity tags, [`date`] for HTTP dates, [`preconditions`] for the
 //! order in which conditional requests are evaluated, [`range`] for byte ranges, and, for
 //! RFC 9111 on top of the one [`cache_control`] parser, [`storability`] (may a response be
-//! stored, and why not) and [`freshness`] (lifetime, age, heuristics, stale permission), and
-//! [`vary`] for the fields a representation was chosen on.
+//! stored, and why not), [`freshness`] (lifetime, age, heuristics, stale permission) and
+//! [`invalidation`] (what an unsafe request invalidates), and
+//! [`vary`] for the fields a representation was chosen on, and [`cache_status`] for the
+//! `Cache-Status` field of RFC 9211.
 
 pub mod accept_encoding;
 pub mod cache_control;
+pub mod cache_status;
 pub mod date;
 pub mod etag;
 pub mod freshness;
+pub mod invalidation;
 pub mod preconditions;
 pub mod range;
+pub(crate) mod responses;
 pub mod storability;
 pub mod vary;

@@ -12,12 +12,12 @@ use pin_project_lite::pin_project;
 
 use super::{RangeBody, layer::Config, service::RangeRequest};
 use crate::collected::Collected;
+use crate::http::responses::Short;
 use crate::http::{
     etag::EntityTag,
     preconditions::Validators,
     range::{ByteRange, Multipart, Resolution, evaluate},
 };
-use crate::response::Short;
 
 pin_project! {
     /// Response future of [`Range`](super::Range).
