@@ -32,12 +32,20 @@ impl Fwd {
 /// Whether a forwarded response was kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Stored {
-    /// The store kept it, or it is known to fit and is being kept as it streams.
+    /// The store kept it.
     Yes,
-    /// It streams to the client with a copy that may yet turn out too long to keep: no claim.
+    /// No claim: it streams to the client while a copy is kept, or its put did not succeed.
     Unclaimed,
     /// Not kept, and why (the RFC 9211 `detail`).
     No(&'static str),
+}
+
+impl Stored {
+    /// [`Yes`](Self::Yes) when the store kept it, else no claim: the reason it was not kept
+    /// (a failed or fenced put) is in the logs and counters, not in `Cache-Status`.
+    pub(crate) fn kept(stored: bool) -> Self {
+        if stored { Self::Yes } else { Self::Unclaimed }
+    }
 }
 
 /// What the cache did with one request.

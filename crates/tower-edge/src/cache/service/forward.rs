@@ -277,11 +277,7 @@ impl<'a, St: CacheStore + Clone> Forwarding<'a, St> {
             Outcome::Forwarded {
                 fwd,
                 not_modified: false,
-                stored: if stored {
-                    Stored::Yes
-                } else {
-                    Stored::Unclaimed
-                },
+                stored: Stored::kept(stored),
             }
             .apply(&mut rparts.headers);
             return match (client_answer, bytes) {

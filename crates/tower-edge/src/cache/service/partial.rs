@@ -178,11 +178,7 @@ where
     Outcome::Forwarded {
         fwd: part.fwd,
         not_modified: false,
-        stored: if stored {
-            Stored::Yes
-        } else {
-            Stored::Unclaimed
-        },
+        stored: Stored::kept(stored),
     }
     .apply(&mut rparts.headers);
     // The client's conditionals come before its range (RFC 9110 §13.2.2).

@@ -77,11 +77,7 @@ where
             let outcome = Outcome::Forwarded {
                 fwd,
                 not_modified: true,
-                stored: if stored {
-                    Stored::Yes
-                } else {
-                    Stored::Unclaimed
-                },
+                stored: Stored::kept(stored),
             };
             serve(&found, ctx, outcome)
         }
