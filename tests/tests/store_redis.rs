@@ -235,3 +235,81 @@ async fn generations_are_not_reused_after_redis_loses_its_data() {
     assert!(next > first, "{next} after {first}");
     assert!(store.get(&key).await.unwrap().is_none());
 }
+
+/// Invalidating a URL reads that resource's own index, whatever else the Redis holds: no `SCAN`
+/// on the request path, and nothing of another resource or another application goes with it.
+#[tokio::test]
+async fn invalidating_a_url_costs_its_variants_not_the_keyspace() {
+    let server = RedisServer::start();
+    // Another application's 100,000 keys in the same database.
+    let filled = server.command(&[
+        "EVAL",
+        "for i = 1, 100000 do redis.call('SET', 'other:' .. i, 'x') end return 1",
+        "0",
+    ]);
+    assert_eq!(filled.as_deref(), Some(":1\r\n"));
+    let store = store(&server, "idx:");
+    let entry = || Entry::new(StatusCode::OK, HeaderMap::new(), Bytes::from_static(b"{}"));
+    let resource = "GET http://example.com/a";
+    for enc in ["br", "gzip", "identity"] {
+        let key = CacheKey::new(resource).with_variant("enc", enc);
+        store
+            .put(&key, entry(), Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+    // Resources that share its text as a prefix are other resources.
+    let longer = CacheKey::new("GET http://example.com/ab");
+    let other = CacheKey::new("GET http://example.com/b");
+    for key in [&longer, &other] {
+        store
+            .put(key, entry(), Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+
+    assert_eq!(
+        server.command(&["CONFIG", "RESETSTAT"]).as_deref(),
+        Some("+OK\r\n")
+    );
+    assert_eq!(store.delete_resource(resource).await.unwrap(), 3);
+    let stats = server.command(&["INFO", "commandstats"]).unwrap();
+    assert!(stats.contains("cmdstat_eval"), "{stats}");
+    assert!(
+        !stats.contains("cmdstat_scan"),
+        "a scan on the request path: {stats}"
+    );
+
+    let gone = CacheKey::new(resource).with_variant("enc", "br");
+    assert!(store.get(&gone).await.unwrap().is_none());
+    assert!(store.get(&longer).await.unwrap().is_some());
+    assert!(store.get(&other).await.unwrap().is_some());
+    assert_eq!(
+        server.command(&["EXISTS", "other:99999"]).as_deref(),
+        Some(":1\r\n")
+    );
+    // Its index went with it: invalidating again removes nothing.
+    assert_eq!(store.delete_resource(resource).await.unwrap(), 0);
+}
+
+/// A variant stored after an invalidation is in the resource's index again, so the next
+/// invalidation removes it too.
+#[tokio::test]
+async fn the_index_follows_entries_stored_after_an_invalidation() {
+    let server = RedisServer::start();
+    let store = store(&server, "again:");
+    let entry = || Entry::new(StatusCode::OK, HeaderMap::new(), Bytes::from_static(b"{}"));
+    let resource = "GET http://example.com/r";
+    let key = CacheKey::new(resource).with_variant("enc", "br");
+    store
+        .put(&key, entry(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(store.delete_resource(resource).await.unwrap(), 1);
+    store
+        .put(&key, entry(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(store.delete_resource(resource).await.unwrap(), 1);
+    assert!(store.get(&key).await.unwrap().is_none());
+}

@@ -23,8 +23,14 @@ use crate::{CacheKey, CacheStore, Entry, LockToken, StoreError, fence::Fence};
 ///   (and at once after a bump through this store or the invalidation bus). A bump sets it to
 ///   at least the current Unix time in milliseconds, so a Redis restarted without its data
 ///   never hands out a generation that was already used.
+/// - Each resource has an index, the set `{prefix}res:{generation}:{resource}` of its entry
+///   keys, kept next to the entries as tag sets are. Invalidating a URL (after every
+///   successful unsafe request) reads and removes that set in one script: it costs the
+///   resource's variants, whatever else the Redis holds.
 /// - Prefix deletion and purge walk the keyspace with `SCAN` (never `KEYS`) and remove with
-///   `UNLINK`, under this store's prefix only.
+///   `UNLINK`, under this store's prefix only: they cost the size of the keyspace, bounded by
+///   [`RedisStoreBuilder::admin_timeout`], and are meant for an operator, not for the request
+///   path.
 /// - **Fails open.** Every operation is bounded by [`RedisStoreBuilder::op_timeout`] (50 ms by
 ///   default); a failure or timeout is an error the cache treats as a miss. After
 ///   [`RedisStoreBuilder::breaker_threshold`] failures in a row a circuit breaker answers every
@@ -264,6 +270,18 @@ impl fmt::Debug for RedisStore {
     }
 }
 
+/// Removes the members of the set `KEYS[1]`, then the set, atomically; returns how many of the
+/// members existed.
+const UNLINK_INDEXED: &str = "\
+local members = redis.call('SMEMBERS', KEYS[1])
+local removed = 0
+for i = 1, #members, 512 do
+  removed = removed + redis.call('UNLINK', unpack(members, i, math.min(i + 511, #members)))
+end
+redis.call('UNLINK', KEYS[1])
+return removed
+";
+
 /// Escapes the glob characters of `SCAN MATCH` patterns.
 fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -398,6 +416,12 @@ impl RedisStore {
         format!("{}tag:{tag}", self.inner.prefix)
     }
 
+    /// The set of the entry keys of one resource (escaped, as [`CacheKey::resource`] gives it)
+    /// in one generation: what invalidating the resource removes.
+    fn resource_index_key(&self, generation: u64, resource: &str) -> String {
+        format!("{}res:{generation}:{resource}", self.inner.prefix)
+    }
+
     fn lock_key(&self, key: &CacheKey) -> String {
         format!("{}lock:{key}", self.inner.prefix)
     }
@@ -519,17 +543,20 @@ impl CacheStore for RedisStore {
                 .arg("PX")
                 .arg(ttl_ms)
                 .ignore();
-            for tag in entry.tags() {
-                let tag_key = self.tag_key(tag);
-                pipe.cmd("SADD").arg(&tag_key).arg(&entry_key).ignore();
-                // A tag set lives as long as its longest-lived member (Redis 7: NX, then GT).
+            // The resource's index: invalidating it costs its variants, not a keyspace scan.
+            let index_key = self.resource_index_key(generation, key.resource());
+            let sets =
+                std::iter::once(index_key).chain(entry.tags().iter().map(|t| self.tag_key(t)));
+            for set_key in sets {
+                pipe.cmd("SADD").arg(&set_key).arg(&entry_key).ignore();
+                // A set lives as long as its longest-lived member (Redis 7: NX, then GT).
                 pipe.cmd("PEXPIRE")
-                    .arg(&tag_key)
+                    .arg(&set_key)
                     .arg(ttl_ms)
                     .arg("NX")
                     .ignore();
                 pipe.cmd("PEXPIRE")
-                    .arg(&tag_key)
+                    .arg(&set_key)
                     .arg(ttl_ms)
                     .arg("GT")
                     .ignore();
@@ -557,8 +584,21 @@ impl CacheStore for RedisStore {
 
     async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
         self.inner.fence.invalidate_resource(resource);
-        let prefix = CacheKey::resource_prefix(resource);
-        self.delete_escaped_prefix(&prefix).await
+        let resource = CacheKey::new(resource);
+        self.guarded(self.inner.op_timeout, async {
+            let mut conn = self.conn().await?;
+            let generation = self.generation(&mut conn).await?;
+            // One script, so that no variant put between reading the index and removing it
+            // drops out of the index while its entry stays.
+            redis::cmd("EVAL")
+                .arg(UNLINK_INDEXED)
+                .arg(1)
+                .arg(self.resource_index_key(generation, resource.resource()))
+                .query_async(&mut conn)
+                .await
+                .map_err(StoreError::backend)
+        })
+        .await
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
