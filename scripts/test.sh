@@ -66,4 +66,7 @@ cargo run -q -p tower-edge-tests --bin soak -- --duration 60
 step "load bench smoke run (correctness of every scenario, not a measurement)"
 cargo run -q -p tower-edge-benches --bin loadbench -- --smoke
 
+step "invalidation bench smoke run (every step works; not a measurement)"
+cargo run -q -p tower-edge-benches --bin invalidation -- --smoke
+
 step "all checks passed"

@@ -402,3 +402,38 @@ async fn two_hundred_memo_callers_across_two_instances_compute_once() {
     }
     assert_eq!(computed.load(Ordering::SeqCst), 1);
 }
+
+/// `Memo` on a Redis that is down computes at once: a store that fails is a miss, not a wait
+/// for a lock nobody holds. Each call costs at most the failed operations' timeouts plus the
+/// computation, far below the 10 s lock wait configured here.
+#[tokio::test]
+async fn memo_on_a_dead_redis_computes_without_waiting_for_the_lock() {
+    let mut redis = RedisServer::start();
+    let store = RedisStore::builder(&redis.url())
+        .prefix("dead:")
+        .op_timeout(FAILING)
+        .build()
+        .expect("valid URL");
+    redis.stop();
+    let memo = Memo::new(store, "reports").wait(Duration::from_secs(10));
+    let computed = Arc::new(AtomicUsize::new(0));
+    for round in 1..=3 {
+        let started = std::time::Instant::now();
+        let computed = computed.clone();
+        let value = memo
+            .get_or_compute("total", Duration::from_secs(60), || async move {
+                computed.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, std::io::Error>(42u64)
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, 42);
+        // The lock wait is 10 s; a miss that waited for it would take that long.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "round {round} took {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(computed.load(Ordering::SeqCst), 3, "every call computed");
+}

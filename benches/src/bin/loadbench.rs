@@ -180,7 +180,7 @@ fn main() -> ExitCode {
         .cloned()
         .collect();
     let _redis = if selected.iter().any(|s| needs_redis(s.name)) {
-        match BenchRedis::start() {
+        match tower_edge_benches::redis::BenchRedis::start() {
             Ok(redis) => {
                 tower_edge_benches::redis::set_url(redis.url());
                 Some(redis)
@@ -273,60 +273,6 @@ fn print_table(results: &[(Scenario, Measurement)], opts: &Options) {
         "\nCPU/req vs bare is the bare handler's server CPU per request divided by the \
          scenario's: 1.00x costs the same, 0.50x twice as much."
     );
-}
-
-/// A `redis-server` this bench started on a free loopback port; killed (by its PID) on drop.
-struct BenchRedis {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl BenchRedis {
-    fn start() -> Result<Self, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port: {e}"))?
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                format!(
-                    "cannot start redis-server ({e}); install it (apt-get install redis-server)"
-                )
-            })?;
-        let redis = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return Err("redis-server did not start within 10 s".to_owned());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(redis)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for BenchRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The CPU time the calling thread has used, from the kernel's scheduler statistics.

@@ -225,7 +225,7 @@ impl<St: CacheStore + Clone> Memo<St> {
             .with_fresh_for(ttl)
             .with_stale_if_error(self.grace);
         self.store
-            .put(&self.key(key), entry, ttl + self.grace)
+            .put(&self.key(key), entry, ttl.saturating_add(self.grace))
             .await
     }
 
@@ -542,6 +542,14 @@ mod tests {
         assert_eq!(memo.delete_prefix("user:1:").await.unwrap(), 2);
         assert_eq!(memo.delete("a").await.unwrap(), 1);
         assert_eq!(memo.get::<u32>("a").await.unwrap(), None);
+    }
+
+    /// A TTL of `Duration::MAX` plus a grace period saturates instead of overflowing.
+    #[tokio::test]
+    async fn a_ttl_without_end_plus_grace_does_not_overflow() {
+        let memo = Memo::new(MokaStore::default(), "t").grace(Duration::from_secs(60));
+        memo.set("forever", &1u32, Duration::MAX).await.unwrap();
+        assert_eq!(memo.get::<u32>("forever").await.unwrap(), Some(1));
     }
 
     #[tokio::test]
