@@ -18,13 +18,19 @@ pub const INSTALL_HINT: &str = "redis-server was not found or did not start. Ins
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// Arguments added to the defaults (a cluster node's).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts a server on a free port; panics with [`INSTALL_HINT`] if it cannot.
     pub fn start() -> Self {
         let port = free_port();
-        let mut server = Self { port, child: None };
+        let mut server = Self {
+            port,
+            child: None,
+            extra: Vec::new(),
+        };
         server.spawn();
         server
     }
@@ -58,6 +64,7 @@ impl RedisServer {
                 "--enable-debug-command",
                 "local",
             ])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -148,4 +155,117 @@ impl Drop for RedisServer {
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
     listener.local_addr().expect("local address").port()
+}
+
+/// A Redis Cluster of three masters (no replicas) on free loopback ports, each a
+/// [`RedisServer`] of this test, created with `redis-cli --cluster create` and ready when every
+/// node reports `cluster_state:ok`. The nodes' files live in a directory removed on drop.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    /// Starts and creates the cluster; panics with [`INSTALL_HINT`] or the reason it could not.
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "tower-edge-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("create the cluster's directory");
+        let nodes = (0..3)
+            .map(|i| {
+                // A node also listens on its port + 10000 (the cluster bus).
+                let port = free_cluster_port();
+                let mut node = RedisServer {
+                    port,
+                    child: None,
+                    extra: vec![
+                        "--cluster-enabled".into(),
+                        "yes".into(),
+                        "--cluster-config-file".into(),
+                        dir.join(format!("nodes-{i}.conf")).display().to_string(),
+                        "--cluster-node-timeout".into(),
+                        "2000".into(),
+                        "--dir".into(),
+                        dir.display().to_string(),
+                    ],
+                };
+                node.spawn();
+                node
+            })
+            .collect::<Vec<_>>();
+        let cluster = Self { nodes, dir };
+        let addrs: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap_or_else(|e| panic!("{INSTALL_HINT} (redis-cli: {e})"));
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in &cluster.nodes {
+            while !node
+                .command(&["CLUSTER", "INFO"])
+                .is_some_and(|info| info.contains("cluster_state:ok"))
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster did not reach cluster_state:ok within 30 s"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        cluster
+    }
+
+    /// The nodes' URLs, `redis://127.0.0.1:<port>`, as a cluster client takes them.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect()
+    }
+
+    /// Node `i` (0, 1 or 2).
+    pub fn node(&self, i: usize) -> &RedisServer {
+        &self.nodes[i]
+    }
+
+    /// Kills node `i`: the slots it served fail until it comes back.
+    pub fn stop(&mut self, i: usize) {
+        self.nodes[i].stop();
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A free port whose cluster-bus port (+10000) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
 }

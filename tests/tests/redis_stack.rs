@@ -23,9 +23,14 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 use tower_edge::cache::{CacheHandle, ResponseCacheLayer};
 use tower_edge_store::{
-    CacheStore, MokaStore, RedisStore, memo::Memo, testing::Scripted, tiered::Tiered,
+    CacheStore, MokaStore, RedisStore, RedisStoreBuilder, memo::Memo, testing::Scripted,
+    tiered::Tiered,
 };
-use tower_edge_tests::{TestServer, redis_server::RedisServer, send};
+use tower_edge_tests::{
+    TestServer,
+    redis_server::{RedisCluster, RedisServer},
+    send,
+};
 
 /// One instance's store. `Scripted` lets a test hold this instance at a chosen step (its next
 /// lock attempt) while another instance runs, and wait for that instance's unlocks.
@@ -37,8 +42,38 @@ const FAILING: Duration = Duration::from_millis(50);
 /// into store failures.
 const PATIENT: Duration = Duration::from_secs(5);
 
-fn tiered(server: &RedisServer, op_timeout: Duration) -> Store {
-    let l2 = RedisStore::builder(&server.url())
+/// Where the instances' Redis is: one server, or a cluster of three masters.
+#[derive(Clone, Copy)]
+enum Redis<'a> {
+    One(&'a RedisServer),
+    Cluster(&'a RedisCluster),
+}
+
+impl<'a> From<&'a RedisServer> for Redis<'a> {
+    fn from(server: &'a RedisServer) -> Self {
+        Self::One(server)
+    }
+}
+
+impl<'a> From<&'a RedisCluster> for Redis<'a> {
+    fn from(cluster: &'a RedisCluster) -> Self {
+        Self::Cluster(cluster)
+    }
+}
+
+impl Redis<'_> {
+    fn builder(self) -> RedisStoreBuilder {
+        match self {
+            Self::One(server) => RedisStore::builder(&server.url()),
+            Self::Cluster(cluster) => RedisStore::cluster_builder(cluster.urls()),
+        }
+    }
+}
+
+fn tiered<'a>(redis: impl Into<Redis<'a>>, op_timeout: Duration) -> Store {
+    let l2 = redis
+        .into()
+        .builder()
         .prefix("stack:")
         .op_timeout(op_timeout)
         .breaker_backoff(Duration::from_millis(250))
@@ -53,8 +88,8 @@ struct Stack {
     handle: CacheHandle,
 }
 
-fn stack(
-    server: &RedisServer,
+fn stack<'a>(
+    server: impl Into<Redis<'a>>,
     calls: Arc<AtomicUsize>,
     gate: Option<watch::Receiver<bool>>,
     op_timeout: Duration,
@@ -87,7 +122,8 @@ fn stack(
 }
 
 /// Two instances on one Redis, with their invalidation buses connected.
-async fn two_stacks(redis: &RedisServer, calls: &Arc<AtomicUsize>) -> (Stack, Stack) {
+async fn two_stacks<'a>(redis: impl Into<Redis<'a>>, calls: &Arc<AtomicUsize>) -> (Stack, Stack) {
+    let redis = redis.into();
     let (a, b) = (
         stack(redis, calls.clone(), None, PATIENT),
         stack(redis, calls.clone(), None, PATIENT),
@@ -141,8 +177,20 @@ async fn until_hit(app: &Router, path: &str) {
 #[tokio::test]
 async fn an_invalidation_on_one_instance_reaches_the_others_l1() {
     let redis = RedisServer::start();
+    an_invalidation_reaches_the_other_instance((&redis).into()).await;
+}
+
+/// On a cluster, the bus of each instance subscribes through one node, and a message published
+/// through any node reaches it.
+#[tokio::test]
+async fn on_a_cluster_an_invalidation_on_one_instance_reaches_the_others_l1() {
+    let cluster = RedisCluster::start();
+    an_invalidation_reaches_the_other_instance((&cluster).into()).await;
+}
+
+async fn an_invalidation_reaches_the_other_instance(redis: Redis<'_>) {
     let calls = Arc::new(AtomicUsize::new(0));
-    let (a, b) = two_stacks(&redis, &calls).await;
+    let (a, b) = two_stacks(redis, &calls).await;
 
     fetch(&a.app, "/item/1").await;
     // B fills its L1 from Redis.
@@ -195,12 +243,22 @@ async fn a_leader_that_locks_after_another_instance_stored_serves_that_entry() {
 #[tokio::test]
 async fn two_hundred_cold_requests_across_two_instances_reach_the_handler_once() {
     let redis = RedisServer::start();
+    two_hundred_cold_requests_reach_the_handler_once((&redis).into()).await;
+}
+
+#[tokio::test]
+async fn two_hundred_cold_requests_across_two_instances_on_a_cluster_reach_the_handler_once() {
+    let cluster = RedisCluster::start();
+    two_hundred_cold_requests_reach_the_handler_once((&cluster).into()).await;
+}
+
+async fn two_hundred_cold_requests_reach_the_handler_once(redis: Redis<'_>) {
     let calls = Arc::new(AtomicUsize::new(0));
     // Open once, it stays open: a second call would pass and be counted, not hang.
     let (gate, closed) = watch::channel(false);
     let (a, b) = (
-        stack(&redis, calls.clone(), Some(closed.clone()), PATIENT),
-        stack(&redis, calls.clone(), Some(closed), PATIENT),
+        stack(redis, calls.clone(), Some(closed.clone()), PATIENT),
+        stack(redis, calls.clone(), Some(closed), PATIENT),
     );
     until_connected(&[&a, &b]).await;
     let tasks: Vec<_> = (0..200)
@@ -436,4 +494,37 @@ async fn memo_on_a_dead_redis_computes_without_waiting_for_the_lock() {
         );
     }
     assert_eq!(computed.load(Ordering::SeqCst), 3, "every call computed");
+}
+
+/// A master of the cluster dies under load: the requests whose keys it served go through as
+/// misses, the others keep being cached, and no request fails.
+#[tokio::test]
+async fn a_cluster_master_dying_under_load_costs_no_errors() {
+    let mut cluster = RedisCluster::start();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let a = stack(&cluster, calls.clone(), None, FAILING);
+    until_connected(&[&a]).await;
+    let server = TestServer::start(a.app.clone()).await;
+    let addr = server.addr();
+    let request = |i: u32| {
+        Request::get(format!("/item/{i}"))
+            .header(header::HOST, "shop.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    // 200 requests on distinct keys (spread over the three masters' slots), 20 at a time; the
+    // first master is killed after the first batch.
+    for batch in 0..10u32 {
+        if batch == 1 {
+            cluster.stop(0);
+        }
+        let tasks: Vec<_> = (0..20u32)
+            .map(|i| tokio::spawn(send(addr, request(batch * 20 + i))))
+            .collect();
+        for task in tasks {
+            let res = task.await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{:?}", res.headers());
+        }
+    }
+    server.stop().await;
 }

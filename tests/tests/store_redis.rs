@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use tower_edge_store::{CacheKey, CacheStore, Entry, RedisStore};
-use tower_edge_tests::{redis_server::RedisServer, store_suite};
+use tower_edge_tests::{
+    redis_server::{RedisCluster, RedisServer},
+    store_suite,
+};
 
 fn store(server: &RedisServer, prefix: &str) -> RedisStore {
     RedisStore::builder(&server.url())
@@ -19,6 +22,20 @@ fn store(server: &RedisServer, prefix: &str) -> RedisStore {
 async fn passes_the_store_suite() {
     let server = RedisServer::start();
     store_suite::run_all(&store(&server, "suite:")).await;
+}
+
+/// The same suite on a real Redis Cluster of three masters.
+#[tokio::test]
+async fn passes_the_store_suite_on_a_cluster() {
+    let cluster = RedisCluster::start();
+    let store = RedisStore::cluster_builder(cluster.urls())
+        .prefix("suite:")
+        .op_timeout(Duration::from_secs(2))
+        .admin_timeout(Duration::from_secs(10))
+        .build()
+        .expect("valid URLs");
+    assert!(store.is_cluster());
+    store_suite::run_all(&store).await;
 }
 
 #[tokio::test]

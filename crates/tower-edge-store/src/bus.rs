@@ -140,9 +140,20 @@ mod redis_bus {
         let mut first = true;
         loop {
             let pubsub = async {
-                let mut pubsub = store.client().get_async_pubsub().await?;
-                pubsub.subscribe(&channel).await?;
-                Ok::<_, redis::RedisError>(pubsub)
+                // The first node that answers (one, or any of a cluster's).
+                let mut last = None;
+                for client in store.clients() {
+                    match client.get_async_pubsub().await {
+                        Ok(mut pubsub) => {
+                            pubsub.subscribe(&channel).await?;
+                            return Ok(pubsub);
+                        }
+                        Err(error) => last = Some(error),
+                    }
+                }
+                Err(last.unwrap_or_else(|| {
+                    redis::RedisError::from((redis::ErrorKind::Io, "no Redis node configured"))
+                }))
             };
             match tokio::time::timeout(Duration::from_secs(2), pubsub).await {
                 Ok(Ok(pubsub)) => {

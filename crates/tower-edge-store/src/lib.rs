@@ -70,7 +70,7 @@ pub mod tiered;
 #[cfg(feature = "moka")]
 pub use self::moka::MokaStore;
 #[cfg(feature = "redis")]
-pub use self::redis::RedisStore;
+pub use self::redis::{RedisStats, RedisStore, RedisStoreBuilder};
 pub use self::{entry::Entry, error::StoreError, key::CacheKey};
 
 /// Proof of holding a store lock, needed to release it.

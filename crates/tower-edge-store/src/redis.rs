@@ -38,16 +38,24 @@ use crate::{CacheKey, CacheStore, Entry, LockToken, StoreError, fence::Fence};
 ///   through. A value that does not decode is deleted and reported as
 ///   [`StoreError::is_corrupt`].
 ///
-/// Tested against a standalone `redis-server`. `rediss://` URLs need deadpool-redis's TLS
-/// features and Redis Cluster its `cluster` feature; neither is enabled or tested here.
+/// - **Redis Cluster** ([`RedisStore::cluster_builder`]): keys start with a hash tag made from
+///   their resource, so a resource's entries, index and lock share a slot; tag sets, the
+///   generation and each tag live in slots of their own. Prefix deletion and purge scan every
+///   master. A master that dies makes the operations on its slots fail, and those are misses
+///   like any other store failure.
+///
+/// Tested against a standalone `redis-server` and a three-master Redis Cluster, both started
+/// by the tests. `rediss://` URLs need deadpool-redis's TLS features, which are not enabled.
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    pool: Pool,
-    client: redis::Client,
+    pool: Pools,
+    /// One client per configured URL (one, or each cluster node given): the bus subscribes
+    /// through the first that answers.
+    clients: Vec<redis::Client>,
     prefix: String,
     op_timeout: Duration,
     admin_timeout: Duration,
@@ -61,7 +69,8 @@ struct Inner {
 /// Builds a [`RedisStore`].
 #[derive(Clone, Debug)]
 pub struct RedisStoreBuilder {
-    url: String,
+    urls: Vec<String>,
+    cluster: bool,
     prefix: String,
     pool_size: usize,
     connect_timeout: Duration,
@@ -167,21 +176,49 @@ impl RedisStoreBuilder {
 
     /// Builds the store. Connections open lazily, so this fails only for a malformed URL.
     pub fn build(self) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(self.url.as_str()).map_err(StoreError::backend)?;
-        let pool = deadpool_redis::Config::from_url(self.url.clone())
-            .builder()
-            .map_err(StoreError::backend)?
-            .max_size(self.pool_size)
-            .create_timeout(Some(self.connect_timeout))
-            .wait_timeout(Some(self.wait_timeout))
-            .recycle_timeout(Some(self.recycle_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(StoreError::backend)?;
+        let clients = self
+            .urls
+            .iter()
+            .map(|url| redis::Client::open(url.as_str()).map_err(StoreError::backend))
+            .collect::<Result<Vec<_>, _>>()?;
+        if clients.is_empty() {
+            return Err(StoreError::backend(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a Redis Cluster store needs at least one node URL",
+            )));
+        }
+        let pool = if self.cluster {
+            let builder = deadpool_redis::cluster::Config::from_urls(self.urls.clone())
+                .builder()
+                .map_err(StoreError::backend)?;
+            Pools::Cluster(
+                builder
+                    .max_size(self.pool_size)
+                    .create_timeout(Some(self.connect_timeout))
+                    .wait_timeout(Some(self.wait_timeout))
+                    .recycle_timeout(Some(self.recycle_timeout))
+                    .runtime(Runtime::Tokio1)
+                    .build()
+                    .map_err(StoreError::backend)?,
+            )
+        } else {
+            Pools::Single(
+                deadpool_redis::Config::from_url(self.urls[0].clone())
+                    .builder()
+                    .map_err(StoreError::backend)?
+                    .max_size(self.pool_size)
+                    .create_timeout(Some(self.connect_timeout))
+                    .wait_timeout(Some(self.wait_timeout))
+                    .recycle_timeout(Some(self.recycle_timeout))
+                    .runtime(Runtime::Tokio1)
+                    .build()
+                    .map_err(StoreError::backend)?,
+            )
+        };
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 pool,
-                client,
+                clients,
                 prefix: self.prefix,
                 op_timeout: self.op_timeout,
                 admin_timeout: self.admin_timeout,
@@ -298,8 +335,29 @@ impl RedisStore {
     /// A builder for the Redis at `url` (`redis://127.0.0.1:6379/0`, with `user:password@`
     /// if needed).
     pub fn builder(url: &str) -> RedisStoreBuilder {
+        Self::builder_for(vec![url.to_owned()], false)
+    }
+
+    /// A builder for the Redis Cluster that `nodes` belong to (`redis://127.0.0.1:7000`, …;
+    /// one reachable node is enough to find the others).
+    ///
+    /// Keys then start with a hash tag made from their resource (`{a1b2c3d4e5f60718}`), so
+    /// that a resource's entries, its index and its lock share a slot: one script can remove
+    /// them together. Prefix deletion and purge scan every master in turn; the invalidation
+    /// bus subscribes through the first node that answers (classic pub/sub reaches every node
+    /// of a cluster).
+    pub fn cluster_builder<I, S>(nodes: I) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::builder_for(nodes.into_iter().map(Into::into).collect(), true)
+    }
+
+    fn builder_for(urls: Vec<String>, cluster: bool) -> RedisStoreBuilder {
         RedisStoreBuilder {
-            url: url.to_owned(),
+            urls,
+            cluster,
             prefix: "tower-edge:".to_owned(),
             pool_size: 16,
             connect_timeout: Duration::from_millis(250),
@@ -330,9 +388,14 @@ impl RedisStore {
         }
     }
 
-    /// The client, for a pub/sub connection of the invalidation bus.
-    pub(crate) fn client(&self) -> &redis::Client {
-        &self.inner.client
+    /// The clients of the configured URLs, for a pub/sub connection of the invalidation bus.
+    pub(crate) fn clients(&self) -> &[redis::Client] {
+        &self.inner.clients
+    }
+
+    /// Whether this store is on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.pool, Pools::Cluster(_))
     }
 
     /// Forgets the cached generation, so the next operation reads it from Redis (the bus calls
@@ -376,11 +439,15 @@ impl RedisStore {
         }
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, StoreError> {
-        self.inner.pool.get().await.map_err(StoreError::unavailable)
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        match &self.inner.pool {
+            Pools::Single(pool) => pool.get().await.map(Conn::Single),
+            Pools::Cluster(pool) => pool.get().await.map(|c| Conn::Cluster(Box::new(c))),
+        }
+        .map_err(StoreError::unavailable)
     }
 
-    async fn generation(&self, conn: &mut deadpool_redis::Connection) -> Result<u64, StoreError> {
+    async fn generation(&self, conn: &mut Conn) -> Result<u64, StoreError> {
         if let Some((generation, read_at)) = *self
             .inner
             .generation
@@ -408,8 +475,22 @@ impl RedisStore {
         format!("{}generation", self.inner.prefix)
     }
 
+    /// On a cluster, the hash tag that puts every key of `resource` in one slot; empty
+    /// otherwise, so a single Redis keeps the plain, readable layout.
+    fn slot_tag(&self, resource: &str) -> String {
+        if !self.is_cluster() {
+            return String::new();
+        }
+        // FNV-1a: the same on every instance and every build, so instances agree on keys.
+        let hash = resource.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        format!("{{{hash:016x}}}")
+    }
+
     fn entry_key(&self, generation: u64, key: &CacheKey) -> String {
-        format!("{}{generation}:{key}", self.inner.prefix)
+        let tag = self.slot_tag(key.resource());
+        format!("{tag}{}{generation}:{key}", self.inner.prefix)
     }
 
     fn tag_key(&self, tag: &str) -> String {
@@ -419,46 +500,46 @@ impl RedisStore {
     /// The set of the entry keys of one resource (escaped, as [`CacheKey::resource`] gives it)
     /// in one generation: what invalidating the resource removes.
     fn resource_index_key(&self, generation: u64, resource: &str) -> String {
-        format!("{}res:{generation}:{resource}", self.inner.prefix)
+        let tag = self.slot_tag(resource);
+        format!("{tag}{}res:{generation}:{resource}", self.inner.prefix)
     }
 
     fn lock_key(&self, key: &CacheKey) -> String {
-        format!("{}lock:{key}", self.inner.prefix)
+        let tag = self.slot_tag(key.resource());
+        format!("{tag}{}lock:{key}", self.inner.prefix)
     }
 
-    /// Deletes every key matching `pattern`, with SCAN and UNLINK, except `keep`.
+    /// Deletes every key matching one of `patterns`, with SCAN and UNLINK, except `keep`. On a
+    /// cluster, every master that serves slots is scanned in turn.
     async fn unlink_matching(
         &self,
-        conn: &mut deadpool_redis::Connection,
-        pattern: &str,
+        conn: &mut Conn,
+        patterns: &[String],
         keep: &[String],
     ) -> Result<u64, StoreError> {
-        let mut cursor: u64 = 0;
-        let mut removed = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(500)
-                .query_async(conn)
+        if !self.is_cluster() {
+            return unlink_scanned(conn, patterns, keep, false).await;
+        }
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(conn)
+            .await
+            .map_err(StoreError::backend)?;
+        let info = self.inner.clients[0].get_connection_info().clone();
+        let mut removed = 0;
+        for (host, port) in masters(&nodes) {
+            let client = redis::Client::open(
+                info.clone()
+                    .set_addr(redis::ConnectionAddr::Tcp(host, port)),
+            )
+            .map_err(StoreError::backend)?;
+            let mut node = client
+                .get_multiplexed_async_connection()
                 .await
                 .map_err(StoreError::backend)?;
-            let keys: Vec<String> = keys.into_iter().filter(|k| !keep.contains(k)).collect();
-            if !keys.is_empty() {
-                let n: u64 = redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async(conn)
-                    .await
-                    .map_err(StoreError::backend)?;
-                removed += n;
-            }
-            if next == 0 {
-                return Ok(removed);
-            }
-            cursor = next;
+            removed += unlink_scanned(&mut node, patterns, keep, true).await?;
         }
+        Ok(removed)
     }
 
     /// Publishes `payload` on `channel` (the invalidation bus), within the operation timeout.
@@ -547,7 +628,13 @@ impl CacheStore for RedisStore {
             let index_key = self.resource_index_key(generation, key.resource());
             let sets =
                 std::iter::once(index_key).chain(entry.tags().iter().map(|t| self.tag_key(t)));
-            for set_key in sets {
+            // On a cluster a pipeline stays in one slot: the entry and its index share one,
+            // each tag set has its own.
+            let mut pipes = Vec::new();
+            for (n, set_key) in sets.enumerate() {
+                if n > 0 && self.is_cluster() {
+                    pipes.push(std::mem::take(&mut pipe));
+                }
                 pipe.cmd("SADD").arg(&set_key).arg(&entry_key).ignore();
                 // A set lives as long as its longest-lived member (Redis 7: NX, then GT).
                 pipe.cmd("PEXPIRE")
@@ -561,9 +648,13 @@ impl CacheStore for RedisStore {
                     .arg("GT")
                     .ignore();
             }
-            pipe.query_async::<()>(&mut conn)
-                .await
-                .map_err(StoreError::backend)
+            pipes.push(pipe);
+            for pipe in pipes {
+                pipe.query_async::<()>(&mut conn)
+                    .await
+                    .map_err(StoreError::backend)?;
+            }
+            Ok(())
         })
         .await
     }
@@ -691,9 +782,11 @@ impl CacheStore for RedisStore {
         self.inner.fence.invalidate_all();
         self.guarded(self.inner.admin_timeout, async {
             let mut conn = self.conn().await?;
-            let pattern = format!("{}*", glob_escape(&self.inner.prefix));
+            let prefix = glob_escape(&self.inner.prefix);
+            // Hash-tagged keys (on a cluster) start with their tag.
+            let patterns = [format!("{prefix}*"), format!("\\{{*\\}}{prefix}*")];
             // The generation counter survives a purge: instances that cached it stay in step.
-            self.unlink_matching(&mut conn, &pattern, &[self.generation_key()])
+            self.unlink_matching(&mut conn, &patterns, &[self.generation_key()])
                 .await
                 .map(drop)
         })
@@ -757,20 +850,154 @@ impl RedisStore {
         self.guarded(self.inner.admin_timeout, async {
             let mut conn = self.conn().await?;
             let generation = self.generation(&mut conn).await?;
+            let tag = if self.is_cluster() { "\\{*\\}" } else { "" };
             let pattern = format!(
-                "{}{generation}:{}*",
+                "{tag}{}{generation}:{}*",
                 glob_escape(&self.inner.prefix),
                 glob_escape(escaped)
             );
-            self.unlink_matching(&mut conn, &pattern, &[]).await
+            self.unlink_matching(&mut conn, &[pattern], &[]).await
         })
         .await
     }
 }
 
+/// Where a store's connections come from: one Redis, or a Redis Cluster.
+enum Pools {
+    Single(Pool),
+    Cluster(deadpool_redis::cluster::Pool),
+}
+
+/// A pooled connection to either.
+enum Conn {
+    Single(deadpool_redis::Connection),
+    Cluster(Box<deadpool_redis::cluster::Connection>),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Single(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// SCANs one server for `patterns` and UNLINKs what it finds, except `keep`. `one_by_one`
+/// unlinks each key with its own command (a cluster node refuses a multi-key command whose
+/// keys are in different slots).
+async fn unlink_scanned(
+    conn: &mut impl redis::aio::ConnectionLike,
+    patterns: &[String],
+    keep: &[String],
+    one_by_one: bool,
+) -> Result<u64, StoreError> {
+    let mut removed = 0u64;
+    for pattern in patterns {
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(conn)
+                .await
+                .map_err(StoreError::backend)?;
+            let keys: Vec<String> = keys.into_iter().filter(|k| !keep.contains(k)).collect();
+            if !keys.is_empty() {
+                if one_by_one {
+                    let mut pipe = redis::pipe();
+                    for key in &keys {
+                        pipe.cmd("UNLINK").arg(key);
+                    }
+                    let counts: Vec<u64> =
+                        pipe.query_async(conn).await.map_err(StoreError::backend)?;
+                    removed += counts.iter().sum::<u64>();
+                } else {
+                    let n: u64 = redis::cmd("UNLINK")
+                        .arg(&keys)
+                        .query_async(conn)
+                        .await
+                        .map_err(StoreError::backend)?;
+                    removed += n;
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(removed)
+}
+
+/// The masters of a `CLUSTER NODES` reply that serve slots and are not failing.
+fn masters(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?;
+            let serves_slots = fields.len() > 8;
+            if !flags.split(',').any(|f| f == "master")
+                || flags.split(',').any(|f| f == "fail" || f == "noaddr")
+                || !serves_slots
+            {
+                return None;
+            }
+            // `ip:port@cport[,hostname]`
+            let addr = fields.get(1)?.split('@').next()?;
+            let (host, port) = addr.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_serving_masters_of_cluster_nodes() {
+        let nodes = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922
+c3 127.0.0.1:7002@17002 master,fail - 0 0 3 connected 10923-16383
+d4 127.0.0.1:7003@17003 slave a1 0 0 1 connected
+e5 127.0.0.1:7004@17004,host.example master - 0 0 4 connected
+";
+        assert_eq!(
+            masters(nodes),
+            [
+                ("127.0.0.1".to_owned(), 7000),
+                ("127.0.0.1".to_owned(), 7001)
+            ]
+        );
+    }
 
     #[test]
     fn glob_characters_are_escaped() {
