@@ -528,3 +528,43 @@ async fn a_cluster_master_dying_under_load_costs_no_errors() {
     }
     server.stop().await;
 }
+
+/// The example server as `REDIS_CLUSTER_NODES` runs it: two instances on one cluster share
+/// what either fetched (invalidation across instances on a cluster is
+/// `on_a_cluster_an_invalidation_on_one_instance_reaches_the_others_l1`).
+#[tokio::test]
+async fn two_example_servers_share_a_cluster() {
+    let cluster = RedisCluster::start();
+    let nodes = cluster.urls().join(",");
+    let instance = || {
+        let l2 = tower_edge_example_server::shared_store(None, Some(&nodes))
+            .expect("a cluster store")
+            .expect("configured");
+        assert!(l2.is_cluster());
+        tower_edge_example_server::app_on_redis(tower_edge_example_server::AppState::new(), l2)
+    };
+    let (a, b) = (instance(), instance());
+    let get = |app: &Router| {
+        let app = app.clone();
+        async move {
+            let req = Request::get("/api/products/1")
+                .header(header::HOST, "shop.test")
+                .body(Body::empty())
+                .unwrap();
+            let res = app.oneshot(req).await.unwrap();
+            let status = res.headers()["cache-status"].to_str().unwrap().to_owned();
+            res.into_body().collect().await.unwrap();
+            status
+        }
+    };
+    assert!(get(&a).await.contains("fwd=miss"));
+    // B's memory is empty: its hit comes from the cluster.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !get(&b).await.contains("hit") {
+        assert!(
+            Instant::now() < deadline,
+            "B never read A's entry from the cluster"
+        );
+        tokio::task::yield_now().await;
+    }
+}

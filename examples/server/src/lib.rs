@@ -389,6 +389,49 @@ pub fn app() -> Router {
     app_with_state(AppState::new())
 }
 
+/// Where the response cache keeps what is shared between instances, as the environment of
+/// `main.rs` says: `REDIS_URL` (one Redis) or `REDIS_CLUSTER_NODES` (comma-separated node URLs
+/// of a Redis Cluster), never both. `Ok(None)`: neither is set, memory only.
+pub fn shared_store(
+    redis_url: Option<&str>,
+    cluster_nodes: Option<&str>,
+) -> Result<Option<tower_edge_store::RedisStore>, String> {
+    let builder = match (redis_url, cluster_nodes) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err("set REDIS_URL or REDIS_CLUSTER_NODES, not both".to_owned());
+        }
+        (Some(url), None) => tower_edge_store::RedisStore::builder(url),
+        (None, Some(nodes)) => {
+            let nodes: Vec<&str> = nodes
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .collect();
+            if nodes.is_empty() {
+                return Err("REDIS_CLUSTER_NODES lists no node URL".to_owned());
+            }
+            tower_edge_store::RedisStore::cluster_builder(nodes)
+        }
+    };
+    builder
+        .prefix("tower-edge-example:")
+        .build()
+        .map(Some)
+        .map_err(|e| match (redis_url, cluster_nodes) {
+            (Some(url), _) => format!("REDIS_URL {url:?}: {e}"),
+            (_, nodes) => format!("REDIS_CLUSTER_NODES {:?}: {e}", nodes.unwrap_or_default()),
+        })
+}
+
+/// [`app_with_store`] on memory in front of `l2`, with the invalidation bus: what `main.rs`
+/// runs when `REDIS_URL` or `REDIS_CLUSTER_NODES` is set.
+pub fn app_on_redis(state: AppState, l2: tower_edge_store::RedisStore) -> Router {
+    let memory = MokaStore::builder().max_bytes(64 * 1024 * 1024).build();
+    let store = tower_edge_store::tiered::Tiered::new(memory, l2).with_invalidation_bus();
+    app_with_store(state, store)
+}
+
 /// The example application on the given data, with an in-memory cache.
 pub fn app_with_state(state: AppState) -> Router {
     let store = MokaStore::builder().max_bytes(64 * 1024 * 1024).build();
@@ -396,7 +439,7 @@ pub fn app_with_state(state: AppState) -> Router {
 }
 
 /// The example application with its cache in `store`: [`MokaStore`] alone, or memory in front
-/// of Redis (see `main.rs`, which does that when `REDIS_URL` is set).
+/// of Redis ([`app_on_redis`]).
 pub fn app_with_store<St: CacheStore + Clone>(state: AppState, store: St) -> Router {
     let compression = CompressionLayer::new();
     let download = state.download.path().join("sample.bin");

@@ -8,7 +8,8 @@
 //! Every flag has an environment variable (see `--help`). With `REDIS_URL` set
 //! (`redis://127.0.0.1:6379/0`), the response cache keeps memory in front of that Redis, shared
 //! with every other instance started with the same URL, and invalidations reach all of them
-//! through the Redis invalidation bus.
+//! through the Redis invalidation bus. `REDIS_CLUSTER_NODES`
+//! (`redis://127.0.0.1:7000,redis://127.0.0.1:7001,...`) does the same on a Redis Cluster.
 
 use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
@@ -40,6 +41,8 @@ OPTIONS:
 
 ENVIRONMENT:
     REDIS_URL                 keep the response cache in memory in front of this Redis
+    REDIS_CLUSTER_NODES       or in front of this Redis Cluster: comma-separated node URLs,
+                              e.g. redis://127.0.0.1:7000,redis://127.0.0.1:7001 (not both)
     PURGE_TOKEN               bearer token the operator routes require (POST /cache/purge, and
                               GET /debug/pprof/flamegraph with feature profiling); off without it
     RUST_LOG                  log filter, e.g. info or tower_edge=debug [default: info]
@@ -121,20 +124,24 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Config>, Stri
 }
 
 fn build_app(state: AppState) -> Result<Router, String> {
-    match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => {
-            let l2 = tower_edge_store::RedisStore::builder(&url)
-                .prefix("tower-edge-example:")
-                .build()
-                .map_err(|e| format!("REDIS_URL {url:?}: {e}"))?;
-            tracing::info!(%url, "response cache: memory in front of Redis, with the invalidation bus");
-            let memory = tower_edge_store::MokaStore::builder()
-                .max_bytes(64 * 1024 * 1024)
-                .build();
-            let store = tower_edge_store::tiered::Tiered::new(memory, l2).with_invalidation_bus();
-            Ok(tower_edge_example_server::app_with_store(state, store))
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (url, nodes) = (env("REDIS_URL"), env("REDIS_CLUSTER_NODES"));
+    match tower_edge_example_server::shared_store(url.as_deref(), nodes.as_deref())? {
+        Some(l2) => {
+            if l2.is_cluster() {
+                tracing::info!(
+                    nodes = nodes.as_deref().unwrap_or_default(),
+                    "response cache: memory in front of a Redis Cluster, with the invalidation bus"
+                );
+            } else {
+                tracing::info!(
+                    url = url.as_deref().unwrap_or_default(),
+                    "response cache: memory in front of Redis, with the invalidation bus"
+                );
+            }
+            Ok(tower_edge_example_server::app_on_redis(state, l2))
         }
-        _ => Ok(tower_edge_example_server::app_with_state(state)),
+        None => Ok(tower_edge_example_server::app_with_state(state)),
     }
 }
 

@@ -97,6 +97,7 @@ fn help_lists_every_option_and_bad_flags_exit_2() {
         "--header-timeout",
         "--warm",
         "REDIS_URL",
+        "REDIS_CLUSTER_NODES",
         "PURGE_TOKEN",
     ] {
         assert!(text.contains(flag), "{flag} missing from --help");
@@ -106,4 +107,31 @@ fn help_lists_every_option_and_bad_flags_exit_2() {
         .output()
         .expect("run with a bad flag");
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// One Redis or a cluster, never both: the server says so and exits 2 before it listens.
+#[test]
+fn redis_url_and_cluster_nodes_together_are_refused() {
+    let both = Command::new(env!("CARGO_BIN_EXE_tower-edge-example-server"))
+        .args(["--addr", "127.0.0.1:0"])
+        .env("REDIS_URL", "redis://127.0.0.1:1/0")
+        .env("REDIS_CLUSTER_NODES", "redis://127.0.0.1:2")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run with both");
+    assert_eq!(both.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&both.stderr);
+    assert!(
+        stderr.contains("set REDIS_URL or REDIS_CLUSTER_NODES, not both"),
+        "{stderr}"
+    );
+    let empty = Command::new(env!("CARGO_BIN_EXE_tower-edge-example-server"))
+        .args(["--addr", "127.0.0.1:0"])
+        .env_remove("REDIS_URL")
+        .env("REDIS_CLUSTER_NODES", " , ")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run with an empty node list");
+    assert_eq!(empty.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("lists no node URL"));
 }
