@@ -64,6 +64,32 @@ pub struct Memo<St> {
     wait: Duration,
     now: Now,
     flights: Arc<Flights>,
+    store_warnings: Arc<Throttle>,
+}
+
+/// At most one warning a second about a failing store: when the store is down, every call
+/// would otherwise log one or two. The warnings left out are counted in the next one.
+#[derive(Debug, Default)]
+struct Throttle {
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl Throttle {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    /// `Some(how many were left out since the last one)` when a warning may be logged now.
+    fn allow(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < Self::EVERY) {
+            self.suppressed.fetch_add(1, Relaxed);
+            return None;
+        }
+        *last = Some(now);
+        Some(self.suppressed.swap(0, Relaxed))
+    }
 }
 
 impl<St: Clone> Clone for Memo<St> {
@@ -75,6 +101,7 @@ impl<St: Clone> Clone for Memo<St> {
             wait: self.wait,
             now: Arc::clone(&self.now),
             flights: Arc::clone(&self.flights),
+            store_warnings: Arc::clone(&self.store_warnings),
         }
     }
 }
@@ -99,6 +126,7 @@ impl<St: CacheStore + Clone> Memo<St> {
             wait: Duration::from_secs(5),
             now: Arc::new(SystemTime::now),
             flights: Arc::default(),
+            store_warnings: Arc::default(),
         }
     }
 
@@ -140,7 +168,9 @@ impl<St: CacheStore + Clone> Memo<St> {
         let entry = match self.store.get(key).await {
             Ok(entry) => entry?,
             Err(error) => {
-                tracing::warn!(%error, %key, "memo store get failed; computing");
+                if let Some(suppressed) = self.store_warnings.allow() {
+                    tracing::warn!(%error, %key, suppressed, "memo store get failed; computing");
+                }
                 return None;
             }
         };
@@ -407,7 +437,9 @@ impl<St: CacheStore + Clone> Memo<St> {
             Filled::Stored => {}
             Filled::Fenced => tracing::debug!(key, "memo key written while computing; not stored"),
             Filled::Failed(error) => {
-                tracing::warn!(%error, key, "memo store put failed; value not stored");
+                if let Some(suppressed) = self.store_warnings.allow() {
+                    tracing::warn!(%error, key, suppressed, "memo store put failed; value not stored");
+                }
             }
         }
     }
@@ -542,6 +574,19 @@ mod tests {
         assert_eq!(memo.delete_prefix("user:1:").await.unwrap(), 2);
         assert_eq!(memo.delete("a").await.unwrap(), 1);
         assert_eq!(memo.get::<u32>("a").await.unwrap(), None);
+    }
+
+    #[test]
+    fn store_warnings_are_throttled_and_counted() {
+        let throttle = Throttle::default();
+        assert_eq!(throttle.allow(), Some(0));
+        assert_eq!(throttle.allow(), None);
+        assert_eq!(throttle.allow(), None);
+        // A second later, the next warning says how many were left out.
+        *throttle.last.lock().unwrap() =
+            Some(std::time::Instant::now() - Throttle::EVERY - Duration::from_millis(1));
+        assert_eq!(throttle.allow(), Some(2));
+        assert_eq!(throttle.allow(), None);
     }
 
     /// A TTL of `Duration::MAX` plus a grace period saturates instead of overflowing.
