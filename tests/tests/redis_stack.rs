@@ -430,9 +430,19 @@ async fn memo_on_a_second_instance_reads_the_value_stored_before_it_took_the_loc
 #[tokio::test]
 async fn two_hundred_memo_callers_across_two_instances_compute_once() {
     let redis = RedisServer::start();
+    two_hundred_memo_callers_compute_once((&redis).into()).await;
+}
+
+#[tokio::test]
+async fn two_hundred_memo_callers_across_two_instances_on_a_cluster_compute_once() {
+    let cluster = RedisCluster::start();
+    two_hundred_memo_callers_compute_once((&cluster).into()).await;
+}
+
+async fn two_hundred_memo_callers_compute_once(redis: Redis<'_>) {
     let memos = [
-        Memo::new(tiered(&redis, PATIENT), "reports"),
-        Memo::new(tiered(&redis, PATIENT), "reports"),
+        Memo::new(tiered(redis, PATIENT), "reports"),
+        Memo::new(tiered(redis, PATIENT), "reports"),
     ];
     let computed = Arc::new(AtomicUsize::new(0));
     let (gate, closed) = watch::channel(false);

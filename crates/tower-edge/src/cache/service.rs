@@ -271,6 +271,12 @@ where
     }
     bump(&shared.counters.misses);
     let fwd = if no_cache { Fwd::Request } else { Fwd::Miss };
+    // A range goes to the origin as it is, without joining the flight of the whole: another
+    // range's answer seldom serves it, and queueing ranges behind one another would make a
+    // download's readers wait for each other's parts.
+    if ctx.method == Method::GET && ctx.client.contains_key(header::RANGE) {
+        return Box::pin(forward(&ctx, &mut inner, parts, body, None, None, fwd)).await;
+    }
     let mut lead = match Box::pin(take_flight(&ctx, flight_key.clone())).await {
         Taken::Lead(lead) => lead,
         Taken::Collapsed(found) => {

@@ -1553,6 +1553,57 @@ async fn a_stored_part_answers_ranges_within_it() {
     assert_eq!(calls.get(), 3);
 }
 
+/// A range on a miss goes to the origin without waiting for another range of the same
+/// resource: a download's readers never queue behind each other's parts.
+#[tokio::test]
+async fn ranges_on_a_miss_do_not_wait_for_each_other() {
+    let (gate, closed) = tokio::sync::watch::channel(false);
+    let calls = Calls::default();
+    let app = Router::new()
+        .route(
+            "/v",
+            get({
+                let calls = calls.clone();
+                move || {
+                    let n = calls.bump();
+                    let mut closed = closed.clone();
+                    async move {
+                        if n == 1 {
+                            closed.wait_for(|open| *open).await.unwrap();
+                        }
+                        (
+                            [
+                                (header::CACHE_CONTROL, "max-age=60"),
+                                (header::ETAG, "\"v1\""),
+                            ],
+                            "0123456789abcdefghij",
+                        )
+                    }
+                }
+            }),
+        )
+        .layer(crate::range::RangeLayer::new())
+        .layer(layer(&clock()));
+    let first = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, range("/v", "bytes=0-3")).await }
+    });
+    while calls.get() == 0 {
+        tokio::task::yield_now().await;
+    }
+    // The first is held in the handler; the second is answered meanwhile.
+    let second = tokio::time::timeout(
+        Duration::from_secs(10),
+        send(&app, range("/v", "bytes=10-13")),
+    )
+    .await
+    .expect("the second range waited for the first");
+    assert_eq!(second.text(), "abcd");
+    gate.send_replace(true);
+    assert_eq!(first.await.unwrap().text(), "0123");
+    assert_eq!(calls.get(), 2);
+}
+
 /// RFC 9111 §3.4: parts with the same strong validator are combined; once they cover the
 /// representation, it is stored whole and answers plain GETs.
 #[tokio::test]
