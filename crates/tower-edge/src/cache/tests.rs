@@ -1604,6 +1604,33 @@ async fn ranges_on_a_miss_do_not_wait_for_each_other() {
     assert_eq!(calls.get(), 2);
 }
 
+/// One part of a representation is stored at a time: a part that arrives while another is
+/// being stored is answered at once, unstored, instead of waiting for the other.
+#[tokio::test]
+async fn a_part_arriving_while_another_is_stored_is_answered_unstored() {
+    let calls = Calls::default();
+    let store = Scripted::new(MokaStore::default());
+    store.hold_next_put();
+    let app = ranged(calls.clone(), PUBLIC_TAGGED).layer(ResponseCacheLayer::new(store.clone()));
+    let first = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, range("/v", "bytes=0-3")).await }
+    });
+    store.held().await;
+    let second = tokio::time::timeout(
+        Duration::from_secs(10),
+        send(&app, range("/v", "bytes=5-7")),
+    )
+    .await
+    .expect("the second part waited for the first to be stored");
+    assert_eq!(second.text(), "567");
+    assert_eq!(second.cache_status(), "tower-edge; fwd=miss");
+    store.release();
+    let first = first.await.unwrap();
+    assert_eq!(first.text(), "0123");
+    assert_eq!(first.cache_status(), "tower-edge; fwd=miss; stored");
+}
+
 /// RFC 9111 §3.4: parts with the same strong validator are combined; once they cover the
 /// representation, it is stored whole and answers plain GETs.
 #[tokio::test]

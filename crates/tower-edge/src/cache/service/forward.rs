@@ -185,10 +185,11 @@ impl<'a, St: CacheStore + Clone> Forwarding<'a, St> {
         }
         let tags = take_tags(&mut rparts);
         if self.keep_range && rparts.status == StatusCode::PARTIAL_CONTENT {
+            // A range leads no flight (see `handle`); were it to, nobody waits for a part.
+            finish(self.guard, Finish::NotStored);
             let part = Part {
                 request: &self.sent,
                 ticket: self.ticket,
-                guard: self.guard,
                 fwd: self.fwd,
                 tags,
             };

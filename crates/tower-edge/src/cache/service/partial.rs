@@ -86,7 +86,6 @@ pub(super) async fn answer_from_parts<St: CacheStore, B>(
 pub(super) struct Part<'a> {
     pub(super) request: &'a HeaderMap,
     pub(super) ticket: Option<Ticket>,
-    pub(super) guard: Option<Lead>,
     pub(super) fwd: Fwd,
     pub(super) tags: Vec<String>,
 }
@@ -124,7 +123,6 @@ where
     let (freshness, (range, complete)) = match placed {
         Ok(placed) => placed,
         Err(reason) => {
-            finish(part.guard, Finish::NotStored);
             tracing::debug!(key = %ctx.base, reason, "partial response not stored");
             Outcome::Forwarded {
                 fwd: part.fwd,
@@ -137,11 +135,26 @@ where
     };
     let Some(bytes) = Collected::read(rbody, range.len()).await else {
         // The body failed half-way: nothing to keep, and nothing whole to send.
-        finish(part.guard, Finish::NotStored);
         return Response::from_parts(rparts, CacheBody::empty());
     };
     let variant = variant_key(ctx, &rparts.headers);
     let held = parts_key(&variant);
+    // One part of a representation is combined and stored at a time: a part that arrives
+    // while another is being stored goes to its client unstored, rather than wait for it or
+    // race it (each combination reads and writes every byte held).
+    let Some(_storing) = ctx.shared.refreshes.try_lead(&format!("parts {held}")) else {
+        tracing::debug!(key = %held, "another part is being stored; this one is not");
+        Outcome::Forwarded {
+            fwd: part.fwd,
+            not_modified: false,
+            stored: Stored::Unclaimed,
+        }
+        .apply(&mut rparts.headers);
+        return match client_precondition(ctx, &rparts) {
+            Precondition::Proceed => Response::from_parts(rparts, CacheBody::full(bytes)),
+            other => short_answer(rparts, other),
+        };
+    };
     let mut pieces = Pieces::new(range, complete, bytes.clone()).expect("length checked above");
     if let Some(stored) = get(ctx, &held).await
         && same_strong_etag(stored.headers(), &rparts.headers)
@@ -173,8 +186,6 @@ where
         let entry = entry_of(&kept, body, &freshness, part.tags, ctx.now);
         store_entry(ctx, part.ticket, &held, &kept.headers, entry, ttl).await
     };
-    // Those waiting asked for the whole (or other ranges): only a whole entry serves them.
-    finish(part.guard, Finish::of(stored && whole.is_some()));
     Outcome::Forwarded {
         fwd: part.fwd,
         not_modified: false,
