@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use tower_edge_store::{CacheKey, CacheStore, Entry};
+use tower_edge_store::{CacheKey, CacheStore, Entry, Holder};
 
 const TTL: Duration = Duration::from_secs(3600);
 
@@ -47,6 +47,7 @@ pub async fn run_all<S: CacheStore>(store: &S) {
     check!(bump_generation_hides_everything_at_once);
     check!(purge_removes_everything);
     check!(locks_exclude_and_release_only_to_their_owner);
+    check!(a_put_held_stores_only_while_its_lock_is_held);
     check!(keys_with_separators_do_not_collide);
 }
 
@@ -197,6 +198,81 @@ pub async fn purge_removes_everything<S: CacheStore>(store: &S) {
         assert_eq!(body_of(store, k).await, None, "{k}");
     }
     assert_eq!(store.delete_tag("t").await.unwrap(), 0);
+}
+
+/// Waits, bounded, until the lock `k` is free, and takes it for `ttl`.
+async fn take_once_free<S: CacheStore>(store: &S, k: &CacheKey, ttl: Duration) -> Holder {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(token) = store.try_lock(k, ttl).await.unwrap() {
+            return Holder::new(k.clone(), token);
+        }
+        assert!(std::time::Instant::now() < deadline, "lock never expired");
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A fenced lock owner: `put_held` stores while its lock is held, and refuses (storing
+/// nothing) once the lock expired and passed to another, or was let go.
+pub async fn a_put_held_stores_only_while_its_lock_is_held<S: CacheStore>(store: &S) {
+    let k = key("GET http://a/held", "br");
+    let lock = CacheKey::new("GET http://a/held");
+    let first = take_once_free(store, &lock, Duration::from_millis(20)).await;
+    assert!(
+        store
+            .put_held(&k, entry("first", &[]), TTL, &first)
+            .await
+            .unwrap()
+    );
+    assert_eq!(body_of(store, &k).await.as_deref(), Some(&b"first"[..]));
+    // The first holder stalls past its TTL; a second takes the lock and stores.
+    let second = take_once_free(store, &lock, Duration::from_secs(30)).await;
+    assert!(
+        store
+            .put_held(&k, entry("second", &["t"]), TTL, &second)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_held(&k, entry("stale", &["t"]), TTL, &first)
+            .await
+            .unwrap(),
+        "a holder whose lock passed to another is refused"
+    );
+    assert_eq!(body_of(store, &k).await.as_deref(), Some(&b"second"[..]));
+    assert!(store.unlock(&lock, second.token()).await.unwrap());
+    assert!(
+        !store
+            .put_held(&k, entry("late", &[]), TTL, &second)
+            .await
+            .unwrap(),
+        "a holder that let go is refused"
+    );
+    assert_eq!(body_of(store, &k).await.as_deref(), Some(&b"second"[..]));
+    // The entry stored is the second holder's, tag and all.
+    assert_eq!(store.delete_tag("t").await.unwrap(), 1);
+    // A lock named after another resource works too (on a cluster, in another slot).
+    let elsewhere = take_once_free(store, &CacheKey::new("memo:other"), TTL).await;
+    assert!(
+        store
+            .put_held(&k, entry("third", &[]), TTL, &elsewhere)
+            .await
+            .unwrap()
+    );
+    assert_eq!(body_of(store, &k).await.as_deref(), Some(&b"third"[..]));
+    assert!(
+        store
+            .unlock(elsewhere.key(), elsewhere.token())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_held(&k, entry("x", &[]), TTL, &elsewhere)
+            .await
+            .unwrap()
+    );
 }
 
 /// A lock excludes other takers until released by its owner, and frees itself after its TTL.

@@ -24,6 +24,19 @@ async fn passes_the_store_suite() {
     store_suite::run_all(&store(&server, "suite:")).await;
 }
 
+/// The same suite on memory in front of Redis.
+#[tokio::test]
+async fn passes_the_store_suite_as_memory_in_front_of_redis() {
+    use tower_edge_store::{MokaStore, tiered::Tiered};
+
+    let server = RedisServer::start();
+    store_suite::run_all(&Tiered::new(
+        MokaStore::default(),
+        store(&server, "tiered:"),
+    ))
+    .await;
+}
+
 /// The same suite on a real Redis Cluster of three masters.
 #[tokio::test]
 async fn passes_the_store_suite_on_a_cluster() {

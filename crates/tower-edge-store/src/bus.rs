@@ -15,50 +15,37 @@ use std::{
     time::Duration,
 };
 
-use crate::{CacheKey, CacheStore, LockToken};
+use crate::{CacheKey, CacheStore, Invalidation, LockToken};
 
-/// One invalidation, as published.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Message {
-    Key(CacheKey),
-    Resource(String),
-    Prefix(String),
-    Tag(String),
-    Generation,
-    Purge,
+/// `{instance}\n{kind}\n{argument}[\n{argument}]`: fields are separated by newlines, which no
+/// escaped key part contains.
+fn encode(what: &Invalidation, instance: &str) -> String {
+    match what {
+        Invalidation::Key(key) => format!("{instance}\nkey\n{}\n{}", key.resource(), key.variant()),
+        Invalidation::Resource(r) => format!("{instance}\nresource\n{r}"),
+        Invalidation::Prefix(p) => format!("{instance}\nprefix\n{p}"),
+        Invalidation::Tag(t) => format!("{instance}\ntag\n{t}"),
+        Invalidation::Generation => format!("{instance}\ngeneration"),
+        Invalidation::Purge => format!("{instance}\npurge"),
+    }
 }
 
-impl Message {
-    /// `{instance}\n{kind}\n{argument}[\n{argument}]`: fields are separated by newlines, which
-    /// no escaped key part contains.
-    fn encode(&self, instance: &str) -> String {
-        match self {
-            Self::Key(key) => format!("{instance}\nkey\n{}\n{}", key.resource(), key.variant()),
-            Self::Resource(r) => format!("{instance}\nresource\n{r}"),
-            Self::Prefix(p) => format!("{instance}\nprefix\n{p}"),
-            Self::Tag(t) => format!("{instance}\ntag\n{t}"),
-            Self::Generation => format!("{instance}\ngeneration"),
-            Self::Purge => format!("{instance}\npurge"),
-        }
-    }
-
-    fn decode(text: &str) -> Option<(&str, Self)> {
-        let mut fields = text.splitn(4, '\n');
-        let instance = fields.next()?;
-        let message = match fields.next()? {
-            "key" => Self::Key(CacheKey::from_escaped(
-                fields.next()?,
-                fields.next().unwrap_or(""),
-            )),
-            "resource" => Self::Resource(fields.next()?.to_owned()),
-            "prefix" => Self::Prefix(fields.next()?.to_owned()),
-            "tag" => Self::Tag(fields.next()?.to_owned()),
-            "generation" => Self::Generation,
-            "purge" => Self::Purge,
-            _ => return None,
-        };
-        Some((instance, message))
-    }
+fn decode(text: &str) -> Option<(&str, Invalidation)> {
+    let mut fields = text.splitn(4, '\n');
+    let instance = fields.next()?;
+    let what = match fields.next()? {
+        "key" => Invalidation::Key(CacheKey::from_escaped(
+            fields.next()?,
+            fields.next().unwrap_or(""),
+        )),
+        "resource" => Invalidation::Resource(fields.next()?.to_owned()),
+        "prefix" => Invalidation::Prefix(fields.next()?.to_owned()),
+        "tag" => Invalidation::Tag(fields.next()?.to_owned()),
+        "generation" => Invalidation::Generation,
+        "purge" => Invalidation::Purge,
+        _ => return None,
+    };
+    Some((instance, what))
 }
 
 /// The publishing half, and the handle that keeps the subscriber running.
@@ -113,8 +100,8 @@ mod redis_bus {
             }
         }
 
-        pub(crate) async fn publish(&self, message: &Message) {
-            let payload = message.encode(&self.instance);
+        pub(crate) async fn publish(&self, message: &Invalidation) {
+            let payload = encode(message, &self.instance);
             if let Err(error) = self.store.publish(&channel(&self.store), &payload).await {
                 // The other instances' L1s may now serve what was invalidated, for at most
                 // their L1 TTL; say so loudly.
@@ -171,7 +158,7 @@ mod redis_bus {
                         let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) else {
                             continue;
                         };
-                        match Message::decode(text) {
+                        match decode(text) {
                             Some((from, _)) if from == instance => {}
                             Some((_, message)) => apply(&l1, &store, message).await,
                             None => {
@@ -190,19 +177,11 @@ mod redis_bus {
         }
     }
 
-    async fn apply<L1: CacheStore>(l1: &L1, store: &RedisStore, message: Message) {
-        let result = match &message {
-            Message::Key(key) => l1.delete(key).await.map(drop),
-            Message::Resource(r) => l1.delete_resource(r).await.map(drop),
-            Message::Prefix(p) => l1.delete_prefix(p).await.map(drop),
-            Message::Tag(t) => l1.delete_tag(t).await.map(drop),
-            Message::Generation => {
-                store.refresh_generation();
-                l1.bump_generation().await.map(drop)
-            }
-            Message::Purge => l1.purge().await,
-        };
-        if let Err(error) = result {
+    async fn apply<L1: CacheStore>(l1: &L1, store: &RedisStore, message: Invalidation) {
+        if message == Invalidation::Generation {
+            store.refresh_generation();
+        }
+        if let Err(error) = l1.invalidate(&message).await {
             tracing::warn!(%error, ?message, "could not apply an invalidation to the local cache");
         }
     }
@@ -218,17 +197,17 @@ mod tests {
             .with_variant("enc", "br")
             .with_variant("vary:accept-language", "fr, en");
         for message in [
-            Message::Key(key),
-            Message::Resource("GET http://a/x".into()),
-            Message::Prefix("GET http://a/".into()),
-            Message::Tag("product:7".into()),
-            Message::Generation,
-            Message::Purge,
+            Invalidation::Key(key),
+            Invalidation::Resource("GET http://a/x".into()),
+            Invalidation::Prefix("GET http://a/".into()),
+            Invalidation::Tag("product:7".into()),
+            Invalidation::Generation,
+            Invalidation::Purge,
         ] {
-            let text = message.encode("me");
-            assert_eq!(Message::decode(&text), Some(("me", message)));
+            let text = encode(&message, "me");
+            assert_eq!(decode(&text), Some(("me", message)));
         }
-        assert_eq!(Message::decode("x\nnonsense"), None);
-        assert_eq!(Message::decode(""), None);
+        assert_eq!(decode("x\nnonsense"), None);
+        assert_eq!(decode(""), None);
     }
 }

@@ -27,12 +27,13 @@
 //! `Tiered` invalidation bus records what it receives).
 //!
 //! ```
-//! use tower_edge_store::{CacheKey, fence::Fence};
+//! use tower_edge_store::{CacheKey, Invalidation, fence::Fence};
 //!
 //! let fence = Fence::new();
 //! let key = CacheKey::new("GET https://example.com/items/1").with_variant("enc", "br");
 //! let ticket = fence.ticket(); // before reading the source
-//! fence.invalidate_resource("GET https://example.com/items/1"); // a write, meanwhile
+//! // A write, meanwhile:
+//! fence.record(&Invalidation::Resource("GET https://example.com/items/1".into()));
 //! assert!(!fence.is_current(ticket, &key, &[])); // so the old read is not stored
 //! assert!(fence.is_current(fence.ticket(), &key, &[]));
 //! ```
@@ -44,7 +45,7 @@ use std::{
     sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst},
 };
 
-use crate::CacheKey;
+use crate::{CacheKey, Invalidation};
 
 /// How many slots resources and tags hash into.
 const SLOTS: usize = 4096;
@@ -64,20 +65,6 @@ pub struct Fence {
     filling: Box<[AtomicU32]>,
     /// All fills between their first check and their last.
     filling_total: AtomicU32,
-}
-
-/// What an invalidation addressed, to wait for the fills that may still put it back (see
-/// [`Fence::is_settled`]).
-#[derive(Clone, Copy, Debug)]
-pub enum Addressed<'a> {
-    /// Every variant of a resource, as given to [`CacheKey::new`].
-    Resource(&'a str),
-    /// The resource of this key.
-    Key(&'a CacheKey),
-    /// Every entry with this tag.
-    Tag(&'a str),
-    /// Everything.
-    All,
 }
 
 /// A fill between its check before the put and its check after (see [`Fence::enter`]).
@@ -162,14 +149,16 @@ impl Fence {
     /// needed), and every fill that comes after sees the invalidation in its check before the
     /// put. Then no reader can find what was invalidated, not even for the moment between an
     /// overtaken fill's put and its undoing.
-    pub fn is_settled(&self, what: Addressed<'_>) -> bool {
+    pub fn is_settled(&self, what: &Invalidation) -> bool {
         let slot = match what {
-            Addressed::Resource(resource) => {
+            Invalidation::Resource(resource) => {
                 Self::index(RESOURCE, CacheKey::new(resource).resource())
             }
-            Addressed::Key(key) => Self::index(RESOURCE, key.resource()),
-            Addressed::Tag(tag) => Self::index(TAG, tag),
-            Addressed::All => return self.filling_total.load(SeqCst) == 0,
+            Invalidation::Key(key) => Self::index(RESOURCE, key.resource()),
+            Invalidation::Tag(tag) => Self::index(TAG, tag),
+            Invalidation::Prefix(_) | Invalidation::Generation | Invalidation::Purge => {
+                return self.filling_total.load(SeqCst) == 0;
+            }
         };
         self.filling[slot].load(SeqCst) == 0
     }
@@ -178,7 +167,7 @@ impl Fence {
     /// did. Fills are bounded by their store's timeouts, so this is short unless fills of the
     /// same slot follow each other without a gap.
     #[cfg(any(feature = "memo", feature = "redis"))]
-    pub async fn settle(&self, what: Addressed<'_>, limit: std::time::Duration) -> bool {
+    pub async fn settle(&self, what: &Invalidation, limit: std::time::Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         let mut spins = 0u32;
         loop {
@@ -197,31 +186,21 @@ impl Fence {
         }
     }
 
-    /// Records the invalidation of every variant of `resource` (as given to
-    /// [`CacheKey::new`]). Call it before deleting from the store.
-    pub fn invalidate_resource(&self, resource: &str) {
-        self.invalidate_key(&CacheKey::new(resource));
-    }
-
-    /// Records the invalidation of the resource `key` belongs to, every variant of it: the
-    /// fence does not tell variants apart. Call it before deleting from the store.
-    pub fn invalidate_key(&self, key: &CacheKey) {
+    /// Records `what`. Call it before deleting from the store.
+    ///
+    /// A key counts as its whole resource (the fence does not tell variants apart), and a
+    /// prefix, a new generation and a purge as everything.
+    pub fn record(&self, what: &Invalidation) {
         let n = self.advance();
-        self.slot(RESOURCE, key.resource()).fetch_max(n, SeqCst);
-    }
-
-    /// Records the invalidation of every entry tagged `tag`. Call it before deleting from the
-    /// store.
-    pub fn invalidate_tag(&self, tag: &str) {
-        let n = self.advance();
-        self.slot(TAG, tag).fetch_max(n, SeqCst);
-    }
-
-    /// Records the invalidation of everything: a prefix, a purge, a new generation. Call it
-    /// before deleting from the store.
-    pub fn invalidate_all(&self) {
-        let n = self.advance();
-        self.all.fetch_max(n, SeqCst);
+        let slot = match what {
+            Invalidation::Key(key) => self.slot(RESOURCE, key.resource()),
+            Invalidation::Resource(resource) => {
+                self.slot(RESOURCE, CacheKey::new(resource).resource())
+            }
+            Invalidation::Tag(tag) => self.slot(TAG, tag),
+            Invalidation::Prefix(_) | Invalidation::Generation | Invalidation::Purge => &self.all,
+        };
+        slot.fetch_max(n, SeqCst);
     }
 
     /// Whether nothing that addresses an entry under `key`, tagged `tags`, was invalidated
@@ -308,14 +287,14 @@ mod tests {
     fn an_invalidation_after_the_ticket_fences_only_what_it_addresses() {
         let fence = Fence::new();
         let ticket = fence.ticket();
-        fence.invalidate_resource("GET http://a/1");
+        fence.record(&Invalidation::Resource("GET http://a/1".into()));
         assert!(!fence.is_current(ticket, &key("GET http://a/1"), &[]));
         assert!(fence.is_current(ticket, &key("GET http://a/2"), &[]));
         // Escaped resources hash as their keys do.
-        fence.invalidate_resource("GET http://a/x|y");
+        fence.record(&Invalidation::Resource("GET http://a/x|y".into()));
         assert!(!fence.is_current(ticket, &key("GET http://a/x|y"), &[]));
 
-        fence.invalidate_tag("catalogue");
+        fence.record(&Invalidation::Tag("catalogue".into()));
         let tags = vec!["other".to_owned(), "catalogue".to_owned()];
         assert!(!fence.is_current(ticket, &key("GET http://a/2"), &tags));
         assert!(fence.is_current(ticket, &key("GET http://a/2"), &tags[..1]));
@@ -326,9 +305,9 @@ mod tests {
     #[test]
     fn invalidations_before_the_ticket_do_not_count() {
         let fence = Fence::new();
-        fence.invalidate_resource("GET http://a/1");
-        fence.invalidate_tag("t");
-        fence.invalidate_all();
+        fence.record(&Invalidation::Resource("GET http://a/1".into()));
+        fence.record(&Invalidation::Tag("t".into()));
+        fence.record(&Invalidation::Purge);
         let ticket = fence.ticket();
         assert!(fence.is_current(ticket, &key("GET http://a/1"), &["t".to_owned()]));
     }
@@ -339,19 +318,19 @@ mod tests {
         let key = key("GET http://a/1");
         let tags = vec!["list".to_owned()];
         let filling = fence.enter(&key, &tags);
-        assert!(!fence.is_settled(Addressed::Key(&key)));
-        assert!(!fence.is_settled(Addressed::Resource("GET http://a/1")));
-        assert!(!fence.is_settled(Addressed::Tag("list")));
-        assert!(!fence.is_settled(Addressed::All));
-        assert!(fence.is_settled(Addressed::Resource("GET http://a/2")));
-        assert!(fence.is_settled(Addressed::Tag("other")));
+        assert!(!fence.is_settled(&Invalidation::Key(key.clone())));
+        assert!(!fence.is_settled(&Invalidation::Resource("GET http://a/1".into())));
+        assert!(!fence.is_settled(&Invalidation::Tag("list".into())));
+        assert!(!fence.is_settled(&Invalidation::Purge));
+        assert!(fence.is_settled(&Invalidation::Resource("GET http://a/2".into())));
+        assert!(fence.is_settled(&Invalidation::Tag("other".into())));
         let second = fence.enter(&key, &[]);
         drop(filling);
-        assert!(!fence.is_settled(Addressed::Key(&key)));
-        assert!(fence.is_settled(Addressed::Tag("list")));
+        assert!(!fence.is_settled(&Invalidation::Key(key.clone())));
+        assert!(fence.is_settled(&Invalidation::Tag("list".into())));
         drop(second);
-        assert!(fence.is_settled(Addressed::Key(&key)));
-        assert!(fence.is_settled(Addressed::All));
+        assert!(fence.is_settled(&Invalidation::Key(key.clone())));
+        assert!(fence.is_settled(&Invalidation::Purge));
     }
 
     #[tokio::test(start_paused = true)]
@@ -360,11 +339,11 @@ mod tests {
         let key = key("GET http://a/1");
         let filling = fence.enter(&key, &[]);
         let limit = std::time::Duration::from_millis(100);
-        assert!(!fence.settle(Addressed::Key(&key), limit).await);
+        assert!(!fence.settle(&Invalidation::Key(key.clone()), limit).await);
         let f2 = Arc::clone(&fence);
         let k2 = key.clone();
         let waiter = tokio::spawn(async move {
-            f2.settle(Addressed::Key(&k2), std::time::Duration::from_secs(5))
+            f2.settle(&Invalidation::Key(k2), std::time::Duration::from_secs(5))
                 .await
         });
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -376,7 +355,7 @@ mod tests {
     fn invalidating_everything_fences_every_key() {
         let fence = Fence::new();
         let ticket = fence.ticket();
-        fence.invalidate_all();
+        fence.record(&Invalidation::Purge);
         assert!(!fence.is_current(ticket, &key("GET http://a/anything"), &[]));
     }
 
@@ -392,7 +371,7 @@ mod tests {
                     for i in 0..2000 {
                         let resource = format!("GET http://a/{t}/{i}");
                         let ticket = fence.ticket();
-                        fence.invalidate_resource(&resource);
+                        fence.record(&Invalidation::Resource(resource.clone()));
                         assert!(!fence.is_current(ticket, &key(&resource), &[]));
                     }
                 })

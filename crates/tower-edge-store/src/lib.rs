@@ -114,16 +114,111 @@ impl LockToken {
     }
 }
 
+/// A store lock held for a fill: the lock's key and the token that proves holding it, for
+/// [`CacheStore::put_held`] to check that the holder still holds it when it stores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    key: CacheKey,
+    token: LockToken,
+}
+
+impl Holder {
+    /// The holder of the lock named `key`, proven by `token` (from [`CacheLock::try_lock`]).
+    pub fn new(key: CacheKey, token: LockToken) -> Self {
+        Self { key, token }
+    }
+
+    /// The lock's key.
+    pub fn key(&self) -> &CacheKey {
+        &self.key
+    }
+
+    /// The token that proves holding it.
+    pub fn token(&self) -> &LockToken {
+        &self.token
+    }
+}
+
+/// What an invalidation removes: the one value that backends, the `Tiered` replay queue and
+/// the cross-instance bus all handle, each with one `match`.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use bytes::Bytes;
+/// use http::{HeaderMap, StatusCode};
+/// use tower_edge_store::{CacheKey, CacheStore, Entry, Invalidation, MokaStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_edge_store::StoreError> {
+/// let store = MokaStore::default();
+/// let br = CacheKey::new("GET https://example.com/items/1").with_variant("enc", "br");
+/// let other = CacheKey::new("GET https://example.com/items/10");
+/// for key in [&br, &other] {
+///     let entry = Entry::new(StatusCode::OK, HeaderMap::new(), Bytes::from_static(b"{}"));
+///     store.put(key, entry, Duration::from_secs(60)).await?;
+/// }
+/// let what = Invalidation::Resource("GET https://example.com/items/1".into());
+/// assert_eq!(store.invalidate(&what).await?, 1);
+/// assert!(store.get(&br).await?.is_none());
+/// assert!(store.get(&other).await?.is_some(), "a longer path is another resource");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Invalidation {
+    /// The entry stored under exactly this key (one variant).
+    Key(CacheKey),
+    /// Every variant of a resource: every key made with `CacheKey::new(resource)`.
+    Resource(String),
+    /// Every variant of every resource that starts with this text. Backends without an index
+    /// for it (Redis) scan for it: an operator's operation, not one for the request path.
+    Prefix(String),
+    /// Every entry stored with this tag.
+    Tag(String),
+    /// Every entry at once, by moving to a new generation: O(1), the old entries age out.
+    Generation,
+    /// Every entry, removed (under the store's namespace, for shared backends).
+    Purge,
+}
+
+/// Single-flight across processes: a lock per key that frees itself after a TTL.
+///
+/// A separate trait from [`CacheStore`] (its supertrait), as storage and locking are separate
+/// concerns: a wrapper that changes how entries are stored forwards these two methods
+/// unchanged, and [`single_flight::lock_or_wait`](crate::single_flight) needs nothing else.
+pub trait CacheLock: Send + Sync + 'static {
+    /// Takes the lock named by `key` for at most `ttl`: `None` when someone else holds it. The
+    /// lock frees itself after `ttl` if never released.
+    fn try_lock(
+        &self,
+        key: &CacheKey,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<LockToken>, StoreError>> + Send;
+
+    /// Releases the lock if `token` still holds it; returns whether it did.
+    fn unlock(
+        &self,
+        key: &CacheKey,
+        token: &LockToken,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
 /// Where the response cache keeps entries.
 ///
-/// Every method may fail; the cache treats a failure as a miss and carries on. Deletions remove
-/// every variant they address and return how many entries they removed (backends that cannot
-/// count cheaply may return an estimate, and say so).
+/// Three required methods: [`get`](Self::get), [`put`](Self::put) and
+/// [`invalidate`](Self::invalidate); the lock comes from [`CacheLock`], and the named
+/// deletions (`delete_tag`, `purge`, ...) are provided on top of `invalidate`.
+///
+/// Every method may fail; the cache treats a failure as a miss and carries on. Invalidations
+/// remove every variant they address and return how many entries they removed (backends that
+/// cannot count cheaply may return an estimate, and say so).
 ///
 /// Generations implement the "version prefix" pattern: keys are stored under the store's current
-/// generation, so [`CacheStore::bump_generation`] makes every existing entry unreachable in
-/// O(1); the old entries age out under the store's bound and TTLs.
-pub trait CacheStore: Send + Sync + 'static {
+/// generation, so [`Invalidation::Generation`] makes every existing entry unreachable in O(1);
+/// the old entries age out under the store's bound and TTLs.
+pub trait CacheStore: CacheLock {
     /// The entry stored under `key`, if any and not expired.
     fn get(
         &self,
@@ -139,49 +234,77 @@ pub trait CacheStore: Send + Sync + 'static {
         ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Removes the entry under exactly `key` (one variant).
-    fn delete(&self, key: &CacheKey) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Removes every variant of `resource` (every key made with `CacheKey::new(resource)`).
-    fn delete_resource(
-        &self,
-        resource: &str,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Removes every variant of every resource that starts with `prefix`.
-    fn delete_prefix(&self, prefix: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Removes every entry stored with `tag`.
-    fn delete_tag(&self, tag: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Makes every current entry unreachable at once, and returns the new generation.
-    fn bump_generation(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Removes everything this store holds (under its namespace, for shared backends).
-    fn purge(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Takes the lock named by `key` for at most `ttl`, for single-flight: `None` when someone
-    /// else holds it. The lock frees itself after `ttl` if never released.
-    fn try_lock(
+    /// Stores `entry` as [`put`](Self::put) does, but only while `holder` still holds the lock
+    /// it took for this fill: a leader whose lock expired and passed to another must not
+    /// overwrite what that one stores (a fenced lock owner). Returns whether it stored.
+    ///
+    /// The check and the put are one step in stores that keep their locks with their entries
+    /// (`MokaStore`, `RedisStore`); `Tiered` asks its shared tier, where its locks live.
+    fn put_held(
         &self,
         key: &CacheKey,
+        entry: Entry,
         ttl: Duration,
-    ) -> impl Future<Output = Result<Option<LockToken>, StoreError>> + Send;
-
-    /// Releases the lock if `token` still holds it; returns whether it did.
-    fn unlock(
-        &self,
-        key: &CacheKey,
-        token: &LockToken,
+        holder: &Holder,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Carries out `what`. Returns how many entries it removed; for
+    /// [`Invalidation::Generation`], the new generation; for [`Invalidation::Purge`], what the
+    /// backend says (0 where it does not count).
+    ///
+    /// A store with a [`fence`](Self::fence) records `what` in it before it deletes anything.
+    fn invalidate(
+        &self,
+        what: &Invalidation,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// The record of this store's invalidations that fills check against (see [`fence`]).
-    /// A store that keeps one records every deletion in it before deleting.
+    /// A store that keeps one records every invalidation in it before deleting.
     ///
     /// Defaults to none: then a fill that raced an invalidation may put old data back, to be
     /// read until it expires.
     fn fence(&self) -> Option<&fence::Fence> {
         None
+    }
+
+    /// Removes the entry under exactly `key` (one variant): [`Invalidation::Key`].
+    fn delete(&self, key: &CacheKey) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let what = Invalidation::Key(key.clone());
+        async move { self.invalidate(&what).await }
+    }
+
+    /// Removes every variant of `resource`: [`Invalidation::Resource`].
+    fn delete_resource(
+        &self,
+        resource: &str,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let what = Invalidation::Resource(resource.to_owned());
+        async move { self.invalidate(&what).await }
+    }
+
+    /// Removes every variant of every resource that starts with `prefix`:
+    /// [`Invalidation::Prefix`].
+    fn delete_prefix(&self, prefix: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let what = Invalidation::Prefix(prefix.to_owned());
+        async move { self.invalidate(&what).await }
+    }
+
+    /// Removes every entry stored with `tag`: [`Invalidation::Tag`].
+    fn delete_tag(&self, tag: &str) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let what = Invalidation::Tag(tag.to_owned());
+        async move { self.invalidate(&what).await }
+    }
+
+    /// Makes every current entry unreachable at once, and returns the new generation:
+    /// [`Invalidation::Generation`].
+    fn bump_generation(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        async move { self.invalidate(&Invalidation::Generation).await }
+    }
+
+    /// Removes everything this store holds (under its namespace, for shared backends):
+    /// [`Invalidation::Purge`].
+    fn purge(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move { self.invalidate(&Invalidation::Purge).await.map(drop) }
     }
 }
 

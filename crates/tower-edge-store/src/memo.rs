@@ -49,8 +49,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
-    CacheKey, CacheStore, Entry, StoreError,
-    fence::{self, Addressed, Fence, Filled, Ticket},
+    CacheKey, CacheStore, Entry, Holder, Invalidation, StoreError,
+    fence::{self, Fence, Filled, Ticket},
     single_flight::{Finish, Flights, Joined, Locked, lock_or_wait},
 };
 
@@ -217,18 +217,22 @@ impl<St: CacheStore + Clone> Memo<St> {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let store_key = self.key(key);
+        let what = Invalidation::Key(store_key);
         if let Some(fence) = self.store.fence() {
-            fence.invalidate_key(&store_key);
+            fence.record(&what);
         }
         // A computation overtaken by this write could otherwise undo its put after ours, and
         // take our value with it.
-        self.settle(Addressed::Key(&store_key)).await;
-        self.put(key, value, ttl).await
+        self.settle(&what).await;
+        let entry = self.entry_of(value, ttl)?;
+        self.store
+            .put(&self.key(key), entry, ttl.saturating_add(self.grace))
+            .await
     }
 
     /// Waits (bounded) for the computations of what was just written or deleted that were
     /// storing their result, so that once a write returns none of them can be read.
-    async fn settle(&self, what: Addressed<'_>) {
+    async fn settle(&self, what: &Invalidation) {
         if let Some(fence) = self.store.fence()
             && !fence.settle(what, Duration::from_secs(1)).await
         {
@@ -239,24 +243,17 @@ impl<St: CacheStore + Clone> Memo<St> {
         }
     }
 
-    async fn put<T: Serialize>(
-        &self,
-        key: &str,
-        value: &T,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
+    /// The entry that stores `value` for `ttl`, with the grace period as its stale-if-error.
+    fn entry_of<T: Serialize>(&self, value: &T, ttl: Duration) -> Result<Entry, StoreError> {
         let bytes = postcard::to_stdvec(value).map_err(StoreError::backend)?;
         let mut headers = HeaderMap::new();
         if let Ok(name) = HeaderValue::from_str(std::any::type_name::<T>()) {
             headers.insert(TYPE_HEADER, name);
         }
-        let entry = Entry::new(StatusCode::OK, headers, Bytes::from(bytes))
+        Ok(Entry::new(StatusCode::OK, headers, Bytes::from(bytes))
             .with_stored_at((self.now)())
             .with_fresh_for(ttl)
-            .with_stale_if_error(self.grace);
-        self.store
-            .put(&self.key(key), entry, ttl.saturating_add(self.grace))
-            .await
+            .with_stale_if_error(self.grace))
     }
 
     /// Stores `value` only if no fresh value is stored; returns whether it stored. Atomic
@@ -267,7 +264,8 @@ impl<St: CacheStore + Clone> Memo<St> {
         value: &T,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let lock_key = self.key(&format!("{key}#add"));
+        // Named after the value's own key, so that it shares its slot on a Redis Cluster.
+        let lock_key = self.key(key).with_variant("lock", "add");
         let Some(token) = self
             .store
             .try_lock(&lock_key, Duration::from_secs(5))
@@ -293,19 +291,17 @@ impl<St: CacheStore + Clone> Memo<St> {
 
     /// Removes the value under `key`.
     pub async fn delete(&self, key: &str) -> Result<u64, StoreError> {
-        let store_key = self.key(key);
-        let result = self.store.delete(&store_key).await;
-        self.settle(Addressed::Key(&store_key)).await;
+        let what = Invalidation::Key(self.key(key));
+        let result = self.store.invalidate(&what).await;
+        self.settle(&what).await;
         result
     }
 
     /// Removes every value whose key starts with `prefix`.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-        let result = self
-            .store
-            .delete_prefix(&format!("memo:{}:{prefix}", self.namespace))
-            .await;
-        self.settle(Addressed::All).await;
+        let what = Invalidation::Prefix(format!("memo:{}:{prefix}", self.namespace));
+        let result = self.store.invalidate(&what).await;
+        self.settle(&what).await;
         result
     }
 
@@ -344,10 +340,16 @@ impl<St: CacheStore + Clone> Memo<St> {
                     return Ok(value);
                 }
                 // Written again, or not kept: compute, leading nobody.
-                return self.compute_and_store(key, ttl, compute, stale).await.0;
+                return self
+                    .compute_and_store(key, ttl, compute, stale, None)
+                    .await
+                    .0;
             }
             Joined::Done(Finish::NotStored) => {
-                return self.compute_and_store(key, ttl, compute, stale).await.0;
+                return self
+                    .compute_and_store(key, ttl, compute, stale, None)
+                    .await
+                    .0;
             }
         };
         // A flight may have ended between the load above and the join.
@@ -357,7 +359,7 @@ impl<St: CacheStore + Clone> Memo<St> {
         }
 
         // Across processes: the store's lock, and a look at the store once it is taken.
-        let lock_key = self.key(&format!("{key}#compute"));
+        let lock_key = store_key.clone().with_variant("lock", "compute");
         let fresh = || async {
             match self.load::<T>(&store_key).await {
                 Some((value, true)) => Some(value),
@@ -369,23 +371,17 @@ impl<St: CacheStore + Clone> Memo<St> {
                 lead.finish(Finish::Stored);
                 Ok(value)
             }
-            Locked::Held(token) => {
-                let store = self.store.clone();
-                let unlock_key = lock_key.clone();
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    // Also when the computation is dropped half-way.
-                    lead.on_release(Box::new(move || {
-                        runtime.spawn(async move {
-                            let _ = store.unlock(&unlock_key, &token).await;
-                        });
-                    }));
-                }
-                let (result, finish) = self.compute_and_store(key, ttl, compute, stale).await;
+            Locked::Held(holder) => {
+                // Let go also when the computation is dropped half-way.
+                lead.hold(&self.store, holder);
+                let (result, finish) = self
+                    .compute_and_store(key, ttl, compute, stale, lead.holder())
+                    .await;
                 lead.finish(finish);
                 result
             }
             Locked::Without => {
-                let (result, finish) = self.compute_and_store(key, ttl, compute, stale).await;
+                let (result, finish) = self.compute_and_store(key, ttl, compute, stale, None).await;
                 lead.finish(finish);
                 result
             }
@@ -398,6 +394,7 @@ impl<St: CacheStore + Clone> Memo<St> {
         ttl: Duration,
         compute: F,
         stale: Option<T>,
+        holder: Option<&Holder>,
     ) -> (Result<T, E>, Finish)
     where
         T: Serialize + DeserializeOwned,
@@ -408,8 +405,8 @@ impl<St: CacheStore + Clone> Memo<St> {
         let ticket = self.store.fence().map(Fence::ticket);
         match compute().await {
             Ok(value) => {
-                self.fill(key, &value, ttl, ticket).await;
-                (Ok(value), Finish::Stored)
+                let stored = self.fill(key, &value, ttl, ticket, holder).await;
+                (Ok(value), Finish::of(stored))
             }
             // Those waiting compute themselves: a failure is not shared.
             Err(error) => match stale {
@@ -420,26 +417,48 @@ impl<St: CacheStore + Clone> Memo<St> {
     }
 
     /// Stores a computed value, unless a write to its key overtook the computation (see the
-    /// [`fence`](crate::fence) protocol): checked before the put, and again after it.
+    /// [`fence`](crate::fence) protocol; checked before the put, and again after it) or, for a
+    /// computation that held the store's lock, the lock passed to another meanwhile. Returns
+    /// whether it stored.
     async fn fill<T: Serialize>(
         &self,
         key: &str,
         value: &T,
         ttl: Duration,
         ticket: Option<Ticket>,
-    ) {
+        holder: Option<&Holder>,
+    ) -> bool {
         let store_key = self.key(key);
-        let put = self.put(key, value, ttl);
+        let put = async {
+            let entry = self.entry_of(value, ttl).map_err(Some)?;
+            let ttl = ttl.saturating_add(self.grace);
+            match holder {
+                Some(holder) => match self.store.put_held(&store_key, entry, ttl, holder).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(None),
+                    Err(error) => Err(Some(error)),
+                },
+                None => self.store.put(&store_key, entry, ttl).await.map_err(Some),
+            }
+        };
         let undo = async {
             let _ = self.store.delete(&store_key).await;
         };
         match fence::fill(self.store.fence(), ticket, &store_key, &[], put, undo).await {
-            Filled::Stored => {}
-            Filled::Fenced => tracing::debug!(key, "memo key written while computing; not stored"),
-            Filled::Failed(error) => {
+            Filled::Stored => true,
+            Filled::Fenced => {
+                tracing::debug!(key, "memo key written while computing; not stored");
+                false
+            }
+            Filled::Failed(None) => {
+                tracing::debug!(key, "memo lock passed to another computation; not stored");
+                false
+            }
+            Filled::Failed(Some(error)) => {
                 if let Some(suppressed) = self.store_warnings.allow() {
                     tracing::warn!(%error, key, suppressed, "memo store put failed; value not stored");
                 }
+                false
             }
         }
     }

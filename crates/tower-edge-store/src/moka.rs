@@ -12,7 +12,10 @@ use std::{
 
 use moka::{notification::RemovalCause, sync::Cache};
 
-use crate::{CacheKey, CacheStore, Entry, LockToken, StoreError, fence::Fence};
+use crate::{
+    CacheKey, CacheLock, CacheStore, Entry, Holder, Invalidation, LockToken, StoreError,
+    fence::Fence,
+};
 
 /// An in-memory [`CacheStore`] on [moka](https://docs.rs/moka).
 ///
@@ -273,58 +276,69 @@ impl CacheStore for MokaStore {
         Ok(())
     }
 
-    async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
-        self.inner.fence.invalidate_key(key);
-        Ok(u64::from(
-            self.inner.cache.remove(&self.storage_key(key)).is_some(),
-        ))
+    async fn put_held(
+        &self,
+        key: &CacheKey,
+        entry: Entry,
+        ttl: Duration,
+        holder: &Holder,
+    ) -> Result<bool, StoreError> {
+        // Checked and put under the lock table's mutex: a lock cannot pass to another between.
+        let locks = lock(&self.inner.locks);
+        if !holds(&locks, holder, Instant::now()) {
+            return Ok(false);
+        }
+        self.put_now(key, entry, ttl);
+        Ok(true)
     }
 
-    async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
-        self.inner.fence.invalidate_resource(resource);
-        let prefix = format!(
-            "{}{}",
-            self.generation_prefix(),
-            CacheKey::resource_prefix(resource)
-        );
-        Ok(self.delete_storage_prefix(&prefix))
+    async fn invalidate(&self, what: &Invalidation) -> Result<u64, StoreError> {
+        self.inner.fence.record(what);
+        let under = |prefix: String| format!("{}{prefix}", self.generation_prefix());
+        Ok(match what {
+            Invalidation::Key(key) => {
+                u64::from(self.inner.cache.remove(&self.storage_key(key)).is_some())
+            }
+            Invalidation::Resource(resource) => {
+                self.delete_storage_prefix(&under(CacheKey::resource_prefix(resource)))
+            }
+            Invalidation::Prefix(prefix) => {
+                self.delete_storage_prefix(&under(CacheKey::escape_prefix(prefix)))
+            }
+            Invalidation::Tag(tag) => {
+                let keys: Vec<String> = lock(&self.inner.index)
+                    .tags
+                    .remove(tag)
+                    .map(|keys| keys.into_keys().collect())
+                    .unwrap_or_default();
+                keys.iter()
+                    .filter(|k| self.inner.cache.remove(k.as_str()).is_some())
+                    .count() as u64
+            }
+            Invalidation::Generation => self.inner.generation.fetch_add(1, Ordering::AcqRel) + 1,
+            Invalidation::Purge => {
+                let entries = self.inner.cache.entry_count();
+                self.inner.cache.invalidate_all();
+                *lock(&self.inner.index) = Index::default();
+                entries
+            }
+        })
     }
 
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-        self.inner.fence.invalidate_all();
-        let prefix = format!(
-            "{}{}",
-            self.generation_prefix(),
-            CacheKey::escape_prefix(prefix)
-        );
-        Ok(self.delete_storage_prefix(&prefix))
+    fn fence(&self) -> Option<&Fence> {
+        Some(&self.inner.fence)
     }
+}
 
-    async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
-        self.inner.fence.invalidate_tag(tag);
-        let keys: Vec<String> = lock(&self.inner.index)
-            .tags
-            .remove(tag)
-            .map(|keys| keys.into_keys().collect())
-            .unwrap_or_default();
-        Ok(keys
-            .iter()
-            .filter(|k| self.inner.cache.remove(k.as_str()).is_some())
-            .count() as u64)
-    }
+/// Whether `holder` holds its lock in `locks` at `now`.
+fn holds(locks: &HashMap<String, (LockToken, Instant)>, holder: &Holder, now: Instant) -> bool {
+    matches!(
+        locks.get(&holder.key().to_string()),
+        Some((token, until)) if token == holder.token() && *until > now
+    )
+}
 
-    async fn bump_generation(&self) -> Result<u64, StoreError> {
-        self.inner.fence.invalidate_all();
-        Ok(self.inner.generation.fetch_add(1, Ordering::AcqRel) + 1)
-    }
-
-    async fn purge(&self) -> Result<(), StoreError> {
-        self.inner.fence.invalidate_all();
-        self.inner.cache.invalidate_all();
-        *lock(&self.inner.index) = Index::default();
-        Ok(())
-    }
-
+impl CacheLock for MokaStore {
     async fn try_lock(
         &self,
         key: &CacheKey,
@@ -350,18 +364,12 @@ impl CacheStore for MokaStore {
 
     async fn unlock(&self, key: &CacheKey, token: &LockToken) -> Result<bool, StoreError> {
         let mut locks = lock(&self.inner.locks);
-        let name = key.to_string();
-        match locks.get(&name) {
-            Some((held, until)) if held == token && *until > Instant::now() => {
-                locks.remove(&name);
-                Ok(true)
-            }
-            _ => Ok(false),
+        let holder = Holder::new(key.clone(), token.clone());
+        if holds(&locks, &holder, Instant::now()) {
+            locks.remove(&key.to_string());
+            return Ok(true);
         }
-    }
-
-    fn fence(&self) -> Option<&Fence> {
-        Some(&self.inner.fence)
+        Ok(false)
     }
 }
 

@@ -12,7 +12,10 @@ use std::{
 
 use deadpool_redis::{Pool, Runtime, redis};
 
-use crate::{CacheKey, CacheStore, Entry, LockToken, StoreError, fence::Fence};
+use crate::{
+    CacheKey, CacheLock, CacheStore, Entry, Holder, Invalidation, LockToken, StoreError,
+    fence::Fence,
+};
 
 /// A [`CacheStore`] in Redis, shared by every instance that uses the same URL and prefix.
 ///
@@ -319,6 +322,14 @@ redis.call('UNLINK', KEYS[1])
 return removed
 ";
 
+/// Adds `member` to the set `set`, which lives as long as its longest-lived member (Redis 7:
+/// `PEXPIRE` with `NX`, then with `GT`).
+fn add_to_set(pipe: &mut redis::Pipeline, set: &str, member: &str, ttl_ms: u64) {
+    pipe.cmd("SADD").arg(set).arg(member).ignore();
+    pipe.cmd("PEXPIRE").arg(set).arg(ttl_ms).arg("NX").ignore();
+    pipe.cmd("PEXPIRE").arg(set).arg(ttl_ms).arg("GT").ignore();
+}
+
 /// Escapes the glob characters of `SCAN MATCH` patterns.
 fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -609,58 +620,151 @@ impl CacheStore for RedisStore {
 
     async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
         if ttl.is_zero() {
-            return self.delete(key).await.map(drop);
+            return self
+                .invalidate(&Invalidation::Key(key.clone()))
+                .await
+                .map(drop);
         }
+        self.write(key, entry, ttl, None).await.map(drop)
+    }
+
+    async fn put_held(
+        &self,
+        key: &CacheKey,
+        entry: Entry,
+        ttl: Duration,
+        holder: &Holder,
+    ) -> Result<bool, StoreError> {
+        if ttl.is_zero() {
+            return self
+                .invalidate(&Invalidation::Key(key.clone()))
+                .await
+                .map(|_| true);
+        }
+        self.write(key, entry, ttl, Some(holder)).await
+    }
+
+    async fn invalidate(&self, what: &Invalidation) -> Result<u64, StoreError> {
+        self.inner.fence.record(what);
+        match what {
+            Invalidation::Key(key) => self.unlink_key(key).await,
+            Invalidation::Resource(resource) => self.unlink_resource(resource).await,
+            Invalidation::Prefix(prefix) => {
+                self.delete_escaped_prefix(&CacheKey::escape_prefix(prefix))
+                    .await
+            }
+            Invalidation::Tag(tag) => self.unlink_tag(tag).await,
+            Invalidation::Generation => self.new_generation().await,
+            Invalidation::Purge => self.unlink_all().await,
+        }
+    }
+
+    /// Records this instance's invalidations; those of other instances reach a fence only
+    /// through [`Tiered`](crate::tiered::Tiered)'s bus.
+    fn fence(&self) -> Option<&Fence> {
+        Some(&self.inner.fence)
+    }
+}
+
+/// Stores an entry and adds it to its resource's index, only while `KEYS[1]` (a lock) holds
+/// `ARGV[1]` (the holder's token): the check and the write are one step, so a holder whose
+/// lock expired and passed to another cannot overwrite that one's entry.
+const PUT_HELD: &str = "\
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('SADD', KEYS[3], KEYS[2])
+redis.call('PEXPIRE', KEYS[3], ARGV[3], 'NX')
+redis.call('PEXPIRE', KEYS[3], ARGV[3], 'GT')
+return 1
+";
+
+impl RedisStore {
+    /// Writes `entry` with its resource index and tag sets; with a `holder`, only while it holds
+    /// its lock (and then says whether it wrote).
+    async fn write(
+        &self,
+        key: &CacheKey,
+        entry: Entry,
+        ttl: Duration,
+        holder: Option<&Holder>,
+    ) -> Result<bool, StoreError> {
         let value = entry.encode();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         self.guarded(self.inner.op_timeout, async {
             let mut conn = self.conn().await?;
             let generation = self.generation(&mut conn).await?;
             let entry_key = self.entry_key(generation, key);
-            let mut pipe = redis::pipe();
-            pipe.cmd("SET")
-                .arg(&entry_key)
-                .arg(value)
-                .arg("PX")
-                .arg(ttl_ms)
-                .ignore();
             // The resource's index: invalidating it costs its variants, not a keyspace scan.
             let index_key = self.resource_index_key(generation, key.resource());
-            let sets =
-                std::iter::once(index_key).chain(entry.tags().iter().map(|t| self.tag_key(t)));
+            let mut pipe = redis::pipe();
+            let written = match holder {
+                Some(holder)
+                    if self.slot_tag(holder.key().resource()) == self.slot_tag(key.resource()) =>
+                {
+                    // The lock shares the entry's slot (always, on a single Redis): one script
+                    // checks it and writes.
+                    let stored: u64 = redis::cmd("EVAL")
+                        .arg(PUT_HELD)
+                        .arg(3)
+                        .arg(self.lock_key(holder.key()))
+                        .arg(&entry_key)
+                        .arg(&index_key)
+                        .arg(holder.token().as_str())
+                        .arg(&value[..])
+                        .arg(ttl_ms)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(StoreError::backend)?;
+                    if stored == 0 {
+                        return Ok(false);
+                    }
+                    true
+                }
+                Some(holder) => {
+                    // A lock in another slot of a cluster: written in a step of its own, just
+                    // before the write.
+                    let held: Option<String> = redis::cmd("GET")
+                        .arg(self.lock_key(holder.key()))
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(StoreError::backend)?;
+                    if held.as_deref() != Some(holder.token().as_str()) {
+                        return Ok(false);
+                    }
+                    false
+                }
+                None => false,
+            };
+            if !written {
+                pipe.cmd("SET")
+                    .arg(&entry_key)
+                    .arg(&value[..])
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .ignore();
+                add_to_set(&mut pipe, &index_key, &entry_key, ttl_ms);
+            }
             // On a cluster a pipeline stays in one slot: the entry and its index share one,
-            // each tag set has its own.
+            // each tag set has its own. On a single Redis it is all one round trip.
             let mut pipes = Vec::new();
-            for (n, set_key) in sets.enumerate() {
-                if n > 0 && self.is_cluster() {
+            for tag in entry.tags() {
+                if self.is_cluster() && !pipe.is_empty() {
                     pipes.push(std::mem::take(&mut pipe));
                 }
-                pipe.cmd("SADD").arg(&set_key).arg(&entry_key).ignore();
-                // A set lives as long as its longest-lived member (Redis 7: NX, then GT).
-                pipe.cmd("PEXPIRE")
-                    .arg(&set_key)
-                    .arg(ttl_ms)
-                    .arg("NX")
-                    .ignore();
-                pipe.cmd("PEXPIRE")
-                    .arg(&set_key)
-                    .arg(ttl_ms)
-                    .arg("GT")
-                    .ignore();
+                add_to_set(&mut pipe, &self.tag_key(tag), &entry_key, ttl_ms);
             }
             pipes.push(pipe);
-            for pipe in pipes {
+            for pipe in pipes.iter().filter(|p| !p.is_empty()) {
                 pipe.query_async::<()>(&mut conn)
                     .await
                     .map_err(StoreError::backend)?;
             }
-            Ok(())
+            Ok(true)
         })
         .await
     }
 
-    async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
-        self.inner.fence.invalidate_key(key);
+    async fn unlink_key(&self, key: &CacheKey) -> Result<u64, StoreError> {
         self.guarded(self.inner.op_timeout, async {
             let mut conn = self.conn().await?;
             let generation = self.generation(&mut conn).await?;
@@ -673,8 +777,7 @@ impl CacheStore for RedisStore {
         .await
     }
 
-    async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
-        self.inner.fence.invalidate_resource(resource);
+    async fn unlink_resource(&self, resource: &str) -> Result<u64, StoreError> {
         let resource = CacheKey::new(resource);
         self.guarded(self.inner.op_timeout, async {
             let mut conn = self.conn().await?;
@@ -692,14 +795,7 @@ impl CacheStore for RedisStore {
         .await
     }
 
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-        self.inner.fence.invalidate_all();
-        let prefix = CacheKey::escape_prefix(prefix);
-        self.delete_escaped_prefix(&prefix).await
-    }
-
-    async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
-        self.inner.fence.invalidate_tag(tag);
+    async fn unlink_tag(&self, tag: &str) -> Result<u64, StoreError> {
         self.guarded(self.inner.admin_timeout, async {
             let mut conn = self.conn().await?;
             let tag_key = self.tag_key(tag);
@@ -745,8 +841,7 @@ impl CacheStore for RedisStore {
         .await
     }
 
-    async fn bump_generation(&self) -> Result<u64, StoreError> {
-        self.inner.fence.invalidate_all();
+    async fn new_generation(&self) -> Result<u64, StoreError> {
         // At least the caller's clock in milliseconds: a Redis that restarted without its data
         // starts the counter again from nothing, and a plain INCR would then hand out numbers
         // already used. Entries an instance wrote under such a number (with its cached
@@ -778,8 +873,7 @@ impl CacheStore for RedisStore {
         .await
     }
 
-    async fn purge(&self) -> Result<(), StoreError> {
-        self.inner.fence.invalidate_all();
+    async fn unlink_all(&self) -> Result<u64, StoreError> {
         self.guarded(self.inner.admin_timeout, async {
             let mut conn = self.conn().await?;
             let prefix = glob_escape(&self.inner.prefix);
@@ -788,11 +882,12 @@ impl CacheStore for RedisStore {
             // The generation counter survives a purge: instances that cached it stay in step.
             self.unlink_matching(&mut conn, &patterns, &[self.generation_key()])
                 .await
-                .map(drop)
         })
         .await
     }
+}
 
+impl CacheLock for RedisStore {
     async fn try_lock(
         &self,
         key: &CacheKey,
@@ -836,12 +931,6 @@ impl CacheStore for RedisStore {
             })
             .await?;
         Ok(removed == 1)
-    }
-
-    /// Records this instance's invalidations; those of other instances reach a fence only
-    /// through [`Tiered`](crate::tiered::Tiered)'s bus.
-    fn fence(&self) -> Option<&Fence> {
-        Some(&self.inner.fence)
     }
 }
 

@@ -55,7 +55,7 @@ use std::{
 
 use tokio::{sync::watch, time::Instant};
 
-use crate::{CacheKey, CacheStore, LockToken};
+use crate::{CacheKey, CacheLock, Holder};
 
 /// The flights of one cache: at most one per key, with its leaders and waiters.
 #[derive(Debug, Default)]
@@ -126,6 +126,7 @@ pub struct Lead {
     key: String,
     finish: Option<Finish>,
     release: Option<Release>,
+    holder: Option<Holder>,
 }
 
 impl Flights {
@@ -205,6 +206,7 @@ impl Flights {
             key: key.to_owned(),
             finish: None,
             release: None,
+            holder: None,
         }
     }
 
@@ -238,6 +240,28 @@ impl Lead {
     /// Runs `release` when this lead goes, finished or not (before the waiters are woken).
     pub fn on_release(&mut self, release: Release) {
         self.release = Some(release);
+    }
+
+    /// Records that this leader holds the store's lock ([`Locked::Held`]): the lock is let go
+    /// when the lead goes (finished or dropped half-way, on the current Tokio runtime), and
+    /// [`Lead::holder`] gives what the leader's put passes to
+    /// [`CacheStore::put_held`](crate::CacheStore::put_held), so that a leader whose lock
+    /// expired and passed to another does not overwrite that one's entry.
+    pub fn hold<St: CacheLock + Clone>(&mut self, store: &St, holder: Holder) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (store, held) = (store.clone(), holder.clone());
+            self.on_release(Box::new(move || {
+                runtime.spawn(async move {
+                    let _ = store.unlock(held.key(), held.token()).await;
+                });
+            }));
+        }
+        self.holder = Some(holder);
+    }
+
+    /// The store lock this leader holds, if it took one.
+    pub fn holder(&self) -> Option<&Holder> {
+        self.holder.as_ref()
     }
 }
 
@@ -293,8 +317,10 @@ pub enum Locked<T> {
     /// The entry, stored by another process (or by one that finished just before the lock was
     /// taken).
     Found(T),
-    /// This process holds the store's lock: call the source, then unlock with this token.
-    Held(LockToken),
+    /// This process holds the store's lock: call the source, store with
+    /// [`CacheStore::put_held`](crate::CacheStore::put_held), then unlock (both through
+    /// [`Lead::hold`]).
+    Held(Holder),
     /// Go to the source without the lock: the store has no lock to give (it failed), or the
     /// process holding it neither stored an entry nor let the lock go within its TTL.
     Without,
@@ -314,7 +340,7 @@ pub async fn lock_or_wait<St, T, L, Fut>(
     mut look: L,
 ) -> Locked<T>
 where
-    St: CacheStore,
+    St: CacheLock,
     L: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
@@ -327,7 +353,7 @@ where
                     let _ = store.unlock(lock_key, &token).await;
                     return Locked::Found(found);
                 }
-                return Locked::Held(token);
+                return Locked::Held(Holder::new(lock_key.clone(), token));
             }
             Ok(None) if Instant::now() >= deadline => return Locked::Without,
             Ok(None) => {

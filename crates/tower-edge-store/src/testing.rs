@@ -20,6 +20,7 @@
 //! ```
 
 use std::{
+    future::Future,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst},
@@ -29,7 +30,10 @@ use std::{
 
 use tokio::sync::{Notify, watch};
 
-use crate::{CacheKey, CacheStore, Entry, LockToken, StoreError, fence::Fence};
+use crate::{
+    CacheKey, CacheLock, CacheStore, Entry, Holder, Invalidation, LockToken, StoreError,
+    fence::Fence,
+};
 
 /// Forwards to the store it wraps, except where a test scripted otherwise. Clones share the
 /// script.
@@ -143,6 +147,25 @@ impl<S: CacheStore> Scripted<S> {
         Ok(())
     }
 
+    /// A put through the script: held, failing, invalidated inside, or failing after landing,
+    /// as armed.
+    async fn putting<T>(
+        &self,
+        key: &CacheKey,
+        put: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.hold(&self.script.hold_put).await;
+        self.check()?;
+        if self.script.invalidate_in_put.swap(false, SeqCst) {
+            self.inner.delete(key).await?;
+        }
+        let stored = put.await?;
+        if self.script.fail_after_put.swap(false, SeqCst) {
+            return Err(StoreError::timeout());
+        }
+        Ok(stored)
+    }
+
     async fn hold(&self, flag: &AtomicBool) {
         if flag.swap(false, SeqCst) {
             self.script.held.notify_one();
@@ -160,48 +183,41 @@ impl<S: CacheStore> CacheStore for Scripted<S> {
     }
 
     async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
-        self.hold(&self.script.hold_put).await;
-        self.check()?;
-        if self.script.invalidate_in_put.swap(false, SeqCst) {
-            self.inner.delete(key).await?;
+        self.putting(key, self.inner.put(key, entry, ttl)).await
+    }
+
+    /// As `put`; with free locks (no lock is really taken), an unconditional put.
+    async fn put_held(
+        &self,
+        key: &CacheKey,
+        entry: Entry,
+        ttl: Duration,
+        holder: &Holder,
+    ) -> Result<bool, StoreError> {
+        if self.script.locks_free.load(SeqCst) {
+            return self
+                .putting(key, self.inner.put(key, entry, ttl))
+                .await
+                .map(|()| true);
         }
-        self.inner.put(key, entry, ttl).await?;
-        if self.script.fail_after_put.swap(false, SeqCst) {
-            return Err(StoreError::timeout());
+        self.putting(key, self.inner.put_held(key, entry, ttl, holder))
+            .await
+    }
+
+    async fn invalidate(&self, what: &Invalidation) -> Result<u64, StoreError> {
+        match what {
+            Invalidation::Generation | Invalidation::Purge => self.check()?,
+            _ => self.deleting()?,
         }
-        Ok(())
+        self.inner.invalidate(what).await
     }
 
-    async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
-        self.deleting()?;
-        self.inner.delete(key).await
+    fn fence(&self) -> Option<&Fence> {
+        self.inner.fence()
     }
+}
 
-    async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
-        self.deleting()?;
-        self.inner.delete_resource(resource).await
-    }
-
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-        self.deleting()?;
-        self.inner.delete_prefix(prefix).await
-    }
-
-    async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
-        self.deleting()?;
-        self.inner.delete_tag(tag).await
-    }
-
-    async fn bump_generation(&self) -> Result<u64, StoreError> {
-        self.check()?;
-        self.inner.bump_generation().await
-    }
-
-    async fn purge(&self) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.purge().await
-    }
-
+impl<S: CacheStore> CacheLock for Scripted<S> {
     async fn try_lock(
         &self,
         key: &CacheKey,
@@ -224,9 +240,5 @@ impl<S: CacheStore> CacheStore for Scripted<S> {
         };
         self.script.unlocks.send_modify(|count| *count += 1);
         unlocked
-    }
-
-    fn fence(&self) -> Option<&Fence> {
-        self.inner.fence()
     }
 }

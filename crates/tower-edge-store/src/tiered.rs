@@ -10,8 +10,8 @@ use std::{
 };
 
 use crate::{
-    CacheKey, CacheStore, Entry, LockToken, StoreError,
-    bus::{Bus, Message},
+    CacheKey, CacheLock, CacheStore, Entry, Holder, Invalidation, LockToken, StoreError,
+    bus::Bus,
     fence::{self, Fence},
 };
 
@@ -72,7 +72,7 @@ struct Pending {
 
 #[derive(Default)]
 struct PendingState {
-    queue: VecDeque<Message>,
+    queue: VecDeque<Invalidation>,
     /// No replay before this, after one failed.
     retry_at: Option<tokio::time::Instant>,
     /// Since when the head of the queue has failed to replay.
@@ -152,9 +152,9 @@ impl<L1: CacheStore, L2: CacheStore> Tiered<L1, L2> {
         self.bus.as_ref().is_some_and(|b| b.connected())
     }
 
-    async fn broadcast(&self, message: Message) {
+    async fn broadcast(&self, message: &Invalidation) {
         if let Some(bus) = &self.bus {
-            bus.publish(&message).await;
+            bus.publish(message).await;
         }
     }
 
@@ -165,7 +165,7 @@ impl<L1: CacheStore, L2: CacheStore> Tiered<L1, L2> {
 
     /// Keeps an invalidation that failed on L2, for `l2_readable` to replay. Never waits, so a
     /// caller that goes away cannot lose it.
-    fn defer(&self, message: Message, error: &StoreError) {
+    fn defer(&self, message: &Invalidation, error: &StoreError) {
         tracing::warn!(
             %error,
             ?message,
@@ -174,9 +174,9 @@ impl<L1: CacheStore, L2: CacheStore> Tiered<L1, L2> {
         let mut state = self.pending.state();
         if state.queue.len() >= MAX_PENDING {
             state.queue.clear();
-            state.queue.push_back(Message::Generation);
+            state.queue.push_back(Invalidation::Generation);
         } else {
-            state.queue.push_back(message);
+            state.queue.push_back(message.clone());
         }
         self.pending.any.store(true, SeqCst);
     }
@@ -210,21 +210,13 @@ impl<L1: CacheStore, L2: CacheStore> Tiered<L1, L2> {
                     }
                 }
             };
-            let landed = match &head {
-                Message::Key(key) => self.l2.delete(key).await.map(drop),
-                Message::Resource(r) => self.l2.delete_resource(r).await.map(drop),
-                Message::Prefix(p) => self.l2.delete_prefix(p).await.map(drop),
-                Message::Tag(t) => self.l2.delete_tag(t).await.map(drop),
-                Message::Generation => self.l2.bump_generation().await.map(drop),
-                Message::Purge => self.l2.purge().await,
-            };
-            if let Err(error) = landed {
+            if let Err(error) = self.l2.invalidate(&head).await {
                 self.replay_failed(&head, &error);
                 return false;
             }
             // Other instances may have missed it as well. Published before it leaves the
             // queue: a replay cut short here repeats it, which is harmless.
-            self.broadcast(head.clone()).await;
+            self.broadcast(&head).await;
             let mut state = self.pending.state();
             if state.queue.front() == Some(&head) {
                 state.queue.pop_front();
@@ -235,12 +227,12 @@ impl<L1: CacheStore, L2: CacheStore> Tiered<L1, L2> {
         false
     }
 
-    fn replay_failed(&self, head: &Message, error: &StoreError) {
+    fn replay_failed(&self, head: &Invalidation, error: &StoreError) {
         let now = tokio::time::Instant::now();
         let mut state = self.pending.state();
         state.retry_at = Some(now + RETRY_EVERY);
         let since = *state.failing_since.get_or_insert(now);
-        if now.duration_since(since) >= GIVE_UP_AFTER && *head != Message::Generation {
+        if now.duration_since(since) >= GIVE_UP_AFTER && *head != Invalidation::Generation {
             // One invalidation that never lands (a scan too slow for its timeout, say) must not
             // keep this instance off L2 for good: a new generation replaces them all.
             tracing::warn!(
@@ -250,7 +242,7 @@ impl<L1: CacheStore, L2: CacheStore> Tiered<L1, L2> {
                 "invalidations still fail on the shared tier; replacing them with a new generation"
             );
             state.queue.clear();
-            state.queue.push_back(Message::Generation);
+            state.queue.push_back(Invalidation::Generation);
             state.failing_since = None;
         } else {
             tracing::debug!(%error, ?head, "invalidation replay failed; retrying later");
@@ -314,85 +306,45 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
         self.l2.put(key, entry, ttl).await
     }
 
-    async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
-        // Recorded before L2 is touched: a fill that lands in between must see it.
+    /// Writes L2 only while `holder` holds its lock there (locks are L2's), then L1.
+    async fn put_held(
+        &self,
+        key: &CacheKey,
+        entry: Entry,
+        ttl: Duration,
+        holder: &Holder,
+    ) -> Result<bool, StoreError> {
+        let stored = self.l2.put_held(key, entry.clone(), ttl, holder).await?;
+        if stored {
+            let _ = self.l1.put(key, entry, ttl.min(self.max_l1_ttl)).await;
+        }
+        Ok(stored)
+    }
+
+    /// Recorded in L1's fence before L2 is touched (a fill that lands in between must see
+    /// it), then carried out on L2 (kept for replay if that fails) and L1, then published.
+    async fn invalidate(&self, what: &Invalidation) -> Result<u64, StoreError> {
         if let Some(fence) = self.l1.fence() {
-            fence.invalidate_key(key);
+            fence.record(what);
         }
-        let n = self.l2.delete(key).await;
+        let n = self.l2.invalidate(what).await;
         if let Err(error) = &n {
-            self.defer(Message::Key(key.clone()), error);
+            self.defer(what, error);
         }
-        let _ = self.l1.delete(key).await;
-        self.broadcast(Message::Key(key.clone())).await;
+        let _ = self.l1.invalidate(what).await;
+        self.broadcast(what).await;
         n
     }
 
-    async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
-        if let Some(fence) = self.l1.fence() {
-            fence.invalidate_resource(resource);
-        }
-        let n = self.l2.delete_resource(resource).await;
-        if let Err(error) = &n {
-            self.defer(Message::Resource(resource.to_owned()), error);
-        }
-        let _ = self.l1.delete_resource(resource).await;
-        self.broadcast(Message::Resource(resource.to_owned())).await;
-        n
+    /// L1's fence, which this store's own invalidations and those the bus brings in record
+    /// themselves in.
+    fn fence(&self) -> Option<&Fence> {
+        self.l1.fence()
     }
+}
 
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-        if let Some(fence) = self.l1.fence() {
-            fence.invalidate_all();
-        }
-        let n = self.l2.delete_prefix(prefix).await;
-        if let Err(error) = &n {
-            self.defer(Message::Prefix(prefix.to_owned()), error);
-        }
-        let _ = self.l1.delete_prefix(prefix).await;
-        self.broadcast(Message::Prefix(prefix.to_owned())).await;
-        n
-    }
-
-    async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
-        if let Some(fence) = self.l1.fence() {
-            fence.invalidate_tag(tag);
-        }
-        let n = self.l2.delete_tag(tag).await;
-        if let Err(error) = &n {
-            self.defer(Message::Tag(tag.to_owned()), error);
-        }
-        let _ = self.l1.delete_tag(tag).await;
-        self.broadcast(Message::Tag(tag.to_owned())).await;
-        n
-    }
-
-    async fn bump_generation(&self) -> Result<u64, StoreError> {
-        if let Some(fence) = self.l1.fence() {
-            fence.invalidate_all();
-        }
-        let n = self.l2.bump_generation().await;
-        if let Err(error) = &n {
-            self.defer(Message::Generation, error);
-        }
-        let _ = self.l1.bump_generation().await;
-        self.broadcast(Message::Generation).await;
-        n
-    }
-
-    async fn purge(&self) -> Result<(), StoreError> {
-        if let Some(fence) = self.l1.fence() {
-            fence.invalidate_all();
-        }
-        let r = self.l2.purge().await;
-        if let Err(error) = &r {
-            self.defer(Message::Purge, error);
-        }
-        let _ = self.l1.purge().await;
-        self.broadcast(Message::Purge).await;
-        r
-    }
-
+/// Locks are L2's, so single-flight spans every instance sharing it.
+impl<L1: CacheStore, L2: CacheStore> CacheLock for Tiered<L1, L2> {
     async fn try_lock(
         &self,
         key: &CacheKey,
@@ -403,12 +355,6 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
 
     async fn unlock(&self, key: &CacheKey, token: &LockToken) -> Result<bool, StoreError> {
         self.l2.unlock(key, token).await
-    }
-
-    /// L1's fence, which this store's own invalidations and those the bus brings in record
-    /// themselves in.
-    fn fence(&self) -> Option<&Fence> {
-        self.l1.fence()
     }
 }
 

@@ -3,10 +3,7 @@
 use std::{fmt, future::Future, pin::Pin, sync::Arc};
 
 use http::Uri;
-use tower_edge_store::{
-    CacheStore, StoreError,
-    fence::{Addressed, Fence},
-};
+use tower_edge_store::{CacheStore, Invalidation, StoreError, fence::Fence};
 
 use super::{CacheStats, Shared, key, stats::Counters};
 
@@ -15,29 +12,13 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Sen
 /// The invalidation half of a [`CacheStore`], object-safe so a handle needs no type parameter.
 /// Invalidations are rare; boxing their futures costs nothing that matters.
 trait Invalidate: Send + Sync {
-    fn delete_resource<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, u64>;
-    fn delete_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, u64>;
-    fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, u64>;
-    fn bump_generation(&self) -> BoxFuture<'_, u64>;
-    fn purge(&self) -> BoxFuture<'_, ()>;
+    fn invalidate<'a>(&'a self, what: &'a Invalidation) -> BoxFuture<'a, u64>;
     fn fence(&self) -> Option<&Fence>;
 }
 
 impl<St: CacheStore> Invalidate for St {
-    fn delete_resource<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, u64> {
-        Box::pin(CacheStore::delete_resource(self, resource))
-    }
-    fn delete_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, u64> {
-        Box::pin(CacheStore::delete_prefix(self, prefix))
-    }
-    fn delete_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, u64> {
-        Box::pin(CacheStore::delete_tag(self, tag))
-    }
-    fn bump_generation(&self) -> BoxFuture<'_, u64> {
-        Box::pin(CacheStore::bump_generation(self))
-    }
-    fn purge(&self) -> BoxFuture<'_, ()> {
-        Box::pin(CacheStore::purge(self))
+    fn invalidate<'a>(&'a self, what: &'a Invalidation) -> BoxFuture<'a, u64> {
+        Box::pin(CacheStore::invalidate(self, what))
     }
     fn fence(&self) -> Option<&Fence> {
         CacheStore::fence(self)
@@ -137,31 +118,24 @@ impl CacheHandle {
     /// Removes every stored URL whose path starts with `path_prefix` on this handle's origin.
     pub async fn invalidate_prefix(&self, path_prefix: &str) -> Result<u64, StoreError> {
         let prefix = format!("GET {}{path_prefix}", self.origin);
-        let result = self.inner.store.delete_prefix(&prefix).await;
-        self.settle(Addressed::All).await;
-        result
+        self.carry_out(Invalidation::Prefix(prefix)).await
     }
 
     /// Removes every entry stored with `tag` (from a `Cache-Tag` header or the
     /// [`CacheTags`](super::CacheTags) extension).
     pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, StoreError> {
-        let result = self.inner.store.delete_tag(tag).await;
-        self.settle(Addressed::Tag(tag)).await;
-        result
+        self.carry_out(Invalidation::Tag(tag.to_owned())).await
     }
 
-    /// Makes every entry unreachable at once (the "version prefix" pattern, O(1)).
+    /// Makes every entry unreachable at once (the "version prefix" pattern, O(1)); returns the
+    /// new generation.
     pub async fn bump_generation(&self) -> Result<u64, StoreError> {
-        let result = self.inner.store.bump_generation().await;
-        self.settle(Addressed::All).await;
-        result
+        self.carry_out(Invalidation::Generation).await
     }
 
     /// Removes everything.
     pub async fn purge(&self) -> Result<(), StoreError> {
-        let result = self.inner.store.purge().await;
-        self.settle(Addressed::All).await;
-        result
+        self.carry_out(Invalidation::Purge).await.map(drop)
     }
 
     /// The cache's counters now.
@@ -170,22 +144,24 @@ impl CacheHandle {
     }
 
     pub(super) async fn invalidate_resource(&self, resource: &str) -> Result<u64, StoreError> {
-        let result = self.inner.store.delete_resource(resource).await;
-        self.settle(Addressed::Resource(resource)).await;
-        result
+        self.carry_out(Invalidation::Resource(resource.to_owned()))
+            .await
     }
 
-    /// Waits (bounded) for the fills of what was just invalidated that were under way, so that
-    /// once this returns no request can be answered with what was invalidated.
-    async fn settle(&self, what: Addressed<'_>) {
+    /// Carries out `what` on the store, then waits (bounded) for the fills of what it addressed
+    /// that were under way, so that once this returns no request can be answered with what was
+    /// invalidated.
+    async fn carry_out(&self, what: Invalidation) -> Result<u64, StoreError> {
+        let result = self.inner.store.invalidate(&what).await;
         if let Some(fence) = self.inner.store.fence()
-            && !fence.settle(what, SETTLE_LIMIT).await
+            && !fence.settle(&what, SETTLE_LIMIT).await
         {
             tracing::debug!(
                 ?what,
                 "fills still under way after an invalidation; not waiting longer"
             );
         }
+        result
     }
 }
 

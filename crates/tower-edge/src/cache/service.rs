@@ -13,7 +13,7 @@ use http::{
 use http_body::Body;
 use tower::Service;
 use tower_edge_store::{
-    CacheKey, CacheStore, Entry,
+    CacheKey, CacheStore, Entry, Holder,
     fence::{self, Fence, Filled, Ticket},
     single_flight::{Finish, Joined, Lead, Locked, lock_or_wait},
 };
@@ -303,16 +303,7 @@ where
                 bump(&shared.counters.coalesced);
                 return Ok(serve(&found, &ctx, Outcome::Collapsed { fwd: Fwd::Miss }));
             }
-            Locked::Held(token) => {
-                let store = shared.store.clone();
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    lead.on_release(Box::new(move || {
-                        runtime.spawn(async move {
-                            let _ = store.unlock(&flight_key, &token).await;
-                        });
-                    }));
-                }
-            }
+            Locked::Held(holder) => lead.hold(&shared.store, holder),
             Locked::Without => {}
         }
     }

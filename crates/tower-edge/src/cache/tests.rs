@@ -17,7 +17,8 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use tower_edge_store::{
-    CacheKey, CacheStore, Entry, LockToken, MokaStore, StoreError, testing::Scripted,
+    CacheKey, CacheLock, CacheStore, Entry, Holder, Invalidation, LockToken, MokaStore, StoreError,
+    testing::Scripted,
 };
 
 use super::{CacheHandle, CacheTags, CacheTtl, DefaultTtl, ResponseCacheLayer};
@@ -881,6 +882,70 @@ async fn a_slow_inner_call_lets_one_more_miss_through_per_coalesce_timeout_not_a
     for task in tasks {
         task.abort();
     }
+}
+
+/// Two instances on one store. The first leader's store lock expires while its origin call
+/// hangs; the second instance then takes the lock, fetches a newer answer and stores it. When
+/// the first call finally answers, its put must be refused: it no longer holds the lock, and
+/// what it carries is older than what is stored.
+#[tokio::test]
+async fn a_leader_whose_lock_passed_to_another_does_not_overwrite_its_entry() {
+    let store = MokaStore::default();
+    let calls = Calls::default();
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let handler = {
+        let (calls, entered, release) = (calls.clone(), entered.clone(), release.clone());
+        move || {
+            let (calls, entered, release) = (calls.clone(), entered.clone(), release.clone());
+            async move {
+                let n = calls.bump();
+                if n == 1 {
+                    entered.notify_one();
+                    release.notified().await;
+                }
+                (
+                    [(header::CACHE_CONTROL, "max-age=600")],
+                    if n == 1 { "old" } else { "new" },
+                )
+            }
+        }
+    };
+    let instance = |coalesce: Duration| {
+        Router::new().route("/doc", get(handler.clone())).layer(
+            ResponseCacheLayer::new(store.clone())
+                .clock(clock())
+                .coalesce_timeout(coalesce),
+        )
+    };
+    // The first leader's lock lives 100 ms; the second instance waits up to a minute for it.
+    let (a, b) = (
+        instance(Duration::from_millis(100)),
+        instance(Duration::from_secs(60)),
+    );
+    let first = tokio::spawn({
+        let a = a.clone();
+        async move { send(&a, get_req("/doc", &[])).await }
+    });
+    entered.notified().await;
+    let second = send(&b, get_req("/doc", &[])).await;
+    assert_eq!(second.text(), "new");
+    assert_eq!(
+        calls.get(),
+        2,
+        "the second instance led once the first lock expired"
+    );
+    release.notify_one();
+    assert_eq!(first.await.unwrap().text(), "old");
+    for app in [&a, &b] {
+        let res = send(app, get_req("/doc", &[])).await;
+        assert_eq!(
+            res.text(),
+            "new",
+            "the entry of the lock's present holder stays"
+        );
+    }
+    assert_eq!(calls.get(), 2);
 }
 
 #[tokio::test]
@@ -1845,24 +1910,21 @@ impl CacheStore for LateUnlock {
     async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
         self.0.put(key, entry, ttl).await
     }
-    async fn delete(&self, key: &CacheKey) -> Result<u64, StoreError> {
-        self.0.delete(key).await
+    async fn put_held(
+        &self,
+        key: &CacheKey,
+        entry: Entry,
+        ttl: Duration,
+        holder: &Holder,
+    ) -> Result<bool, StoreError> {
+        self.0.put_held(key, entry, ttl, holder).await
     }
-    async fn delete_resource(&self, resource: &str) -> Result<u64, StoreError> {
-        self.0.delete_resource(resource).await
+    async fn invalidate(&self, what: &Invalidation) -> Result<u64, StoreError> {
+        self.0.invalidate(what).await
     }
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-        self.0.delete_prefix(prefix).await
-    }
-    async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
-        self.0.delete_tag(tag).await
-    }
-    async fn bump_generation(&self) -> Result<u64, StoreError> {
-        self.0.bump_generation().await
-    }
-    async fn purge(&self) -> Result<(), StoreError> {
-        self.0.purge().await
-    }
+}
+
+impl CacheLock for LateUnlock {
     async fn try_lock(
         &self,
         key: &CacheKey,

@@ -91,9 +91,17 @@ pub(super) fn marker_for<St>(
     Some((ctx.base.clone(), marker))
 }
 
+/// What a fill holds: the fence ticket taken before the origin was asked, and the store lock of
+/// a leader that took one.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Claim<'a> {
+    pub(super) ticket: Option<Ticket>,
+    pub(super) holder: Option<&'a Holder>,
+}
+
 pub(super) async fn store_entry<St: CacheStore>(
     ctx: &Ctx<St>,
-    ticket: Option<Ticket>,
+    claim: Claim<'_>,
     key: &CacheKey,
     headers: &HeaderMap,
     entry: Entry,
@@ -104,7 +112,7 @@ pub(super) async fn store_entry<St: CacheStore>(
     fill(
         &shared.store,
         &shared.counters,
-        ticket,
+        claim,
         key,
         marker,
         entry,
@@ -114,13 +122,15 @@ pub(super) async fn store_entry<St: CacheStore>(
 }
 
 /// Puts `entry` (and its `Vary` marker) unless its resource or one of its tags was invalidated
-/// since `ticket`: the origin may have read the old data before that write. Checked before the
+/// since the claim's ticket: the origin may have read the old data before that write. Checked before the
 /// put and again after it, undoing the put if an invalidation landed in between (the protocol
-/// of `tower_edge_store::fence`).
+/// of `tower_edge_store::fence`). A leader that holds the store's lock (the claim's holder) puts the
+/// entry only while it still holds it: one whose lock expired and passed to another leader,
+/// which may be storing a newer answer, stores nothing.
 pub(super) async fn fill<St: CacheStore>(
     store: &St,
     counters: &stats::Counters,
-    ticket: Option<Ticket>,
+    claim: Claim<'_>,
     key: &CacheKey,
     marker: Option<(CacheKey, Entry)>,
     entry: Entry,
@@ -129,17 +139,28 @@ pub(super) async fn fill<St: CacheStore>(
     let tags = entry.tags().to_vec();
     let len = entry.body().len() as u64;
     let put = async {
-        let mut ok = true;
         if let Some((marker_key, marker)) = marker {
-            ok &= store.put(&marker_key, marker, ttl).await.is_ok();
+            store
+                .put(&marker_key, marker, ttl)
+                .await
+                .map_err(|_| Refused::Failed)?;
         }
-        ok &= store.put(key, entry, ttl).await.is_ok();
-        if ok { Ok(()) } else { Err(()) }
+        match claim.holder {
+            Some(holder) => match store.put_held(key, entry, ttl, holder).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(Refused::LockLost),
+                Err(_) => Err(Refused::Failed),
+            },
+            None => store
+                .put(key, entry, ttl)
+                .await
+                .map_err(|_| Refused::Failed),
+        }
     };
     let undo = async {
         let _ = store.delete(key).await;
     };
-    match fence::fill(store.fence(), ticket, key, &tags, put, undo).await {
+    match fence::fill(store.fence(), claim.ticket, key, &tags, put, undo).await {
         Filled::Stored => {
             bump(&counters.stored);
             tracing::debug!(%key, bytes = len, ttl = ?ttl, "response stored");
@@ -153,12 +174,25 @@ pub(super) async fn fill<St: CacheStore>(
             tracing::debug!(%key, "invalidated while fetched; response not stored");
             false
         }
-        Filled::Failed(()) => {
+        Filled::Failed(Refused::LockLost) => {
+            bump(&counters.fenced);
+            tracing::debug!(%key, "the store lock passed to another leader; response not stored");
+            false
+        }
+        Filled::Failed(Refused::Failed) => {
             bump(&counters.store_errors);
             tracing::warn!(%key, "cache store put failed; response not stored");
             false
         }
     }
+}
+
+/// Why a put did not store.
+enum Refused {
+    /// The store failed.
+    Failed,
+    /// The lock this leader held passed to another (see [`CacheStore::put_held`]).
+    LockLost,
 }
 
 /// Tags from the `Cache-Tag` header and the [`CacheTags`] extension, removed from the response.

@@ -268,7 +268,11 @@ impl<'a, St: CacheStore + Clone> Forwarding<'a, St> {
             let (stored, bytes) = match Collected::read(rbody, config.max_body_size).await {
                 Some(bytes) => {
                     let entry = with_body(template, bytes.clone());
-                    let stored = store_entry(ctx, ticket, &key, &rparts.headers, entry, ttl).await;
+                    let claim = Claim {
+                        ticket,
+                        holder: guard.as_ref().and_then(Lead::holder),
+                    };
+                    let stored = store_entry(ctx, claim, &key, &rparts.headers, entry, ttl).await;
                     (stored, Some(bytes))
                 }
                 // Too long (or broken) to store.
@@ -303,6 +307,7 @@ impl<'a, St: CacheStore + Clone> Forwarding<'a, St> {
         let store = shared.store.clone();
         let counters = Arc::clone(&shared.counters);
         let marker = marker_for(ctx, &rparts.headers, ttl);
+        let holder = guard.as_ref().and_then(Lead::holder).cloned();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             finish(guard, Finish::NotStored);
             return Response::from_parts(rparts, CacheBody::stream(rbody));
@@ -316,7 +321,11 @@ impl<'a, St: CacheStore + Clone> Forwarding<'a, St> {
             };
             runtime.spawn(async move {
                 let entry = with_body(template, bytes);
-                let stored = fill(&store, &counters, ticket, &key, marker, entry, ttl).await;
+                let claim = Claim {
+                    ticket,
+                    holder: holder.as_ref(),
+                };
+                let stored = fill(&store, &counters, claim, &key, marker, entry, ttl).await;
                 finish(guard, Finish::of(stored));
             });
         });

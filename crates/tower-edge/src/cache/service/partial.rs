@@ -172,10 +172,15 @@ where
     kept.headers.remove(header::CONTENT_RANGE);
     kept.headers.remove(header::CONTENT_LENGTH);
     let whole = pieces.whole();
+    // Parts are stored outside the flight of the whole, under no store lock.
+    let claim = Claim {
+        ticket: part.ticket,
+        holder: None,
+    };
     let stored = if let Some(whole) = whole.clone() {
         kept.status = StatusCode::OK;
         let entry = entry_of(&kept, whole, &freshness, part.tags, ctx.now);
-        let stored = store_entry(ctx, part.ticket, &variant, &kept.headers, entry, ttl).await;
+        let stored = store_entry(ctx, claim, &variant, &kept.headers, entry, ttl).await;
         if stored {
             let _ = ctx.shared.store.delete(&held).await;
         }
@@ -184,7 +189,7 @@ where
         let (spans, body) = pieces.to_stored();
         kept.headers.insert(PARTS_HEADER, spans);
         let entry = entry_of(&kept, body, &freshness, part.tags, ctx.now);
-        store_entry(ctx, part.ticket, &held, &kept.headers, entry, ttl).await
+        store_entry(ctx, claim, &held, &kept.headers, entry, ttl).await
     };
     Outcome::Forwarded {
         fwd: part.fwd,

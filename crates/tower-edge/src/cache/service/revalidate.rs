@@ -63,9 +63,13 @@ where
             let entry = entry_of(&refreshed, stale.body().clone(), &freshness, tags, ctx.now);
             let ttl = freshness.store_ttl(true, config.keep_stale_for);
             let entry = Arc::new(entry);
+            let claim = Claim {
+                ticket,
+                holder: guard.as_ref().and_then(Lead::holder),
+            };
             let stored = store_entry(
                 ctx,
-                ticket,
+                claim,
                 &key,
                 &refreshed.headers,
                 Entry::clone(&entry),
