@@ -99,6 +99,59 @@ async fn garbage_in_a_key_is_a_counted_miss_and_is_deleted() {
     assert_eq!(raw, ":0\r\n");
 }
 
+/// A caller that finds every pooled connection busy gets a miss, as with any store error, but
+/// its wait is this process's own queue, not Redis failing: the breaker stays closed, and the
+/// next call works. Before, a burst of concurrent misses on a busy machine (the pool's wait
+/// running out) opened the breaker with Redis healthy, and every request then went to the
+/// origin for the breaker's backoff.
+#[tokio::test]
+async fn a_busy_pool_is_a_miss_that_does_not_open_the_breaker() {
+    let server = RedisServer::start();
+    let store = RedisStore::builder(&server.url())
+        .pool_size(1)
+        // No wait at all: the second of two concurrent calls finds the only connection taken.
+        .wait_timeout(Duration::ZERO)
+        .op_timeout(Duration::from_secs(5))
+        .breaker_threshold(1)
+        .breaker_backoff(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let key = CacheKey::new("GET http://example.com/busy");
+    let entry = || {
+        Entry::new(
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::from_static(b"kept"),
+        )
+        .with_fresh_for(Duration::from_secs(60))
+    };
+    store
+        .put(&key, entry(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    // Polled in order: the first takes the connection, the second and third find it taken.
+    let (first, second, third) = tokio::join!(store.get(&key), store.get(&key), store.get(&key));
+    assert!(first.unwrap().is_some());
+    assert!(third.is_err());
+    let error = second.expect_err("the only connection was in use");
+    assert!(error.is_unavailable(), "{error}");
+    let reason = std::error::Error::source(&error).map(ToString::to_string);
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.contains("no pooled Redis connection")),
+        "{reason:?}"
+    );
+    let stats = store.stats();
+    // A breaker opened by the second's wait (threshold 1) would have refused the third at once.
+    assert_eq!(stats.pool_waits, 2, "{stats:?}");
+    assert_eq!(stats.short_circuited, 0, "{stats:?}");
+    assert_eq!(stats.errors + stats.timeouts, 0, "{stats:?}");
+    let again = store.get(&key).await.expect("the breaker is still closed");
+    assert_eq!(again.unwrap().body().as_ref(), b"kept");
+    assert_eq!(store.stats().short_circuited, 0);
+}
+
 #[tokio::test]
 async fn a_dead_server_is_an_error_within_the_timeout_and_the_breaker_opens() {
     let mut server = RedisServer::start();

@@ -35,10 +35,12 @@ use crate::{
 ///   [`RedisStoreBuilder::admin_timeout`], and are meant for an operator, not for the request
 ///   path.
 /// - **Fails open.** Every operation is bounded by [`RedisStoreBuilder::op_timeout`] (50 ms by
-///   default); a failure or timeout is an error the cache treats as a miss. After
-///   [`RedisStoreBuilder::breaker_threshold`] failures in a row a circuit breaker answers every
-///   call with an error at once for [`RedisStoreBuilder::breaker_backoff`], then lets one probe
-///   through. A value that does not decode is deleted and reported as
+///   default) once it has a connection, and the wait for a pooled connection by
+///   [`RedisStoreBuilder::wait_timeout`] (250 ms); a failure or timeout is an error the cache
+///   treats as a miss. After [`RedisStoreBuilder::breaker_threshold`] failures of Redis in a
+///   row (errors, operation timeouts, connections that cannot be opened; not waits for a busy
+///   pool, which are this process's own queue) a circuit breaker answers every call with an
+///   error at once for [`RedisStoreBuilder::breaker_backoff`], then lets one probe through. A value that does not decode is deleted and reported as
 ///   [`StoreError::is_corrupt`].
 ///
 /// - **Redis Cluster** ([`RedisStore::cluster_builder`]): keys start with a hash tag made from
@@ -114,9 +116,13 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long a caller may wait for a free connection.
+    /// How long a caller may wait for a free connection, apart from
+    /// [`op_timeout`](Self::op_timeout). A wait that runs out is a miss, counted in
+    /// [`RedisStats::pool_waits`], and does not count toward the circuit breaker.
     ///
-    /// Defaults to 50 ms.
+    /// Defaults to 250 ms: a burst of misses queues briefly for a connection rather than going
+    /// to the origin, while a Redis that stops answering still fails fast through the
+    /// operation timeout and the breaker.
     #[must_use]
     pub fn wait_timeout(mut self, timeout: Duration) -> Self {
         self.wait_timeout = timeout;
@@ -132,7 +138,8 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// The bound on one read or write, connection included: past it, the operation is a miss.
+    /// The bound on one read or write, once it has a connection: past it, the operation is a
+    /// miss, and counts toward the circuit breaker.
     ///
     /// Defaults to 50 ms.
     #[must_use]
@@ -252,6 +259,11 @@ pub struct RedisStats {
     pub short_circuited: u64,
     /// Stored values that did not decode, and were deleted.
     pub corrupt: u64,
+    /// Operations that found no free pooled connection within
+    /// [`RedisStoreBuilder::wait_timeout`]: this process's own queue, not a Redis failure, so
+    /// they do not count toward the circuit breaker. Many of them mean the pool is too small
+    /// for the load ([`RedisStoreBuilder::pool_size`]).
+    pub pool_waits: u64,
 }
 
 #[derive(Default)]
@@ -260,6 +272,7 @@ struct Counters {
     errors: AtomicU64,
     short_circuited: AtomicU64,
     corrupt: AtomicU64,
+    pool_waits: AtomicU64,
 }
 
 struct Breaker {
@@ -372,7 +385,7 @@ impl RedisStore {
             prefix: "tower-edge:".to_owned(),
             pool_size: 16,
             connect_timeout: Duration::from_millis(250),
-            wait_timeout: Duration::from_millis(50),
+            wait_timeout: Duration::from_millis(250),
             recycle_timeout: Duration::from_millis(50),
             op_timeout: Duration::from_millis(50),
             admin_timeout: Duration::from_secs(5),
@@ -396,6 +409,7 @@ impl RedisStore {
             errors: get(&c.errors),
             short_circuited: get(&c.short_circuited),
             corrupt: get(&c.corrupt),
+            pool_waits: get(&c.pool_waits),
         }
     }
 
@@ -419,18 +433,42 @@ impl RedisStore {
             .unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// Runs `op` against Redis within `limit`, through the circuit breaker.
-    async fn guarded<T>(
+    /// Runs `op` on a pooled connection within `limit`, through the circuit breaker.
+    ///
+    /// The wait for a free connection is bounded by the pool's own timeouts, apart from
+    /// `limit`. A wait that runs out is this process's own queue, not Redis failing: it is a
+    /// miss like any other error, counted in [`RedisStats::pool_waits`], but it does not count
+    /// toward the breaker. Otherwise a burst of concurrent misses on a busy machine would open
+    /// the breaker with Redis healthy, and every request would go to the origin for the
+    /// breaker's backoff.
+    async fn guarded<T, Fut>(
         &self,
         limit: Duration,
-        op: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
+        op: impl FnOnce(Conn) -> Fut,
+    ) -> Result<T, StoreError>
+    where
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
         let inner = &self.inner;
         if !inner.breaker.allow() {
             inner.stats.short_circuited.fetch_add(1, Ordering::Relaxed);
             return Err(StoreError::unavailable("redis circuit breaker is open"));
         }
-        match tokio::time::timeout(limit, op).await {
+        let conn = match self.conn().await {
+            Ok(conn) => conn,
+            Err(PoolWait::Busy) => {
+                inner.stats.pool_waits.fetch_add(1, Ordering::Relaxed);
+                return Err(StoreError::unavailable(
+                    "no pooled Redis connection came free within the wait timeout",
+                ));
+            }
+            Err(PoolWait::Failed(error)) => {
+                inner.stats.errors.fetch_add(1, Ordering::Relaxed);
+                inner.breaker.failure();
+                return Err(error);
+            }
+        };
+        match tokio::time::timeout(limit, op(conn)).await {
             Ok(Ok(value)) => {
                 inner.breaker.success();
                 Ok(value)
@@ -450,12 +488,27 @@ impl RedisStore {
         }
     }
 
-    async fn conn(&self) -> Result<Conn, StoreError> {
-        match &self.inner.pool {
-            Pools::Single(pool) => pool.get().await.map(Conn::Single),
-            Pools::Cluster(pool) => pool.get().await.map(|c| Conn::Cluster(Box::new(c))),
+    /// A connection from the pool: [`PoolWait::Busy`] when every one stayed in use for the
+    /// whole wait timeout, [`PoolWait::Failed`] when opening one failed.
+    async fn conn(&self) -> Result<Conn, PoolWait> {
+        fn sort(error: deadpool_redis::PoolError) -> PoolWait {
+            match error {
+                deadpool_redis::PoolError::Timeout(deadpool_redis::TimeoutType::Wait) => {
+                    PoolWait::Busy
+                }
+                other => PoolWait::Failed(StoreError::unavailable(other)),
+            }
         }
-        .map_err(StoreError::unavailable)
+        // Boxed: the pools' futures are several kilobytes, and would otherwise sit inside every
+        // operation's future and every future that awaits one, up to the request's; a debug
+        // build's stack overflowed on them. One allocation is nothing next to a round trip.
+        match &self.inner.pool {
+            Pools::Single(pool) => Box::pin(pool.get()).await.map(Conn::Single).map_err(sort),
+            Pools::Cluster(pool) => Box::pin(pool.get())
+                .await
+                .map(|c| Conn::Cluster(Box::new(c)))
+                .map_err(sort),
+        }
     }
 
     async fn generation(&self, conn: &mut Conn) -> Result<u64, StoreError> {
@@ -555,8 +608,7 @@ impl RedisStore {
 
     /// Publishes `payload` on `channel` (the invalidation bus), within the operation timeout.
     pub(crate) async fn publish(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
-        self.guarded(self.inner.op_timeout, async {
-            let mut conn = self.conn().await?;
+        self.guarded(self.inner.op_timeout, |mut conn| async move {
             redis::cmd("PUBLISH")
                 .arg(channel)
                 .arg(payload)
@@ -575,8 +627,7 @@ impl RedisStore {
         value: &[u8],
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.guarded(self.inner.op_timeout, async {
-            let mut conn = self.conn().await?;
+        self.guarded(self.inner.op_timeout, |mut conn| async move {
             let generation = self.generation(&mut conn).await?;
             redis::cmd("SET")
                 .arg(self.entry_key(generation, key))
@@ -594,8 +645,7 @@ impl RedisStore {
 impl CacheStore for RedisStore {
     async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
         let raw: Option<Vec<u8>> = self
-            .guarded(self.inner.op_timeout, async {
-                let mut conn = self.conn().await?;
+            .guarded(self.inner.op_timeout, |mut conn| async move {
                 let generation = self.generation(&mut conn).await?;
                 redis::cmd("GET")
                     .arg(self.entry_key(generation, key))
@@ -646,16 +696,18 @@ impl CacheStore for RedisStore {
 
     async fn invalidate(&self, what: &Invalidation) -> Result<u64, StoreError> {
         self.inner.fence.record(what);
+        // The operator's invalidations (scans, tag sets) are boxed: their futures are large, and
+        // would otherwise grow every invalidation's future, and every future that may make one
+        // (a fill's undo, a corrupt value's removal), though they are rare.
         match what {
             Invalidation::Key(key) => self.unlink_key(key).await,
             Invalidation::Resource(resource) => self.unlink_resource(resource).await,
-            Invalidation::Prefix(prefix) => {
-                self.delete_escaped_prefix(&CacheKey::escape_prefix(prefix))
-                    .await
-            }
-            Invalidation::Tag(tag) => self.unlink_tag(tag).await,
             Invalidation::Generation => self.new_generation().await,
-            Invalidation::Purge => self.unlink_all().await,
+            Invalidation::Prefix(prefix) => {
+                Box::pin(self.delete_escaped_prefix(&CacheKey::escape_prefix(prefix))).await
+            }
+            Invalidation::Tag(tag) => Box::pin(self.unlink_tag(tag)).await,
+            Invalidation::Purge => Box::pin(self.unlink_all()).await,
         }
     }
 
@@ -690,8 +742,7 @@ impl RedisStore {
     ) -> Result<bool, StoreError> {
         let value = entry.encode();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.guarded(self.inner.op_timeout, async {
-            let mut conn = self.conn().await?;
+        self.guarded(self.inner.op_timeout, |mut conn| async move {
             let generation = self.generation(&mut conn).await?;
             let entry_key = self.entry_key(generation, key);
             // The resource's index: invalidating it costs its variants, not a keyspace scan.
@@ -765,8 +816,7 @@ impl RedisStore {
     }
 
     async fn unlink_key(&self, key: &CacheKey) -> Result<u64, StoreError> {
-        self.guarded(self.inner.op_timeout, async {
-            let mut conn = self.conn().await?;
+        self.guarded(self.inner.op_timeout, |mut conn| async move {
             let generation = self.generation(&mut conn).await?;
             redis::cmd("UNLINK")
                 .arg(self.entry_key(generation, key))
@@ -779,8 +829,7 @@ impl RedisStore {
 
     async fn unlink_resource(&self, resource: &str) -> Result<u64, StoreError> {
         let resource = CacheKey::new(resource);
-        self.guarded(self.inner.op_timeout, async {
-            let mut conn = self.conn().await?;
+        self.guarded(self.inner.op_timeout, |mut conn| async move {
             let generation = self.generation(&mut conn).await?;
             // One script, so that no variant put between reading the index and removing it
             // drops out of the index while its entry stays.
@@ -796,8 +845,7 @@ impl RedisStore {
     }
 
     async fn unlink_tag(&self, tag: &str) -> Result<u64, StoreError> {
-        self.guarded(self.inner.admin_timeout, async {
-            let mut conn = self.conn().await?;
+        self.guarded(self.inner.admin_timeout, |mut conn| async move {
             let tag_key = self.tag_key(tag);
             let members: Vec<String> = redis::cmd("SMEMBERS")
                 .arg(&tag_key)
@@ -853,8 +901,7 @@ impl RedisStore {
         let floor = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        self.guarded(self.inner.op_timeout, async {
-            let mut conn = self.conn().await?;
+        self.guarded(self.inner.op_timeout, |mut conn| async move {
             let generation: u64 = redis::cmd("EVAL")
                 .arg(BUMP)
                 .arg(1)
@@ -874,8 +921,7 @@ impl RedisStore {
     }
 
     async fn unlink_all(&self) -> Result<u64, StoreError> {
-        self.guarded(self.inner.admin_timeout, async {
-            let mut conn = self.conn().await?;
+        self.guarded(self.inner.admin_timeout, |mut conn| async move {
             let prefix = glob_escape(&self.inner.prefix);
             // Hash-tagged keys (on a cluster) start with their tag.
             let patterns = [format!("{prefix}*"), format!("\\{{*\\}}{prefix}*")];
@@ -895,12 +941,12 @@ impl CacheLock for RedisStore {
     ) -> Result<Option<LockToken>, StoreError> {
         let token = LockToken::random();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let text = token.as_str();
         let taken: Option<String> = self
-            .guarded(self.inner.op_timeout, async {
-                let mut conn = self.conn().await?;
+            .guarded(self.inner.op_timeout, |mut conn| async move {
                 redis::cmd("SET")
                     .arg(self.lock_key(key))
-                    .arg(token.as_str())
+                    .arg(text)
                     .arg("NX")
                     .arg("PX")
                     .arg(ttl_ms)
@@ -918,8 +964,7 @@ impl CacheLock for RedisStore {
         const UNLOCK: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
                               return redis.call('DEL', KEYS[1]) else return 0 end";
         let removed: u64 = self
-            .guarded(self.inner.op_timeout, async {
-                let mut conn = self.conn().await?;
+            .guarded(self.inner.op_timeout, |mut conn| async move {
                 redis::cmd("EVAL")
                     .arg(UNLOCK)
                     .arg(1)
@@ -936,8 +981,7 @@ impl CacheLock for RedisStore {
 
 impl RedisStore {
     async fn delete_escaped_prefix(&self, escaped: &str) -> Result<u64, StoreError> {
-        self.guarded(self.inner.admin_timeout, async {
-            let mut conn = self.conn().await?;
+        self.guarded(self.inner.admin_timeout, |mut conn| async move {
             let generation = self.generation(&mut conn).await?;
             let tag = if self.is_cluster() { "\\{*\\}" } else { "" };
             let pattern = format!(
@@ -955,6 +999,14 @@ impl RedisStore {
 enum Pools {
     Single(Pool),
     Cluster(deadpool_redis::cluster::Pool),
+}
+
+/// Why no connection came from the pool.
+enum PoolWait {
+    /// Every connection stayed in use for the whole wait timeout.
+    Busy,
+    /// Opening a connection failed.
+    Failed(StoreError),
 }
 
 /// A pooled connection to either.
