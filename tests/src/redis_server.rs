@@ -216,19 +216,7 @@ impl RedisCluster {
             "redis-cli --cluster create failed: {}",
             String::from_utf8_lossy(&created.stderr)
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for node in &cluster.nodes {
-            while !node
-                .command(&["CLUSTER", "INFO"])
-                .is_some_and(|info| info.contains("cluster_state:ok"))
-            {
-                assert!(
-                    Instant::now() < deadline,
-                    "the cluster did not reach cluster_state:ok within 30 s"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        cluster.until_ok();
         cluster
     }
 
@@ -248,6 +236,30 @@ impl RedisCluster {
     /// Kills node `i`: the slots it served fail until it comes back.
     pub fn stop(&mut self, i: usize) {
         self.nodes[i].stop();
+    }
+
+    /// Starts node `i` again on its port, with its cluster configuration (so it serves the
+    /// same slots) and no data, and waits until every node says `cluster_state:ok`.
+    pub fn restart(&mut self, i: usize) {
+        self.nodes[i].restart();
+        self.until_ok();
+    }
+
+    fn until_ok(&self) {
+        // A node marked as failing is cleared a few node timeouts after it answers again.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in &self.nodes {
+            while !node
+                .command(&["CLUSTER", "INFO"])
+                .is_some_and(|info| info.contains("cluster_state:ok"))
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster did not reach cluster_state:ok within 30 s"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 }
 

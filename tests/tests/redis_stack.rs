@@ -519,9 +519,10 @@ async fn memo_on_a_dead_redis_computes_without_waiting_for_the_lock() {
 }
 
 /// A master of the cluster dies under load: the requests whose keys it served go through as
-/// misses, the others keep being cached, and no request fails.
+/// misses, the others keep being cached, and no request fails. When it comes back (empty, with
+/// its slots), entries are stored on it and read from it again.
 #[tokio::test]
-async fn a_cluster_master_dying_under_load_costs_no_errors() {
+async fn a_cluster_master_dying_under_load_costs_no_errors_and_serves_again_once_back() {
     let mut cluster = RedisCluster::start();
     let calls = Arc::new(AtomicUsize::new(0));
     let a = stack(&cluster, calls.clone(), None, FAILING);
@@ -548,6 +549,43 @@ async fn a_cluster_master_dying_under_load_costs_no_errors() {
             assert_eq!(res.status(), StatusCode::OK, "{:?}", res.headers());
         }
     }
+
+    // Back, with its slots and no data. New entries whose slots it serves land on it, and a
+    // hit on one of them (with the memory tier emptied) can only have been read from it.
+    cluster.restart(0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 10_000;
+    let on_node_0 = loop {
+        i += 1;
+        let res = send(addr, request(i)).await;
+        assert_eq!(res.status(), StatusCode::OK, "{:?}", res.headers());
+        let keys = cluster.node(0).command(&["KEYS", "*stack:*item/*"]);
+        if let Some(path) = keys.as_deref().and_then(|keys| {
+            let at = keys.find("/item/")?;
+            let digits: String = keys[at + 6..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            Some(format!("/item/{digits}"))
+        }) {
+            break path;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no entry was stored on the restarted master"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    a.store.inner().l1().purge().await.unwrap();
+    let before = calls.load(Ordering::SeqCst);
+    let (status, cache_status, _) = fetch(&a.app, &on_node_0).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(cache_status.contains("hit"), "{on_node_0}: {cache_status}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        before,
+        "answered from the restarted master"
+    );
     server.stop().await;
 }
 
