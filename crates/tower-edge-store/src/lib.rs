@@ -44,6 +44,9 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 #[cfg(feature = "redis")]
 mod bus;
+/// The clock the stores and [`memo::Memo`] read the time from: `tower-edge-clock`'s, the same
+/// as `tower_edge::clock`, so one [`ManualClock`](clock::ManualClock) drives them all.
+pub use tower_edge_clock as clock;
 mod entry;
 mod error;
 pub mod fence;

@@ -37,12 +37,7 @@
 //! TTL is still returned when the computation fails (the "stale-if-error" of function caching).
 //! A store that fails is a miss: the value is computed.
 
-use std::{
-    fmt,
-    future::Future,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -50,11 +45,10 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     CacheKey, CacheStore, Entry, Holder, Invalidation, StoreError,
+    clock::{Clock, SystemClock},
     fence::{self, Fence, Filled, Ticket},
     single_flight::{Finish, Flights, Joined, Locked, lock_or_wait},
 };
-
-type Now = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// Typed, single-flight function caching over a [`CacheStore`].
 pub struct Memo<St> {
@@ -62,7 +56,7 @@ pub struct Memo<St> {
     namespace: String,
     grace: Duration,
     wait: Duration,
-    now: Now,
+    clock: Arc<dyn Clock>,
     flights: Arc<Flights>,
     store_warnings: Arc<Throttle>,
 }
@@ -99,7 +93,7 @@ impl<St: Clone> Clone for Memo<St> {
             namespace: self.namespace.clone(),
             grace: self.grace,
             wait: self.wait,
-            now: Arc::clone(&self.now),
+            clock: Arc::clone(&self.clock),
             flights: Arc::clone(&self.flights),
             store_warnings: Arc::clone(&self.store_warnings),
         }
@@ -124,7 +118,7 @@ impl<St: CacheStore + Clone> Memo<St> {
             namespace: namespace.to_owned(),
             grace: Duration::ZERO,
             wait: Duration::from_secs(5),
-            now: Arc::new(SystemTime::now),
+            clock: Arc::new(SystemClock),
             flights: Arc::default(),
             store_warnings: Arc::default(),
         }
@@ -150,12 +144,14 @@ impl<St: CacheStore + Clone> Memo<St> {
         self
     }
 
-    /// The clock for TTLs and grace, for tests.
+    /// The clock for TTLs and grace: a [`ManualClock`](crate::clock::ManualClock) in tests,
+    /// the same one the response cache and [`Tiered`](crate::tiered::Tiered) read, or any
+    /// `Fn() -> SystemTime`.
     ///
-    /// Defaults to `SystemTime::now`.
+    /// Defaults to the system clock.
     #[must_use]
-    pub fn clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.now = Arc::new(now);
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -174,7 +170,7 @@ impl<St: CacheStore + Clone> Memo<St> {
                 return None;
             }
         };
-        let age = entry.age((self.now)());
+        let age = entry.age(self.clock.now());
         let fresh = age < entry.fresh_for();
         if !fresh && age - entry.fresh_for() >= entry.stale_if_error() {
             return None;
@@ -200,7 +196,7 @@ impl<St: CacheStore + Clone> Memo<St> {
         let Some(entry) = self.store.get(&key).await? else {
             return Ok(None);
         };
-        if entry.age((self.now)()) >= entry.fresh_for() || !type_matches::<T>(&entry) {
+        if entry.age(self.clock.now()) >= entry.fresh_for() || !type_matches::<T>(&entry) {
             return Ok(None);
         }
         Ok(postcard::from_bytes(entry.body()).ok())
@@ -251,7 +247,7 @@ impl<St: CacheStore + Clone> Memo<St> {
             headers.insert(TYPE_HEADER, name);
         }
         Ok(Entry::new(StatusCode::OK, headers, Bytes::from(bytes))
-            .with_stored_at((self.now)())
+            .with_stored_at(self.clock.now())
             .with_fresh_for(ttl)
             .with_stale_if_error(self.grace))
     }
@@ -278,7 +274,7 @@ impl<St: CacheStore + Clone> Memo<St> {
                 .store
                 .get(&self.key(key))
                 .await?
-                .is_some_and(|e| e.age((self.now)()) < e.fresh_for());
+                .is_some_and(|e| e.age(self.clock.now()) < e.fresh_for());
             if present {
                 return Ok(false);
             }
@@ -477,7 +473,10 @@ fn type_matches<T>(entry: &Entry) -> bool {
 
 #[cfg(all(test, feature = "moka"))]
 mod tests {
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::{
+        sync::atomic::{AtomicU64, AtomicUsize, Ordering},
+        time::SystemTime,
+    };
 
     use super::*;
     use crate::{MokaStore, testing::Scripted};
@@ -515,6 +514,39 @@ mod tests {
                 .await,
             Ok(1)
         );
+    }
+
+    /// Two instances on one store: the first computation's lock expires while it runs, the
+    /// second instance takes the lock and stores a newer value. The first, finishing late, must
+    /// not overwrite it.
+    #[tokio::test]
+    async fn a_computation_whose_lock_passed_to_another_does_not_overwrite_its_value() {
+        let store = MokaStore::default();
+        let a = Memo::new(store.clone(), "t").wait(Duration::from_millis(100));
+        let b = Memo::new(store.clone(), "t").wait(Duration::from_secs(60));
+        let ttl = Duration::from_secs(600);
+        let entered = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Notify::new());
+        let first = tokio::spawn({
+            let (entered, release) = (entered.clone(), release.clone());
+            async move {
+                a.get_or_compute("k", ttl, || async move {
+                    entered.notify_one();
+                    release.notified().await;
+                    Ok::<_, ()>("old".to_owned())
+                })
+                .await
+            }
+        });
+        entered.notified().await;
+        // Waits for the first lock's 100 ms to pass, then computes under its own.
+        let second = b
+            .get_or_compute("k", ttl, || async { Ok::<_, ()>("new".to_owned()) })
+            .await;
+        assert_eq!(second, Ok("new".to_owned()));
+        release.notify_one();
+        assert_eq!(first.await.unwrap(), Ok("old".to_owned()));
+        assert_eq!(b.get::<String>("k").await.unwrap().as_deref(), Some("new"));
     }
 
     #[tokio::test]

@@ -197,24 +197,10 @@ impl RedisStoreBuilder {
                 "a Redis Cluster store needs at least one node URL",
             )));
         }
-        let pool = if self.cluster {
-            let builder = deadpool_redis::cluster::Config::from_urls(self.urls.clone())
-                .builder()
-                .map_err(StoreError::backend)?;
-            Pools::Cluster(
-                builder
-                    .max_size(self.pool_size)
-                    .create_timeout(Some(self.connect_timeout))
-                    .wait_timeout(Some(self.wait_timeout))
-                    .recycle_timeout(Some(self.recycle_timeout))
-                    .runtime(Runtime::Tokio1)
-                    .build()
-                    .map_err(StoreError::backend)?,
-            )
-        } else {
-            Pools::Single(
-                deadpool_redis::Config::from_url(self.urls[0].clone())
-                    .builder()
+        // The single and cluster pool builders are different types with the same settings.
+        macro_rules! pool {
+            ($builder:expr) => {
+                $builder
                     .map_err(StoreError::backend)?
                     .max_size(self.pool_size)
                     .create_timeout(Some(self.connect_timeout))
@@ -222,8 +208,17 @@ impl RedisStoreBuilder {
                     .recycle_timeout(Some(self.recycle_timeout))
                     .runtime(Runtime::Tokio1)
                     .build()
-                    .map_err(StoreError::backend)?,
-            )
+                    .map_err(StoreError::backend)?
+            };
+        }
+        let pool = if self.cluster {
+            Pools::Cluster(pool!(
+                deadpool_redis::cluster::Config::from_urls(self.urls.clone()).builder()
+            ))
+        } else {
+            Pools::Single(pool!(
+                deadpool_redis::Config::from_url(self.urls[0].clone()).builder()
+            ))
         };
         Ok(RedisStore {
             inner: Arc::new(Inner {

@@ -12,6 +12,7 @@ use std::{
 use crate::{
     CacheKey, CacheLock, CacheStore, Entry, Holder, Invalidation, LockToken, StoreError,
     bus::Bus,
+    clock::{Clock, SystemClock},
     fence::{self, Fence},
 };
 
@@ -56,6 +57,7 @@ pub struct Tiered<L1, L2> {
     l1: L1,
     l2: L2,
     max_l1_ttl: Duration,
+    clock: Arc<dyn Clock>,
     bus: Option<Arc<Bus>>,
     pending: Arc<Pending>,
 }
@@ -100,6 +102,7 @@ impl<L1: Clone, L2: Clone> Clone for Tiered<L1, L2> {
             l1: self.l1.clone(),
             l2: self.l2.clone(),
             max_l1_ttl: self.max_l1_ttl,
+            clock: Arc::clone(&self.clock),
             bus: self.bus.clone(),
             pending: Arc::clone(&self.pending),
         }
@@ -122,6 +125,7 @@ impl<L1: CacheStore, L2: CacheStore> Tiered<L1, L2> {
             l1,
             l2,
             max_l1_ttl: Duration::from_secs(3600),
+            clock: Arc::new(SystemClock),
             bus: None,
             pending: Arc::default(),
         }
@@ -134,6 +138,16 @@ impl<L1: CacheStore, L2: CacheStore> Tiered<L1, L2> {
     #[must_use]
     pub fn max_l1_ttl(mut self, ttl: Duration) -> Self {
         self.max_l1_ttl = ttl;
+        self
+    }
+
+    /// The clock an entry's age is read from, to promote an L2 hit into L1 for what remains
+    /// of its life: the response cache's, in tests that move time.
+    ///
+    /// Defaults to the system clock.
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -262,10 +276,10 @@ impl<L1: CacheStore + Clone> Tiered<L1, crate::RedisStore> {
 }
 
 /// What remains of an entry's life in the store: its freshness plus its stale windows, less
-/// its age now.
-fn remaining(entry: &Entry) -> Duration {
+/// its age `now`.
+fn remaining(entry: &Entry, now: std::time::SystemTime) -> Duration {
     let life = entry.fresh_for() + entry.stale_while_revalidate().max(entry.stale_if_error());
-    life.saturating_sub(entry.age(std::time::SystemTime::now()))
+    life.saturating_sub(entry.age(now))
 }
 
 impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
@@ -285,7 +299,7 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
         let Some(entry) = self.l2.get(key).await? else {
             return Ok(None);
         };
-        let ttl = remaining(&entry).min(self.max_l1_ttl);
+        let ttl = remaining(&entry, self.clock.now()).min(self.max_l1_ttl);
         if !ttl.is_zero() {
             // An invalidation that overtook the read may have removed this from L2 after it
             // was read: promoting it then would bring it back.
@@ -519,6 +533,31 @@ mod tests {
             "the new generation hides it"
         );
         assert_eq!(store.pending_invalidations(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_l2_hit_lives_in_l1_for_what_remains_of_its_life_by_the_clock_given() {
+        use crate::clock::ManualClock;
+
+        let stored_at = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let key = CacheKey::new("GET http://a/1");
+        let in_l2 = Entry::new(StatusCode::OK, HeaderMap::new(), Bytes::from_static(b"x"))
+            .with_stored_at(stored_at)
+            .with_fresh_for(Duration::from_secs(60));
+        // Ten seconds into its minute by the clock given: promoted.
+        let clock = ManualClock::new(stored_at + Duration::from_secs(10));
+        let store = Tiered::new(MokaStore::default(), MokaStore::default()).clock(clock.clone());
+        store.l2().put(&key, in_l2.clone(), TTL).await.unwrap();
+        assert!(store.get(&key).await.unwrap().is_some());
+        assert!(store.l1().get(&key).await.unwrap().is_some(), "promoted");
+        // Past its life by the clock given: served from L2, not promoted.
+        clock.advance(Duration::from_secs(60));
+        store.l1().purge().await.unwrap();
+        assert!(store.get(&key).await.unwrap().is_some());
+        assert!(
+            store.l1().get(&key).await.unwrap().is_none(),
+            "not promoted"
+        );
     }
 
     #[tokio::test]

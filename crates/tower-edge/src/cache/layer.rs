@@ -311,6 +311,10 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
 
     /// The clock used for ages and freshness.
     ///
+    /// It is the same trait the store crate reads (`tower_edge_store::clock`): give a
+    /// `Tiered` store (`Tiered::clock`) and `Memo` (`Memo::clock`) the same clock, so that a
+    /// test that moves time moves it for all of them.
+    ///
     /// Defaults to [`SystemClock`](crate::clock::SystemClock).
     #[must_use]
     pub fn clock(self, clock: impl Clock) -> Self {
