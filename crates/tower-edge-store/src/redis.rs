@@ -35,12 +35,13 @@ use crate::{
 ///   [`RedisStoreBuilder::admin_timeout`], and are meant for an operator, not for the request
 ///   path.
 /// - **Fails open.** Every operation is bounded by [`RedisStoreBuilder::op_timeout`] (50 ms by
-///   default) once it has a connection, and the wait for a pooled connection by
-///   [`RedisStoreBuilder::wait_timeout`] (250 ms); a failure or timeout is an error the cache
-///   treats as a miss. After [`RedisStoreBuilder::breaker_threshold`] failures of Redis in a
-///   row (errors, operation timeouts, connections that cannot be opened; not waits for a busy
+///   default), its connection included; the wait for a free pooled connection is bounded
+///   apart, by [`RedisStoreBuilder::wait_timeout`] (250 ms). A failure or timeout is an error
+///   the cache treats as a miss. After [`RedisStoreBuilder::breaker_threshold`] failures of
+///   Redis in a row (errors, timeouts, connections that cannot be opened; not waits for a busy
 ///   pool, which are this process's own queue) a circuit breaker answers every call with an
-///   error at once for [`RedisStoreBuilder::breaker_backoff`], then lets one probe through. A value that does not decode is deleted and reported as
+///   error at once for [`RedisStoreBuilder::breaker_backoff`], then lets one probe through. A
+///   value that does not decode is deleted and reported as
 ///   [`StoreError::is_corrupt`].
 ///
 /// - **Redis Cluster** ([`RedisStore::cluster_builder`]): keys start with a hash tag made from
@@ -63,6 +64,11 @@ struct Inner {
     clients: Vec<redis::Client>,
     prefix: String,
     op_timeout: Duration,
+    /// How long an operation waits for one of `slots`.
+    wait_timeout: Duration,
+    /// One per pooled connection: an operation holds one while it uses a connection, so its
+    /// wait for a free connection happens here, apart from its time with Redis.
+    slots: tokio::sync::Semaphore,
     admin_timeout: Duration,
     generation_refresh: Duration,
     generation: Mutex<Option<(u64, Instant)>>,
@@ -107,7 +113,8 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long opening a connection may take.
+    /// How long opening a connection may take (within the operation's
+    /// [`op_timeout`](Self::op_timeout)).
     ///
     /// Defaults to 250 ms.
     #[must_use]
@@ -129,7 +136,8 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long checking a returned connection may take.
+    /// How long checking a pooled connection before use may take (within the operation's
+    /// [`op_timeout`](Self::op_timeout)).
     ///
     /// Defaults to 50 ms.
     #[must_use]
@@ -138,8 +146,9 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// The bound on one read or write, once it has a connection: past it, the operation is a
-    /// miss, and counts toward the circuit breaker.
+    /// The bound on one read or write, opening or checking its connection included (waiting
+    /// for a free one is not): past it, the operation is a miss, and counts toward the circuit
+    /// breaker.
     ///
     /// Defaults to 50 ms.
     #[must_use]
@@ -204,7 +213,9 @@ impl RedisStoreBuilder {
                     .map_err(StoreError::backend)?
                     .max_size(self.pool_size)
                     .create_timeout(Some(self.connect_timeout))
-                    .wait_timeout(Some(self.wait_timeout))
+                    // `guarded` hands out at most `pool_size` slots, after its own wait: a
+                    // caller with a slot finds a connection free at once.
+                    .wait_timeout(Some(self.op_timeout))
                     .recycle_timeout(Some(self.recycle_timeout))
                     .runtime(Runtime::Tokio1)
                     .build()
@@ -226,6 +237,8 @@ impl RedisStoreBuilder {
                 clients,
                 prefix: self.prefix,
                 op_timeout: self.op_timeout,
+                wait_timeout: self.wait_timeout,
+                slots: tokio::sync::Semaphore::new(self.pool_size),
                 admin_timeout: self.admin_timeout,
                 generation_refresh: self.generation_refresh,
                 generation: Mutex::new(None),
@@ -428,14 +441,15 @@ impl RedisStore {
             .unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// Runs `op` on a pooled connection within `limit`, through the circuit breaker.
+    /// Runs `op` on a pooled connection within `limit`, connection included, through the
+    /// circuit breaker.
     ///
-    /// The wait for a free connection is bounded by the pool's own timeouts, apart from
-    /// `limit`. A wait that runs out is this process's own queue, not Redis failing: it is a
-    /// miss like any other error, counted in [`RedisStats::pool_waits`], but it does not count
-    /// toward the breaker. Otherwise a burst of concurrent misses on a busy machine would open
-    /// the breaker with Redis healthy, and every request would go to the origin for the
-    /// breaker's backoff.
+    /// First it waits, at most [`RedisStoreBuilder::wait_timeout`], for one of the pool's
+    /// `pool_size` slots. A wait that runs out is this process's own queue, not Redis failing:
+    /// it is a miss like any other error, counted in [`RedisStats::pool_waits`], but it does
+    /// not count toward the breaker. Otherwise a burst of concurrent misses on a busy machine
+    /// would open the breaker with Redis healthy, and every request would go to the origin for
+    /// the breaker's backoff.
     async fn guarded<T, Fut>(
         &self,
         limit: Duration,
@@ -449,21 +463,26 @@ impl RedisStore {
             inner.stats.short_circuited.fetch_add(1, Ordering::Relaxed);
             return Err(StoreError::unavailable("redis circuit breaker is open"));
         }
-        let conn = match self.conn().await {
-            Ok(conn) => conn,
-            Err(PoolWait::Busy) => {
-                inner.stats.pool_waits.fetch_add(1, Ordering::Relaxed);
-                return Err(StoreError::unavailable(
-                    "no pooled Redis connection came free within the wait timeout",
-                ));
-            }
-            Err(PoolWait::Failed(error)) => {
-                inner.stats.errors.fetch_add(1, Ordering::Relaxed);
-                inner.breaker.failure();
-                return Err(error);
-            }
+        let slot = if inner.wait_timeout.is_zero() {
+            // No wait at all: a timer's zero deadline would still wait for its next tick.
+            inner.slots.try_acquire().ok()
+        } else {
+            tokio::time::timeout(inner.wait_timeout, inner.slots.acquire())
+                .await
+                .ok()
+                .and_then(Result::ok)
         };
-        match tokio::time::timeout(limit, op(conn)).await {
+        let Some(_slot) = slot else {
+            inner.stats.pool_waits.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::unavailable(
+                "no pooled Redis connection came free within the wait timeout",
+            ));
+        };
+        let run = async {
+            let conn = self.conn().await?;
+            op(conn).await
+        };
+        match tokio::time::timeout(limit, run).await {
             Ok(Ok(value)) => {
                 inner.breaker.success();
                 Ok(value)
@@ -483,27 +502,17 @@ impl RedisStore {
         }
     }
 
-    /// A connection from the pool: [`PoolWait::Busy`] when every one stayed in use for the
-    /// whole wait timeout, [`PoolWait::Failed`] when opening one failed.
-    async fn conn(&self) -> Result<Conn, PoolWait> {
-        fn sort(error: deadpool_redis::PoolError) -> PoolWait {
-            match error {
-                deadpool_redis::PoolError::Timeout(deadpool_redis::TimeoutType::Wait) => {
-                    PoolWait::Busy
-                }
-                other => PoolWait::Failed(StoreError::unavailable(other)),
-            }
-        }
+    async fn conn(&self) -> Result<Conn, StoreError> {
         // Boxed: the pools' futures are several kilobytes, and would otherwise sit inside every
         // operation's future and every future that awaits one, up to the request's; a debug
         // build's stack overflowed on them. One allocation is nothing next to a round trip.
         match &self.inner.pool {
-            Pools::Single(pool) => Box::pin(pool.get()).await.map(Conn::Single).map_err(sort),
+            Pools::Single(pool) => Box::pin(pool.get()).await.map(Conn::Single),
             Pools::Cluster(pool) => Box::pin(pool.get())
                 .await
-                .map(|c| Conn::Cluster(Box::new(c)))
-                .map_err(sort),
+                .map(|c| Conn::Cluster(Box::new(c))),
         }
+        .map_err(StoreError::unavailable)
     }
 
     async fn generation(&self, conn: &mut Conn) -> Result<u64, StoreError> {
@@ -994,14 +1003,6 @@ impl RedisStore {
 enum Pools {
     Single(Pool),
     Cluster(deadpool_redis::cluster::Pool),
-}
-
-/// Why no connection came from the pool.
-enum PoolWait {
-    /// Every connection stayed in use for the whole wait timeout.
-    Busy,
-    /// Opening a connection failed.
-    Failed(StoreError),
 }
 
 /// A pooled connection to either.
