@@ -2,7 +2,7 @@
 //! ([`Flights`]) and across processes that share a store ([`lock_or_wait`]).
 //!
 //! The response cache of `tower-edge` and [`Memo`](crate::memo::Memo) both follow this
-//! protocol; a cache built on a [`CacheStore`] can follow it too.
+//! protocol; a cache built on a [`CacheStore`](crate::CacheStore) can follow it too.
 //!
 //! 1. A miss joins the key's flight ([`Flights::join`]). The first becomes its leader
 //!    ([`Lead`]); the others wait for it.
