@@ -34,6 +34,12 @@ command -v pkg-config >/dev/null 2>&1 || apt_install pkg-config
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 redis-server --version
 
+# Everything the tests make in the temporary directory (files, Redis Cluster directories, the
+# example server's download) must be gone when they end: a directory of this run's own, checked
+# at the end.
+run_tmp="$(mktemp -d)"
+export TMPDIR="$run_tmp"
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
@@ -68,5 +74,14 @@ cargo run -q -p tower-edge-benches --bin loadbench -- --smoke
 
 step "invalidation bench smoke run (every step works; not a measurement)"
 cargo run -q -p tower-edge-benches --bin invalidation -- --smoke
+
+step "nothing left in the temporary directory"
+leftovers="$(find "$run_tmp" -mindepth 1 -maxdepth 1)"
+if [ -n "$leftovers" ]; then
+  echo "the tests left these behind in $run_tmp:"
+  echo "$leftovers"
+  exit 1
+fi
+rmdir "$run_tmp"
 
 step "all checks passed"

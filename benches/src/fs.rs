@@ -1,8 +1,8 @@
 //! File-serving scenarios: tower-edge's `ServeDir` and tower-http's `ServeDir` on the same files,
 //! side by side (each `fs-…` scenario is paired with its `tower-http-…` twin).
 //!
-//! The files are written once per process into a temporary directory that lives until the
-//! process exits.
+//! The files are written once per process into a temporary directory, removed by
+//! [`remove_files`] (a static is never dropped).
 
 use std::{path::Path, sync::OnceLock, time::SystemTime};
 
@@ -15,9 +15,17 @@ use crate::{Expect, RequestSpec, Scenario};
 const SMALL: usize = 10 * 1024;
 const LARGE: usize = 1024 * 1024;
 
+static DIR: OnceLock<TempDir> = OnceLock::new();
+
+/// Removes the directory of [`files`], if it was made: call it once the scenarios are done.
+pub fn remove_files() {
+    if let Some(dir) = DIR.get() {
+        let _ = std::fs::remove_dir_all(dir.path());
+    }
+}
+
 /// The directory holding `small.bin` (10 KiB) and `large.bin` (1 MiB).
 pub fn files() -> &'static Path {
-    static DIR: OnceLock<TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::Builder::new()
             .prefix("tower-edge-bench-fs")

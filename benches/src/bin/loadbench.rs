@@ -144,6 +144,14 @@ impl Measurement {
 }
 
 fn main() -> ExitCode {
+    let code = run();
+    // The file scenarios' directory (made as soon as any scenario list is): a static, never
+    // dropped, so removed here.
+    tower_edge_benches::fs::remove_files();
+    code
+}
+
+fn run() -> ExitCode {
     let opts = match parse_options() {
         Ok(Some(opts)) => opts,
         Ok(None) => return ExitCode::SUCCESS,

@@ -14,11 +14,25 @@ use tower_edge_example_server::ROUTES;
 mod common;
 use common::get;
 
-/// The server process this test started; killed (by its PID) when dropped.
+/// The server process this test started; stopped (by its PID) when dropped.
 struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // SIGTERM, as a service manager stops it: the server shuts down and removes its
+        // temporary download directory, which a kill would leave behind. Killed if it does not
+        // exit within its 10 s of grace and some.
+        let terminated = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while terminated && Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

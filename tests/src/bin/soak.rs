@@ -554,6 +554,9 @@ fn main() {
         .build()
         .expect("a Tokio runtime");
     let code = runtime.block_on(run(options));
+    // Drops the server's task, and with it the example's temporary download directory, which
+    // `exit` would leave behind.
+    runtime.shutdown_timeout(Duration::from_secs(5));
     std::process::exit(code);
 }
 
