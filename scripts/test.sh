@@ -76,12 +76,15 @@ step "invalidation bench smoke run (every step works; not a measurement)"
 cargo run -q -p tower-edge-benches --bin invalidation -- --smoke
 
 step "nothing left in the temporary directory"
-leftovers="$(find "$run_tmp" -mindepth 1 -maxdepth 1)"
+# Except one empty `.tmpXXXXXX` file per process that profiled: pprof (the example server's
+# `profiling` feature) keeps its sample buffer in a named temporary file held by a static, which
+# is never dropped. Nothing of this project makes such a file.
+leftovers="$(find "$run_tmp" -mindepth 1 -maxdepth 1 ! \( -type f -empty -name '.tmp??????' \))"
 if [ -n "$leftovers" ]; then
   echo "the tests left these behind in $run_tmp:"
   echo "$leftovers"
   exit 1
 fi
-rmdir "$run_tmp"
+rm -rf "$run_tmp"
 
 step "all checks passed"

@@ -1,6 +1,9 @@
 //! `GET /debug/pprof/flamegraph?seconds=N` (feature `profiling`): samples the process's CPU
 //! for N seconds (1 to 60, default 10) and answers an SVG flamegraph. It needs the purge token,
 //! like every operator route.
+//!
+//! pprof keeps its sample buffer in a named temporary file held by a static: a process that
+//! profiled leaves one empty `.tmpXXXXXX` file in the temporary directory when it exits.
 
 use std::{collections::BTreeMap, time::Duration};
 
