@@ -72,6 +72,9 @@ cargo run -q -p tower-edge-tests --bin soak -- --duration 60
 step "load bench smoke run (correctness of every scenario, not a measurement)"
 cargo run -q -p tower-edge-benches --bin loadbench -- --smoke
 
+step "allocation count smoke run (every scenario answers right)"
+cargo run -q -p tower-edge-benches --bin allocs -- --smoke
+
 step "invalidation bench smoke run (every step works; not a measurement)"
 cargo run -q -p tower-edge-benches --bin invalidation -- --smoke
 

@@ -66,21 +66,23 @@ pub(crate) fn origin(parts: &Parts) -> Option<String> {
             if !is_plain_authority(hostport.as_bytes()) {
                 return None;
             }
-            hostport.to_owned()
+            hostport.as_bytes()
         }
         None => {
             let mut lines = parts.headers.get_all(header::HOST).iter();
             match (lines.next(), lines.next()) {
-                (None, _) => String::new(),
-                (Some(host), None) if is_plain_authority(host.as_bytes()) => {
-                    // Checked to be ASCII just above.
-                    String::from_utf8_lossy(host.as_bytes()).into_owned()
-                }
+                (None, _) => &[][..],
+                (Some(host), None) if is_plain_authority(host.as_bytes()) => host.as_bytes(),
                 _ => return None,
             }
         }
     };
-    Some(format!("{scheme}://{}", host.to_ascii_lowercase()))
+    // One allocation: the host is checked to be ASCII above, and lowercased as it is copied.
+    let mut origin = String::with_capacity(scheme.len() + 3 + host.len());
+    origin.push_str(scheme);
+    origin.push_str("://");
+    origin.extend(host.iter().map(|b| char::from(b.to_ascii_lowercase())));
+    Some(origin)
 }
 
 /// `host[:port]` with a registered name, IPv4 or bracketed IPv6 host: no userinfo, path, query,

@@ -4,7 +4,7 @@
 
 use std::{fmt, time::Duration};
 
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, StatusCode};
 
 use crate::http::cache_status::CacheStatus;
 
@@ -102,10 +102,13 @@ impl Outcome {
     /// Appends this outcome's `Cache-Status` member, records it on the request span and
     /// counts it.
     pub(crate) fn apply(self, headers: &mut HeaderMap) {
-        let text = self.to_string();
-        crate::observe::record("edge.cache", &text);
+        const CACHE: &str = "tower-edge; ";
         crate::observe::count("tower_edge_cache_total", "event", self.event());
-        if let Ok(value) = HeaderValue::try_from(format!("tower-edge; {text}")) {
+        if let Some(value) = crate::http::value::formatted(format_args!("{CACHE}{self}")) {
+            // The span field is the member's parameters, without the cache's name.
+            if let Some(text) = value.to_str().ok().and_then(|v| v.strip_prefix(CACHE)) {
+                crate::observe::record("edge.cache", text);
+            }
             headers.append(HeaderName::from_static("cache-status"), value);
         }
     }

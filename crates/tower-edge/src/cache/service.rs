@@ -164,9 +164,8 @@ where
     // A request whose host cannot be keyed without ambiguity neither reads, stores nor
     // invalidates; its handle addresses a reserved name no valid request shares a key with.
     let keyed_origin = key::origin(&parts);
-    let origin = keyed_origin
-        .clone()
-        .unwrap_or_else(|| key::UNKEYABLE_ORIGIN.to_owned());
+    let keyed = keyed_origin.is_some();
+    let origin = keyed_origin.unwrap_or_else(|| key::UNKEYABLE_ORIGIN.to_owned());
 
     if parts.method != Method::GET && parts.method != Method::HEAD {
         let handle = CacheHandle::new(&shared, origin.clone());
@@ -177,7 +176,7 @@ where
         let res = inner.call(Request::from_parts(parts, body)).await?;
         let status = res.status();
         if is_unsafe
-            && keyed_origin.is_some()
+            && keyed
             && config.invalidate_on_unsafe
             && (status.is_success() || status.is_redirection())
         {
@@ -187,7 +186,7 @@ where
     }
 
     let user = config.per_user.as_ref().and_then(|f| f(&parts));
-    let bypass = keyed_origin.is_none() || config.bypass.as_ref().is_some_and(|f| f(&parts));
+    let bypass = !keyed || config.bypass.as_ref().is_some_and(|f| f(&parts));
     // A request with credentials is never answered from entries shared between users: the
     // origin may answer it for that user alone. Its answer is stored only when RFC 9111 §3.5
     // allows (`public`, `s-maxage`, `must-revalidate`), which `policy::decide` checks.
@@ -255,12 +254,15 @@ where
         ))
         .await;
     }
-    let mut flight_key = ctx.base.clone();
-    if !no_cache {
-        match probe(&ctx).await {
+    // The key this request's own entry would have: known from the lookup, and only copied on
+    // a miss.
+    let flight_key = if no_cache {
+        ctx.base.clone()
+    } else {
+        let flight_key = match probe(&ctx).await {
             Ok(found) => return answer_from(found, &ctx, inner, parts, body).await,
-            Err(key) => flight_key = key,
-        }
+            Err(key) => key,
+        };
         // RFC 9111 §3.3: a range wholly within parts stored from earlier ranges.
         if let Some(res) = answer_from_parts(&ctx, &flight_key).await {
             return Ok(res);
@@ -268,7 +270,8 @@ where
         if ctx.only_if_cached {
             return Ok(only_if_cached(Fwd::Miss));
         }
-    }
+        flight_key
+    };
     bump(&shared.counters.misses);
     let fwd = if no_cache { Fwd::Request } else { Fwd::Miss };
     // A range goes to the origin as it is, without joining the flight of the whole: another
@@ -341,7 +344,7 @@ where
     let (age, lifetime) = (found.age(ctx.now), found.entry.fresh_for());
     if ctx.demand.takes_fresh(age, lifetime) {
         bump(&shared.counters.hits);
-        tracing::trace!(key = %found.key, "cache hit");
+        tracing::trace!(key = %found.key(ctx), "cache hit");
         let ttl = lifetime.saturating_sub(age);
         return Ok(serve(&found, ctx, Outcome::Hit { ttl }));
     }
@@ -365,9 +368,9 @@ where
     }
     if may_serve_stale && stale_by < found.entry.stale_while_revalidate() {
         bump(&shared.counters.stale);
-        tracing::debug!(key = %found.key, stale_by = ?stale_by, "serving stale while revalidating");
+        tracing::debug!(key = %found.key(ctx), stale_by = ?stale_by, "serving stale while revalidating");
         // One background refresh per key; everyone else is served the stale entry meanwhile.
-        if let Some(guard) = shared.refreshes.try_lead(&found.key.to_string())
+        if let Some(guard) = shared.refreshes.try_lead(&found.key(ctx).to_string())
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let refresh_ctx = Ctx {

@@ -353,7 +353,8 @@ impl Demand {
 
 /// `Age` as a header value: whole seconds.
 pub fn age_header(age: Duration) -> HeaderValue {
-    HeaderValue::from(age.as_secs())
+    crate::http::value::formatted(format_args!("{}", age.as_secs()))
+        .unwrap_or_else(|| HeaderValue::from(age.as_secs()))
 }
 
 #[cfg(test)]

@@ -20,4 +20,5 @@ pub mod preconditions;
 pub mod range;
 pub(crate) mod responses;
 pub mod storability;
+pub(crate) mod value;
 pub mod vary;

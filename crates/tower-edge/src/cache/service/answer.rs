@@ -61,7 +61,14 @@ pub(super) fn serve<St, B>(
     let entry = &found.entry;
     let mut res = Response::new(CacheBody::<B>::empty());
     *res.status_mut() = entry.status();
-    *res.headers_mut() = entry.headers().clone();
+    // Room for `Age` and `Cache-Status` from the start: a clone is exactly as large as the
+    // stored map, and adding them would grow it again.
+    let stored = entry.headers();
+    let headers = res.headers_mut();
+    headers.reserve(stored.len() + 2);
+    for (name, value) in stored {
+        headers.append(name, value.clone());
+    }
     res.headers_mut()
         .insert(header::AGE, policy::seconds_value(found.age(ctx.now)));
     outcome.apply(res.headers_mut());

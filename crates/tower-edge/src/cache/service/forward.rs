@@ -157,7 +157,7 @@ impl<'a, St: CacheStore + Clone> Forwarding<'a, St> {
         tracing::debug!(key = %ctx.base, "serving stale on error");
         let found = Found {
             entry: stale,
-            key: ctx.base.clone(),
+            key: None,
         };
         let stale_by = found.stale_by(ctx.now);
         serve(&found, ctx, Outcome::StaleIfError { stale_by, status })

@@ -51,10 +51,16 @@ pub(super) async fn take_flight<St: CacheStore>(ctx: &Ctx<St>, mut key: CacheKey
 /// A stored entry and the key it was found under.
 pub(super) struct Found {
     pub(super) entry: Arc<Entry>,
-    pub(super) key: CacheKey,
+    /// `None` for the request's base key, which a hit then need not copy.
+    pub(super) key: Option<CacheKey>,
 }
 
 impl Found {
+    /// The key the entry was found under.
+    pub(super) fn key<'a, St>(&'a self, ctx: &'a Ctx<St>) -> &'a CacheKey {
+        self.key.as_ref().unwrap_or(&ctx.base)
+    }
+
     pub(super) fn age(&self, now: SystemTime) -> Duration {
         self.entry.age(now)
     }
@@ -82,10 +88,7 @@ pub(super) async fn probe<St: CacheStore>(ctx: &Ctx<St>) -> Result<Found, CacheK
         return Err(ctx.base.clone());
     };
     let Some(names) = entry.headers().get(VARY_MARKER) else {
-        return Ok(Found {
-            entry,
-            key: ctx.base.clone(),
-        });
+        return Ok(Found { entry, key: None });
     };
     let names: Option<Vec<HeaderName>> = names.to_str().ok().and_then(|names| {
         names
@@ -105,7 +108,10 @@ pub(super) async fn probe<St: CacheStore>(ctx: &Ctx<St>) -> Result<Found, CacheK
     if entry.headers().contains_key(VARY_MARKER) {
         return Err(key);
     }
-    Ok(Found { entry, key })
+    Ok(Found {
+        entry,
+        key: Some(key),
+    })
 }
 
 pub(super) async fn get<St: CacheStore>(ctx: &Ctx<St>, key: &CacheKey) -> Option<Arc<Entry>> {

@@ -32,7 +32,7 @@ pub(super) async fn answer_from_parts<St: CacheStore, B>(
     let key = parts_key(variant);
     let found = Found {
         entry: get(ctx, &key).await?,
-        key,
+        key: Some(key),
     };
     if !found.fresh(ctx.now) {
         return None;
@@ -63,7 +63,7 @@ pub(super) async fn answer_from_parts<St: CacheStore, B>(
         Resolution::Partial(_) | Resolution::Full => return None,
     };
     bump(&ctx.shared.counters.hits);
-    tracing::trace!(key = %found.key, "cache hit on stored parts");
+    tracing::trace!(key = %found.key(ctx), "cache hit on stored parts");
     let ttl = entry.fresh_for().saturating_sub(found.age(ctx.now));
     res.headers_mut()
         .insert(header::AGE, policy::seconds_value(found.age(ctx.now)));

@@ -77,7 +77,10 @@ where
             )
             .await;
             finish(guard, Finish::of(stored));
-            let found = Found { entry, key };
+            let found = Found {
+                entry,
+                key: Some(key),
+            };
             let outcome = Outcome::Forwarded {
                 fwd,
                 not_modified: true,
@@ -95,9 +98,9 @@ where
                     tags,
                     ctx.now,
                 )),
-                key: ctx.base.clone(),
+                key: None,
             };
-            let _ = shared.store.delete(&found.key).await;
+            let _ = shared.store.delete(found.key(ctx)).await;
             finish(guard, Finish::NotStored);
             let outcome = Outcome::Forwarded {
                 fwd,
