@@ -142,7 +142,7 @@ pub fn example_app() -> Router {
 }
 
 /// The length of the body `app` answers `path` with for `accept`, measured once.
-fn answer_len(
+pub(crate) fn answer_len(
     key: &'static str,
     app: fn() -> Router,
     path: &'static str,

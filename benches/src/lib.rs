@@ -160,6 +160,12 @@ pub fn cache_hit_app() -> Router {
     cacheable_router().layer(ResponseCacheLayer::new(MokaStore::default()))
 }
 
+/// The preset as the README builds it, `EdgeStack::new(MokaStore::default())`, around the
+/// cacheable route: after the first request of each variant, every request is a hit.
+pub fn preset_app() -> Router {
+    cacheable_router().layer(tower_edge::stack::EdgeStack::new(MokaStore::default()))
+}
+
 /// A handler using the `Preconditions` extractor with its own version-number ETag.
 pub fn extractor_app() -> Router {
     Router::new().route("/data", get(versioned_handler))
@@ -251,6 +257,23 @@ pub fn scenarios() -> Vec<Scenario> {
             app: cache_hit_app,
             request: get_data(Vec::new()),
             expect: full,
+        },
+        Scenario {
+            name: "preset-hit",
+            description: "EdgeStack::new(MokaStore::default()) as the README builds it, identity hit",
+            app: preset_app,
+            request: get_data(Vec::new()),
+            expect: full,
+        },
+        Scenario {
+            name: "preset-br-hit",
+            description: "EdgeStack as the README builds it, brotli hit (Accept-Encoding: gzip, br)",
+            app: preset_app,
+            request: get_data(vec![("accept-encoding", "gzip, br".to_owned())]),
+            expect: Expect {
+                status: StatusCode::OK,
+                body_len: compression::answer_len("preset-br-hit", preset_app, "/data", "br"),
+            },
         },
         Scenario {
             name: "extractor-304",

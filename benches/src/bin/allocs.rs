@@ -22,9 +22,8 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::ServiceExt;
-use tower_edge::{etag::ETagLayer, stack::EdgeStack};
-use tower_edge_benches::{bare_app, body_10k, cache_hit_app, cacheable_router, etag_of_body_10k};
-use tower_edge_store::MokaStore;
+use tower_edge::etag::ETagLayer;
+use tower_edge_benches::{bare_app, body_10k, cache_hit_app, etag_of_body_10k, preset_app};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -49,7 +48,7 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let preset = || cacheable_router().layer(EdgeStack::new(MokaStore::default()));
+    let preset = preset_app;
     vec![
         Case {
             name: "bare",

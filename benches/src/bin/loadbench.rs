@@ -38,19 +38,23 @@ struct Options {
     only: Vec<String>,
     smoke: bool,
     baseline: bool,
+    wrk: bool,
 }
 
 const USAGE: &str = "\
 loadbench: tower-edge scenarios side by side against a bare axum handler
 
 USAGE:
-    loadbench [--duration SECS] [--connections N] [--only NAME[,NAME...]] [--smoke] [--list]
+    loadbench [--duration SECS] [--connections N] [--only NAME[,NAME...]] [--wrk] [--smoke] [--list]
 
 OPTIONS:
     --duration SECS     measured seconds per scenario (after 1 s of warm-up) [default: 5]
     --connections N     concurrent keep-alive connections [default: 32]
     --only NAMES        run only these scenarios (and the baseline)
     --no-baseline       with --only, skip the baseline (for profiling one scenario)
+    --wrk               also drive each scenario with wrk (1 thread, the same connections and
+                        duration, pinned to the client's core with taskset), and print its
+                        figures next to the built-in generator's
     --smoke             a fraction of a second per scenario: checks every scenario answers right
     --list              list the scenarios
 ";
@@ -63,6 +67,7 @@ fn parse_options() -> Result<Option<Options>, String> {
         only: Vec::new(),
         smoke: false,
         baseline: true,
+        wrk: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -89,6 +94,7 @@ fn parse_options() -> Result<Option<Options>, String> {
                 .only
                 .extend(value("--only")?.split(',').map(str::to_owned)),
             "--no-baseline" => opts.baseline = false,
+            "--wrk" => opts.wrk = true,
             "--smoke" => {
                 opts.smoke = true;
                 opts.duration = Duration::from_millis(200);
@@ -114,7 +120,109 @@ fn parse_options() -> Result<Option<Options>, String> {
             return Err(format!("unknown scenario {name:?}; --list shows them"));
         }
     }
+    if opts.wrk {
+        for tool in ["wrk", "taskset"] {
+            let found = std::process::Command::new(tool)
+                .arg("--version")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok();
+            if !found {
+                return Err(format!(
+                    "--wrk needs `{tool}` (Debian: apt-get install wrk util-linux)"
+                ));
+            }
+        }
+    }
     Ok(Some(opts))
+}
+
+/// What `wrk` measured of one scenario, with the server's CPU time over its run.
+struct WrkMeasurement {
+    requests: u64,
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    server_cpu: Duration,
+    /// Responses wrk counted as "Non-2xx or 3xx".
+    bad_status: u64,
+}
+
+impl WrkMeasurement {
+    fn cpu_per_request_us(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+    }
+}
+
+/// Drives the server at `addr` with `wrk` pinned to `core`, for whole seconds (wrk's unit).
+fn run_wrk(
+    addr: SocketAddr,
+    spec: &tower_edge_benches::RequestSpec,
+    opts: &Options,
+    core: Option<core_affinity::CoreId>,
+    cpu_path: &std::path::Path,
+) -> Result<WrkMeasurement, String> {
+    let secs = opts.duration.as_secs_f64().ceil().max(1.0) as u64;
+    let mut command = std::process::Command::new("taskset");
+    let cpu_list = core.map_or_else(|| "0-1023".to_owned(), |c| c.id.to_string());
+    command.args(["-c", &cpu_list, "wrk", "-t1", "--latency"]);
+    command.arg(format!("-c{}", opts.connections));
+    command.arg(format!("-d{secs}s"));
+    command.args(["-H", "Host: bench"]);
+    for (name, value) in &spec.headers {
+        command.args(["-H", &format!("{name}: {value}")]);
+    }
+    command.arg(format!("http://{addr}{}", spec.path));
+    let cpu_start = read_cpu(cpu_path);
+    let output = command.output().map_err(|e| format!("wrk: {e}"))?;
+    let server_cpu = read_cpu(cpu_path).saturating_sub(cpu_start);
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "wrk failed: {}{}",
+            text,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    parse_wrk(&text, server_cpu).ok_or_else(|| format!("unreadable wrk output:\n{text}"))
+}
+
+/// Reads wrk's report: the request count, requests/s, the 50% and 99% latencies and the count
+/// of responses outside 2xx and 3xx.
+fn parse_wrk(text: &str, server_cpu: Duration) -> Option<WrkMeasurement> {
+    let micros = |value: &str| -> Option<f64> {
+        let (number, factor) = if let Some(n) = value.strip_suffix("us") {
+            (n, 1.0)
+        } else if let Some(n) = value.strip_suffix("ms") {
+            (n, 1e3)
+        } else if let Some(n) = value.strip_suffix('s') {
+            (n, 1e6)
+        } else {
+            return None;
+        };
+        number.parse::<f64>().ok().map(|n| n * factor)
+    };
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|line| line.strip_prefix(prefix).map(str::trim))
+    };
+    let requests = text
+        .lines()
+        .find(|line| line.contains(" requests in "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(WrkMeasurement {
+        requests,
+        rps: field("Requests/sec:")?.parse().ok()?,
+        p50_us: micros(field("50%")?)?,
+        p99_us: micros(field("99%")?)?,
+        server_cpu,
+        bad_status: field("Non-2xx or 3xx responses:").map_or(Some(0), |n| n.parse().ok())?,
+    })
 }
 
 struct Measurement {
@@ -202,13 +310,14 @@ fn run() -> ExitCode {
         None
     };
     let mut results: Vec<(Scenario, Measurement)> = Vec::new();
+    let mut by_wrk: Vec<(&'static str, WrkMeasurement)> = Vec::new();
     let mut failed = false;
     for scenario in selected {
         if needs_redis(scenario.name) && _redis.is_none() {
             continue;
         }
         match run_scenario(&scenario, &opts, server_core, client_core) {
-            Ok(m) => {
+            Ok((m, wrk)) => {
                 if m.errors > 0 {
                     eprintln!("{}: {} wrong responses", scenario.name, m.errors);
                     failed = true;
@@ -216,6 +325,16 @@ fn run() -> ExitCode {
                 if m.requests == 0 {
                     eprintln!("{}: no request completed", scenario.name);
                     failed = true;
+                }
+                if let Some(wrk) = wrk {
+                    if wrk.bad_status > 0 || wrk.requests == 0 {
+                        eprintln!(
+                            "{}: wrk saw {} requests, {} outside 2xx and 3xx",
+                            scenario.name, wrk.requests, wrk.bad_status
+                        );
+                        failed = true;
+                    }
+                    by_wrk.push((scenario.name, wrk));
                 }
                 results.push((scenario, m));
             }
@@ -227,6 +346,9 @@ fn run() -> ExitCode {
     }
 
     print_table(&results, &opts);
+    if !by_wrk.is_empty() {
+        print_wrk_table(&results, &by_wrk, &opts);
+    }
     if failed {
         ExitCode::FAILURE
     } else {
@@ -283,6 +405,47 @@ fn print_table(results: &[(Scenario, Measurement)], opts: &Options) {
     );
 }
 
+/// wrk's figures for the same servers, with ratios to the bare handler as wrk measured it, and
+/// the built-in generator's requests/s against wrk's (how far its figures can be trusted).
+fn print_wrk_table(
+    results: &[(Scenario, Measurement)],
+    by_wrk: &[(&'static str, WrkMeasurement)],
+    opts: &Options,
+) {
+    let bare = by_wrk
+        .iter()
+        .find(|(name, _)| *name == "bare")
+        .map(|(_, w)| w);
+    println!(
+        "\nThe same servers driven by wrk (1 thread, {} connections, {} s, pinned with taskset):\n",
+        opts.connections,
+        opts.duration.as_secs_f64().ceil().max(1.0)
+    );
+    println!(
+        "| scenario | wrk req/s | p50 µs | p99 µs | server CPU µs/req | req/s vs bare | CPU/req vs bare | built-in req/s / wrk's |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, w) in by_wrk {
+        let (rps_ratio, cpu_ratio) = bare.map_or((f64::NAN, f64::NAN), |b| {
+            (
+                w.rps / b.rps,
+                b.cpu_per_request_us() / w.cpu_per_request_us(),
+            )
+        });
+        let agreement = results
+            .iter()
+            .find(|(s, _)| s.name == *name)
+            .map_or(f64::NAN, |(_, m)| m.rps() / w.rps);
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.0} | {:.2} | {rps_ratio:.2}x | {cpu_ratio:.2}x | {agreement:.2} |",
+            w.rps,
+            w.p50_us,
+            w.p99_us,
+            w.cpu_per_request_us(),
+        );
+    }
+}
+
 /// The CPU time the calling thread has used, from the kernel's scheduler statistics.
 fn thread_cpu_path() -> std::io::Result<std::path::PathBuf> {
     // "/proc/thread-self" links to "<pid>/task/<tid>"; keep the path to read it from elsewhere.
@@ -303,7 +466,7 @@ fn run_scenario(
     opts: &Options,
     server_core: Option<core_affinity::CoreId>,
     client_core: Option<core_affinity::CoreId>,
-) -> Result<Measurement, String> {
+) -> Result<(Measurement, Option<WrkMeasurement>), String> {
     let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<(SocketAddr, std::path::PathBuf)>>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let router = (scenario.app)();
@@ -347,6 +510,7 @@ fn run_scenario(
         .recv()
         .map_err(|_| "server thread died".to_owned())?
         .map_err(|e| format!("server: {e}"))?;
+    let wrk_cpu_path = cpu_path.clone();
 
     let client_opts = (opts.connections, opts.warmup, opts.duration);
     let request = scenario.request.clone();
@@ -367,11 +531,22 @@ fn run_scenario(
     let result = client
         .join()
         .map_err(|_| "client thread panicked".to_owned())?;
+    // The same server, warmed by the built-in run, driven by wrk.
+    let wrk = match (&result, opts.wrk) {
+        (Ok(_), true) => Some(run_wrk(
+            addr,
+            &scenario.request,
+            opts,
+            client_core,
+            &wrk_cpu_path,
+        )),
+        _ => None,
+    };
     let _ = stop_tx.send(());
     server
         .join()
         .map_err(|_| "server thread panicked".to_owned())?;
-    result
+    Ok((result?, wrk.transpose()?))
 }
 
 async fn drive(
