@@ -65,7 +65,9 @@ impl EntityTag {
 
     // `opaque` must hold only etagc bytes.
     pub(crate) fn from_valid(weak: bool, opaque: &[u8]) -> Self {
-        let mut buf = Vec::with_capacity(opaque.len() + 4);
+        // Exactly the length: `Bytes` takes a full `Vec` as it is, and allocates again for one
+        // with room to spare.
+        let mut buf = Vec::with_capacity(opaque.len() + 2 + if weak { 2 } else { 0 });
         if weak {
             buf.extend_from_slice(b"W/");
         }
