@@ -124,6 +124,16 @@ pub fn scenarios() -> Vec<Scenario> {
     let mut out = Vec::new();
     for (key, what, path, headers, expect) in cases {
         let (edge, tower_http) = names(key);
+        if let Some(nginx) = crate::nginx::twin(edge) {
+            out.push(Scenario {
+                name: nginx,
+                description: leak(format!("nginx (sendfile, open_file_cache), {what}")),
+                // nginx serves these; the router is the same files' tower-edge twin.
+                app: edge_app,
+                request: get(path, headers.clone()),
+                expect,
+            });
+        }
         out.push(Scenario {
             name: edge,
             description: leak(format!("tower-edge ServeDir, {what}")),

@@ -6,6 +6,7 @@
 
 pub mod compression;
 pub mod fs;
+pub mod nginx;
 pub mod redis;
 
 use std::sync::OnceLock;
@@ -55,7 +56,8 @@ pub struct Scenario {
     pub name: &'static str,
     /// One line on what it measures.
     pub description: &'static str,
-    /// Builds a fresh router for the scenario.
+    /// Builds a fresh router for the scenario (for `nginx-…` scenarios, which nginx serves,
+    /// the tower-edge twin's, unused).
     pub app: fn() -> Router,
     /// The request to repeat.
     pub request: RequestSpec,

@@ -29,7 +29,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
-use tower_edge_benches::{Scenario, paired_baseline, redis::needs_redis, scenarios};
+use tower_edge_benches::{Scenario, nginx, paired_baseline, redis::needs_redis, scenarios};
 
 struct Options {
     duration: Duration,
@@ -309,11 +309,20 @@ fn run() -> ExitCode {
     } else {
         None
     };
+    let has_nginx = nginx::installed();
+    if !has_nginx && selected.iter().any(|s| nginx::is_nginx(s.name)) {
+        eprintln!(
+            "warning: nginx is not installed (Debian: apt-get install nginx-light); skipping the nginx-* scenarios"
+        );
+    }
     let mut results: Vec<(Scenario, Measurement)> = Vec::new();
     let mut by_wrk: Vec<(&'static str, WrkMeasurement)> = Vec::new();
     let mut failed = false;
     for scenario in selected {
         if needs_redis(scenario.name) && _redis.is_none() {
+            continue;
+        }
+        if nginx::is_nginx(scenario.name) && !has_nginx {
             continue;
         }
         match run_scenario(&scenario, &opts, server_core, client_core) {
@@ -349,6 +358,7 @@ fn run() -> ExitCode {
     if !by_wrk.is_empty() {
         print_wrk_table(&results, &by_wrk, &opts);
     }
+    print_nginx_table(&results, &by_wrk);
     if failed {
         ExitCode::FAILURE
     } else {
@@ -446,6 +456,48 @@ fn print_wrk_table(
     }
 }
 
+/// tower-edge's file scenarios against nginx serving the same files, by both clients.
+fn print_nginx_table(
+    results: &[(Scenario, Measurement)],
+    by_wrk: &[(&'static str, WrkMeasurement)],
+) {
+    let built_in = |name: &str| results.iter().find(|(s, _)| s.name == name).map(|(_, m)| m);
+    let wrk = |name: &str| by_wrk.iter().find(|(n, _)| *n == name).map(|(_, w)| w);
+    let pairs: Vec<(&str, &str)> = results
+        .iter()
+        .filter_map(|(s, _)| Some((s.name, nginx::twin(s.name)?)))
+        .filter(|(_, twin)| built_in(twin).is_some())
+        .collect();
+    if pairs.is_empty() {
+        return;
+    }
+    println!(
+        "\ntower-edge ServeDir against nginx on the same files (ratios above 1.00x favour tower-edge):\n"
+    );
+    println!(
+        "| scenario | nginx twin | req/s vs nginx | CPU/req vs nginx | wrk: req/s vs nginx | wrk: CPU/req vs nginx |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
+    for (name, twin) in pairs {
+        let (Some(m), Some(n)) = (built_in(name), built_in(twin)) else {
+            continue;
+        };
+        let by_wrk = match (wrk(name), wrk(twin)) {
+            (Some(w), Some(v)) => format!(
+                "{:.2}x | {:.2}x",
+                w.rps / v.rps,
+                v.cpu_per_request_us() / w.cpu_per_request_us()
+            ),
+            _ => "- | -".to_owned(),
+        };
+        println!(
+            "| {name} | {twin} | {:.2}x | {:.2}x | {by_wrk} |",
+            m.rps() / n.rps(),
+            n.cpu_per_request_us() / m.cpu_per_request_us()
+        );
+    }
+}
+
 /// The CPU time the calling thread has used, from the kernel's scheduler statistics.
 fn thread_cpu_path() -> std::io::Result<std::path::PathBuf> {
     // "/proc/thread-self" links to "<pid>/task/<tid>"; keep the path to read it from elsewhere.
@@ -467,6 +519,9 @@ fn run_scenario(
     server_core: Option<core_affinity::CoreId>,
     client_core: Option<core_affinity::CoreId>,
 ) -> Result<(Measurement, Option<WrkMeasurement>), String> {
+    if nginx::is_nginx(scenario.name) {
+        return run_against_nginx(scenario, opts, server_core, client_core);
+    }
     let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<(SocketAddr, std::path::PathBuf)>>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let router = (scenario.app)();
@@ -498,6 +553,12 @@ fn run_scenario(
                     }
                 };
                 let _ = ready_tx.send(Ok((addr, cpu_path)));
+                // TCP_NODELAY, as the example server sets it and nginx does (`tcp_nodelay on`):
+                // without it, a server that writes a response's head and body apart waits out
+                // the client's delayed ACK (about 40 ms) on kept-alive connections.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 let _ = axum::serve(listener, router)
                     .with_graceful_shutdown(async {
                         let _ = stop_rx.await;
@@ -547,6 +608,49 @@ fn run_scenario(
         .join()
         .map_err(|_| "server thread panicked".to_owned())?;
     Ok((result?, wrk.transpose()?))
+}
+
+/// A file scenario served by nginx (pinned to the server's core) instead of a router.
+fn run_against_nginx(
+    scenario: &Scenario,
+    opts: &Options,
+    server_core: Option<core_affinity::CoreId>,
+    client_core: Option<core_affinity::CoreId>,
+) -> Result<(Measurement, Option<WrkMeasurement>), String> {
+    let server = nginx::Nginx::start(server_core.map(|c| c.id))?;
+    let (addr, cpu_path) = (server.addr(), server.cpu_path());
+    let client_opts = (opts.connections, opts.warmup, opts.duration);
+    let (request, expect) = (scenario.request.clone(), scenario.expect);
+    let driven = cpu_path.clone();
+    let client = std::thread::Builder::new()
+        .name("lb-client".into())
+        .spawn(move || {
+            if let Some(core) = client_core {
+                core_affinity::set_for_current(core);
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(drive(addr, client_opts, request, expect, driven))
+        })
+        .map_err(|e| format!("client thread: {e}"))?;
+    let measured = client
+        .join()
+        .map_err(|_| "client thread panicked".to_owned())??;
+    let wrk = if opts.wrk {
+        Some(run_wrk(
+            addr,
+            &scenario.request,
+            opts,
+            client_core,
+            &cpu_path,
+        )?)
+    } else {
+        None
+    };
+    drop(server);
+    Ok((measured, wrk))
 }
 
 async fn drive(
