@@ -62,7 +62,7 @@
 //! response never holds more than one chunk, whatever the file's size. Ranges seek to their
 //! offset, so a 1 KiB range of a 2 GiB file reads 1 KiB.
 //!
-//! The hot-file cache holds files of at most [`ServeDir::cache_max_file_size`] (64 KiB) with
+//! The hot-file cache holds files of at most [`ServeDir::cache_max_file_size`] (1 MiB) with
 //! their precompressed siblings, up to [`ServeDir::cache_capacity`] (32 MiB) in all. A request
 //! for a cached file checked within [`ServeDir::cache_revalidate_interval`] (1 s) is answered
 //! without a system call or an allocation beyond the response; after the interval the next

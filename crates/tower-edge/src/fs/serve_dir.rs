@@ -136,7 +136,7 @@ impl ServeDir {
                 immutable_hashed_names: true,
                 attachment: false,
                 offload: None,
-                cache_max_file_size: 64 * 1024,
+                cache_max_file_size: 1024 * 1024,
                 cache_capacity: 32 * 1024 * 1024,
                 cache_revalidate: Duration::from_secs(1),
                 limits: RangeLimits::new(),
@@ -298,7 +298,9 @@ impl<F> ServeDir<F> {
     /// Files of at most this many bytes (and their precompressed siblings) are kept in memory.
     /// `0` turns the hot-file cache off.
     ///
-    /// Defaults to 64 KiB.
+    /// Defaults to 1 MiB: a hot file that size, and any range of it, is answered from memory
+    /// without a system call, within [`cache_capacity`](Self::cache_capacity) in all. Larger
+    /// files stream from disk, one chunk at a time.
     #[must_use]
     pub fn cache_max_file_size(mut self, bytes: u64) -> Self {
         self.config().cache_max_file_size = bytes;

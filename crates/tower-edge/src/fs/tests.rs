@@ -546,6 +546,25 @@ async fn hot_cache_serves_without_the_disk_until_the_interval_passes() {
 }
 
 #[tokio::test]
+async fn by_default_a_one_mebibyte_file_and_its_ranges_are_served_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = content(1024 * 1024);
+    std::fs::write(dir.path().join("big.bin"), &big).unwrap();
+    let svc = ServeDir::new(dir.path()).clock(clock());
+    assert_eq!(get(&svc, "/big.bin", &[]).await.1.len(), big.len());
+    assert_eq!(svc.cache.bytes(), big.len() as u64, "kept whole");
+    // Gone from the disk: within the revalidation interval, ranges come from memory.
+    std::fs::remove_file(dir.path().join("big.bin")).unwrap();
+    let (parts, body) = get(&svc, "/big.bin", &[(header::RANGE, "bytes=524288-525311")]).await;
+    assert_eq!(parts.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, big[524_288..525_312]);
+    // One byte more than the bound streams from disk instead.
+    std::fs::write(dir.path().join("bigger.bin"), content(1024 * 1024 + 1)).unwrap();
+    assert_eq!(get(&svc, "/bigger.bin", &[]).await.1.len(), 1024 * 1024 + 1);
+    assert_eq!(svc.cache.bytes(), big.len() as u64, "not kept");
+}
+
+#[tokio::test]
 async fn hot_cache_stays_within_its_capacity() {
     let dir = tempfile::tempdir().unwrap();
     for i in 0..10 {
