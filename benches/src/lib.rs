@@ -162,6 +162,36 @@ pub fn cache_hit_app() -> Router {
     cacheable_router().layer(ResponseCacheLayer::new(MokaStore::default()))
 }
 
+/// The bare handler's body with the header fields a preset hit sends (`Cache-Control`, `ETag`,
+/// `Vary`, `Date`, `Age`, `Cache-Status`), as constants: what those fields cost to send, apart
+/// from what the cache does to produce them.
+async fn hit_shaped_handler() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (
+                header::ETAG,
+                "\"L9veUYQFfHruS7MXCr0PUo5p8sfGd9KCFvMK8wzmFCs\"",
+            ),
+            (header::VARY, "accept-encoding"),
+            (header::DATE, "Mon, 30 Nov 2026 03:39:01 GMT"),
+            (header::AGE, "0"),
+        ],
+        [(
+            header::HeaderName::from_static("cache-status"),
+            "tower-edge; hit; ttl=3599",
+        )],
+        body_10k(),
+    )
+        .into_response()
+}
+
+/// The bare route answering with a hit's header fields (see `hit_shaped_handler`).
+pub fn hit_shaped_app() -> Router {
+    Router::new().route("/data", get(hit_shaped_handler))
+}
+
 /// The preset as the README builds it, `EdgeStack::new(MokaStore::default())`, around the
 /// cacheable route: after the first request of each variant, every request is a hit.
 pub fn preset_app() -> Router {
@@ -257,6 +287,13 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "cache-hit",
             description: "ResponseCacheLayer hit on a MokaStore, same 10 KiB body",
             app: cache_hit_app,
+            request: get_data(Vec::new()),
+            expect: full,
+        },
+        Scenario {
+            name: "bare-hit-fields",
+            description: "bare handler sending a preset hit's 8 header fields as constants (what the fields alone cost)",
+            app: hit_shaped_app,
             request: get_data(Vec::new()),
             expect: full,
         },
