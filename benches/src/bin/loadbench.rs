@@ -571,27 +571,7 @@ fn run_scenario(
         .recv()
         .map_err(|_| "server thread died".to_owned())?
         .map_err(|e| format!("server: {e}"))?;
-    let wrk_cpu_path = cpu_path.clone();
-
-    let client_opts = (opts.connections, opts.warmup, opts.duration);
-    let request = scenario.request.clone();
-    let expect = scenario.expect;
-    let client = std::thread::Builder::new()
-        .name("lb-client".into())
-        .spawn(move || {
-            if let Some(core) = client_core {
-                core_affinity::set_for_current(core);
-            }
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(drive(addr, client_opts, request, expect, cpu_path))
-        })
-        .map_err(|e| format!("client thread: {e}"))?;
-    let result = client
-        .join()
-        .map_err(|_| "client thread panicked".to_owned())?;
+    let result = built_in_client(scenario, opts, addr, client_core, cpu_path.clone());
     // The same server, warmed by the built-in run, driven by wrk.
     let wrk = match (&result, opts.wrk) {
         (Ok(_), true) => Some(run_wrk(
@@ -599,7 +579,7 @@ fn run_scenario(
             &scenario.request,
             opts,
             client_core,
-            &wrk_cpu_path,
+            &cpu_path,
         )),
         _ => None,
     };
@@ -608,6 +588,34 @@ fn run_scenario(
         .join()
         .map_err(|_| "server thread panicked".to_owned())?;
     Ok((result?, wrk.transpose()?))
+}
+
+/// Runs the built-in load generator against `addr` on its own thread, pinned to `core`, and
+/// measures the server's CPU time from `cpu_path`.
+fn built_in_client(
+    scenario: &Scenario,
+    opts: &Options,
+    addr: SocketAddr,
+    core: Option<core_affinity::CoreId>,
+    cpu_path: std::path::PathBuf,
+) -> Result<Measurement, String> {
+    let client_opts = (opts.connections, opts.warmup, opts.duration);
+    let (request, expect) = (scenario.request.clone(), scenario.expect);
+    std::thread::Builder::new()
+        .name("lb-client".into())
+        .spawn(move || {
+            if let Some(core) = core {
+                core_affinity::set_for_current(core);
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(drive(addr, client_opts, request, expect, cpu_path))
+        })
+        .map_err(|e| format!("client thread: {e}"))?
+        .join()
+        .map_err(|_| "client thread panicked".to_owned())?
 }
 
 /// A file scenario served by nginx (pinned to the server's core) instead of a router.
@@ -619,25 +627,7 @@ fn run_against_nginx(
 ) -> Result<(Measurement, Option<WrkMeasurement>), String> {
     let server = nginx::Nginx::start(server_core.map(|c| c.id))?;
     let (addr, cpu_path) = (server.addr(), server.cpu_path());
-    let client_opts = (opts.connections, opts.warmup, opts.duration);
-    let (request, expect) = (scenario.request.clone(), scenario.expect);
-    let driven = cpu_path.clone();
-    let client = std::thread::Builder::new()
-        .name("lb-client".into())
-        .spawn(move || {
-            if let Some(core) = client_core {
-                core_affinity::set_for_current(core);
-            }
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(drive(addr, client_opts, request, expect, driven))
-        })
-        .map_err(|e| format!("client thread: {e}"))?;
-    let measured = client
-        .join()
-        .map_err(|_| "client thread panicked".to_owned())??;
+    let measured = built_in_client(scenario, opts, addr, client_core, cpu_path.clone())?;
     let wrk = if opts.wrk {
         Some(run_wrk(
             addr,
