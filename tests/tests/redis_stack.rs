@@ -3,6 +3,7 @@
 //! and coming back under load.
 
 use std::{
+    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -297,6 +298,39 @@ async fn two_hundred_cold_requests_reach_the_handler_once(redis: Redis<'_>) {
     );
 }
 
+/// `GET /item/{i}` on the test shop.
+fn item_request(i: u32) -> Request<Full<Bytes>> {
+    Request::get(format!("/item/{i}"))
+        .header(header::HOST, "shop.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// 200 requests on distinct keys to the server at `addr`, ten batches of 20 at once, with
+/// `kill` run before the second batch. Every request must be answered 200; returns each one's
+/// latency from the start of its batch.
+async fn under_load_with_a_kill(addr: SocketAddr, kill: impl FnOnce()) -> Vec<Duration> {
+    let mut kill = Some(kill);
+    let mut latencies = Vec::new();
+    for batch in 0..10u32 {
+        if batch == 1
+            && let Some(kill) = kill.take()
+        {
+            kill();
+        }
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..20u32)
+            .map(|i| tokio::spawn(send(addr, item_request(batch * 20 + i))))
+            .collect();
+        for task in tasks {
+            let res = task.await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{:?}", res.headers());
+            latencies.push(started.elapsed());
+        }
+    }
+    latencies
+}
+
 #[tokio::test]
 async fn redis_dying_under_load_costs_no_errors_and_caching_resumes_after_restart() {
     let mut redis = RedisServer::start();
@@ -305,30 +339,9 @@ async fn redis_dying_under_load_costs_no_errors_and_caching_resumes_after_restar
     until_connected(&[&a]).await;
     let server = TestServer::start(a.app.clone()).await;
     let addr = server.addr();
-    let request = |i: u32| {
-        Request::get(format!("/item/{i}"))
-            .header(header::HOST, "shop.test")
-            .body(Full::new(Bytes::new()))
-            .unwrap()
-    };
-
-    // 200 requests on distinct keys (so every one consults Redis), 20 at a time; Redis is
-    // killed after the first batch.
-    let mut latencies = Vec::new();
-    for batch in 0..10u32 {
-        if batch == 1 {
-            redis.stop();
-        }
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..20u32)
-            .map(|i| tokio::spawn(send(addr, request(batch * 20 + i))))
-            .collect();
-        for task in tasks {
-            let res = task.await.unwrap();
-            assert_eq!(res.status(), StatusCode::OK, "{:?}", res.headers());
-            latencies.push(started.elapsed());
-        }
-    }
+    // 200 requests on distinct keys (so every one consults Redis); Redis is killed after the
+    // first batch.
+    let mut latencies = under_load_with_a_kill(addr, || redis.stop()).await;
     latencies.sort();
     let p99 = latencies[latencies.len() * 99 / 100];
     // Each request makes a handful of store calls, each bounded by the 50 ms operation timeout
@@ -529,26 +542,9 @@ async fn a_cluster_master_dying_under_load_costs_no_errors_and_serves_again_once
     until_connected(&[&a]).await;
     let server = TestServer::start(a.app.clone()).await;
     let addr = server.addr();
-    let request = |i: u32| {
-        Request::get(format!("/item/{i}"))
-            .header(header::HOST, "shop.test")
-            .body(Full::new(Bytes::new()))
-            .unwrap()
-    };
-    // 200 requests on distinct keys (spread over the three masters' slots), 20 at a time; the
-    // first master is killed after the first batch.
-    for batch in 0..10u32 {
-        if batch == 1 {
-            cluster.stop(0);
-        }
-        let tasks: Vec<_> = (0..20u32)
-            .map(|i| tokio::spawn(send(addr, request(batch * 20 + i))))
-            .collect();
-        for task in tasks {
-            let res = task.await.unwrap();
-            assert_eq!(res.status(), StatusCode::OK, "{:?}", res.headers());
-        }
-    }
+    // 200 requests on distinct keys, spread over the three masters' slots; the first master is
+    // killed after the first batch.
+    under_load_with_a_kill(addr, || cluster.stop(0)).await;
 
     // Back, with its slots and no data. New entries whose slots it serves land on it, and a
     // hit on one of them (with the memory tier emptied) can only have been read from it.
@@ -557,7 +553,7 @@ async fn a_cluster_master_dying_under_load_costs_no_errors_and_serves_again_once
     let mut i = 10_000;
     let on_node_0 = loop {
         i += 1;
-        let res = send(addr, request(i)).await;
+        let res = send(addr, item_request(i)).await;
         assert_eq!(res.status(), StatusCode::OK, "{:?}", res.headers());
         let keys = cluster.node(0).command(&["KEYS", "*stack:*item/*"]);
         if let Some(path) = keys.as_deref().and_then(|keys| {
