@@ -1,5 +1,5 @@
-//! ResponseCacheLayer in process, without sockets: a hit against the bare handler returning the
-//! same bytes, and the miss path with storing.
+//! ResponseCacheLayer in process, without sockets: a hit, and the preset's hit, against the bare
+//! handler returning the same bytes.
 //!
 //! ```text
 //! cargo bench -p tower-edge-benches --bench cache
@@ -12,7 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use tower_edge_benches::{bare_app, cache_hit_app};
+use tower_edge_benches::{bare_app, cache_hit_app, preset_app};
 
 async fn roundtrip(app: Router) -> usize {
     let req = Request::get("/data")
@@ -33,11 +33,15 @@ fn cache(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let bare = bare_app();
-    let cached = cache_hit_app();
-    // Fill the cache, and let the store write spawned at the body's end run.
+    // The state set once, as `axum::serve` sets it; without it axum would build each route's
+    // service again per request.
+    let bare = bare_app().with_state(());
+    let cached = cache_hit_app().with_state(());
+    let preset = preset_app().with_state(());
+    // Fill the caches, and let the store writes spawned at the bodies' ends run.
     rt.block_on(async {
         roundtrip(cached.clone()).await;
+        roundtrip(preset.clone()).await;
         tokio::task::yield_now().await;
     });
     let mut group = c.benchmark_group("cache-10KiB");
@@ -48,6 +52,10 @@ fn cache(c: &mut Criterion) {
     group.bench_function("hit", |b| {
         b.to_async(&rt)
             .iter(|| async { black_box(roundtrip(cached.clone()).await) });
+    });
+    group.bench_function("preset-hit", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(roundtrip(preset.clone()).await) });
     });
     group.finish();
 }

@@ -79,7 +79,8 @@ fn compression(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("compression-{label}"));
         group.throughput(Throughput::Bytes(body.len() as u64));
         for (coding, edge, http) in codecs {
-            let (edge, http) = (edge(), http());
+            // Each state set once, as `axum::serve` sets it.
+            let (edge, http) = (edge().with_state(()), http().with_state(()));
             group.bench_function(BenchmarkId::new("direct", coding), |b| {
                 b.iter(|| black_box(direct(coding, &body)));
             });

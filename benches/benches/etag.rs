@@ -59,10 +59,13 @@ fn etag(c: &mut Criterion) {
     let mut group = c.benchmark_group("etag");
     for (len, label) in SIZES {
         group.throughput(Throughput::Bytes(len as u64));
-        let bare = router(len);
+        // Each state set once, as `axum::serve` sets it.
+        let bare = router(len).with_state(());
         // json_body(len) is at most len bytes, so even the 1 MiB body is within the default bound.
-        let layered = router(len).layer(ETagLayer::new());
-        let xxh3 = router(len).layer(ETagLayer::new().algorithm(Algorithm::Xxh3_128));
+        let layered = router(len).layer(ETagLayer::new()).with_state(());
+        let xxh3 = router(len)
+            .layer(ETagLayer::new().algorithm(Algorithm::Xxh3_128))
+            .with_state(());
         let tag = rt.block_on(async {
             let req = Request::get("/data")
                 .body(Body::empty())

@@ -21,12 +21,19 @@ fn key(resource: &str, enc: &str) -> CacheKey {
     CacheKey::new(resource).with_variant("enc", enc)
 }
 
+/// The body stored under `key`; and whenever the store answers without waiting
+/// (`get_now`), that answer must agree with `get`'s, after every operation the checks make.
 async fn body_of<S: CacheStore>(store: &S, key: &CacheKey) -> Option<Bytes> {
-    store
-        .get(key)
-        .await
-        .expect("get succeeds")
-        .map(|e| e.body().clone())
+    let now = store.get_now(key);
+    let got = store.get(key).await.expect("get succeeds");
+    if let Some(now) = now {
+        assert_eq!(
+            now.as_deref(),
+            got.as_deref(),
+            "get_now and get disagree on {key}"
+        );
+    }
+    got.map(|e| e.body().clone())
 }
 
 /// Runs every check, purging the store between them.

@@ -59,12 +59,15 @@ impl CacheKey {
     /// Adds a `name=value` part to the variant.
     #[must_use]
     pub fn with_variant(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        let value = value.as_ref();
+        // Room for the part unescaped, the usual case: one allocation, not a few growths.
+        self.variant.reserve(name.len() + value.len() + 2);
         if !self.variant.is_empty() {
             self.variant.push('&');
         }
         escape_part(&mut self.variant, name.as_bytes());
         self.variant.push('=');
-        escape_part(&mut self.variant, value.as_ref());
+        escape_part(&mut self.variant, value);
         self
     }
 
@@ -109,12 +112,23 @@ impl fmt::Display for CacheKey {
 }
 
 fn escape_part(out: &mut String, bytes: &[u8]) {
-    for &b in bytes {
-        if b.is_ascii_graphic() && !matches!(b, b'%' | b'&' | b'=' | b'|') || b == b' ' {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let plain =
+        |b: u8| b.is_ascii_graphic() && !matches!(b, b'%' | b'&' | b'=' | b'|') || b == b' ';
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        // Runs of plain bytes are copied whole; they are ASCII, so always a `str`.
+        let run = rest.iter().position(|&b| !plain(b)).unwrap_or(rest.len());
+        if let Ok(text) = std::str::from_utf8(&rest[..run]) {
+            out.push_str(text);
         }
+        let Some((&b, tail)) = rest[run..].split_first() else {
+            break;
+        };
+        out.push('%');
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+        rest = tail;
     }
 }
 

@@ -228,6 +228,24 @@ pub trait CacheStore: CacheLock {
         key: &CacheKey,
     ) -> impl Future<Output = Result<Option<Arc<Entry>>, StoreError>> + Send;
 
+    /// What [`get`](Self::get) would answer, if the store can tell without waiting: `Some`
+    /// with the entry or its absence, or `None` when only `get` can tell (a remote store, a
+    /// memory tier that missed).
+    ///
+    /// The response cache asks this first, in its service's `call`, and answers a fresh hit
+    /// there with a ready future. Defaults to `None`; an in-memory store overrides it.
+    ///
+    /// ```
+    /// use tower_edge_store::{CacheKey, CacheStore, MokaStore};
+    ///
+    /// let store = MokaStore::default();
+    /// assert!(matches!(store.get_now(&CacheKey::new("GET /a")), Some(None)));
+    /// ```
+    fn get_now(&self, key: &CacheKey) -> Option<Option<Arc<Entry>>> {
+        let _ = key;
+        None
+    }
+
     /// Stores `entry` under `key` for `ttl`, replacing what was there. A zero `ttl` stores
     /// nothing and removes what was there.
     fn put(

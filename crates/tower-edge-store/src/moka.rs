@@ -192,11 +192,31 @@ impl MokaStore {
         format!("{}:", self.inner.generation.load(Ordering::Acquire))
     }
 
+    fn read(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        self.inner
+            .cache
+            .get(&self.storage_key(key))
+            .map(|stored| stored.entry)
+    }
+
     fn storage_key(&self, key: &CacheKey) -> String {
-        use std::fmt::Write as _;
         let generation = self.inner.generation.load(Ordering::Acquire);
         let mut out = String::with_capacity(24 + key.resource().len() + key.variant().len());
-        let _ = write!(out, "{generation}:");
+        // The generation's decimal digits, without the formatting machinery: this runs on
+        // every lookup.
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = generation;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend(digits[at..].iter().map(|&d| char::from(d)));
+        out.push(':');
         out.push_str(key.resource());
         out.push('|');
         out.push_str(key.variant());
@@ -264,11 +284,11 @@ impl fmt::Debug for MokaStore {
 
 impl CacheStore for MokaStore {
     async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
-        Ok(self
-            .inner
-            .cache
-            .get(&self.storage_key(key))
-            .map(|stored| stored.entry))
+        Ok(self.read(key))
+    }
+
+    fn get_now(&self, key: &CacheKey) -> Option<Option<Arc<Entry>>> {
+        Some(self.read(key))
     }
 
     async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {

@@ -283,6 +283,14 @@ fn remaining(entry: &Entry, now: std::time::SystemTime) -> Duration {
 }
 
 impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
+    /// An L1 hit; L2 is never asked without waiting.
+    fn get_now(&self, key: &CacheKey) -> Option<Option<Arc<Entry>>> {
+        match self.l1.get_now(key) {
+            Some(Some(entry)) => Some(Some(entry)),
+            _ => None,
+        }
+    }
+
     async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
         if let Ok(Some(entry)) = self.l1.get(key).await {
             return Ok(Some(entry));

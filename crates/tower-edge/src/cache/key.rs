@@ -98,11 +98,17 @@ fn is_plain_authority(value: &[u8]) -> bool {
 /// The resource string of a GET (or HEAD) for `uri` at `origin`.
 pub(crate) fn resource(origin: &str, uri: &Uri, query: &QueryPolicy) -> String {
     let query = query.normalize(uri.query());
-    if query.is_empty() {
-        format!("GET {origin}{}", uri.path())
-    } else {
-        format!("GET {origin}{}?{query}", uri.path())
+    let path = uri.path();
+    // One allocation, of the final length: this runs on every lookup.
+    let mut out = String::with_capacity(4 + origin.len() + path.len() + 1 + query.len());
+    out.push_str("GET ");
+    out.push_str(origin);
+    out.push_str(path);
+    if !query.is_empty() {
+        out.push('?');
+        out.push_str(&query);
     }
+    out
 }
 
 /// The key before `Vary`: resource, negotiated encoding, user key.

@@ -99,9 +99,24 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let (parts, body) = req.into_parts();
+        let mut start = start(&self.shared, parts);
+        // A store that answers without waiting (in memory) answers a fresh hit here: a ready
+        // future, with no boxed state machine and no clone of the inner service.
+        if let Start::Lookup(lookup) = &mut start
+            && !lookup.no_cache
+            && !lookup.authorized
+        {
+            lookup.probed = probe_now(&lookup.ctx);
+            if let Some(Ok(found)) = &lookup.probed
+                && let Some(res) = fresh_hit(found, &lookup.ctx)
+            {
+                return ResponseFuture::ready(res);
+            }
+        }
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::new(Box::pin(handle(inner, Arc::clone(&self.shared), req)))
+        ResponseFuture::new(Box::pin(handle(inner, start, body)))
     }
 }
 
@@ -143,24 +158,39 @@ struct Ctx<St> {
     only_if_cached: bool,
 }
 
-async fn handle<S, St, ReqB, ResB>(
-    mut inner: S,
-    shared: Arc<Shared<St>>,
-    req: Request<ReqB>,
-) -> Result<Response<CacheBody<ResB>>, S::Error>
-where
-    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Send + 'static,
-    St: CacheStore + Clone,
-    ReqB: Default + Send + 'static,
-    ResB: Body + Send + 'static,
-    ResB::Data: Send,
-    ResB::Error: Send,
-{
+/// A request as `call` leaves it, its key built and (from a store that answers at once)
+/// looked up: what [`handle`] goes on from.
+enum Start<St> {
+    /// Neither GET nor HEAD: passed on; a success invalidates (RFC 9111 §4.4).
+    Unsafe {
+        shared: Arc<Shared<St>>,
+        parts: request::Parts,
+        handle: CacheHandle,
+        origin: String,
+        keyed: bool,
+    },
+    /// Not answered from the cache: no key, or the layer's bypass.
+    Bypass(request::Parts),
+    /// A GET or HEAD to look up.
+    Lookup(Box<Lookup<St>>),
+}
+
+/// A GET or HEAD on its way through the cache.
+struct Lookup<St> {
+    ctx: Ctx<St>,
+    parts: request::Parts,
+    /// The request asks for a validated answer (`no-cache`).
+    no_cache: bool,
+    /// It carries credentials and no per-user key: never answered from shared entries.
+    authorized: bool,
+    /// The store's answer if it gave one without waiting ([`probe_now`]).
+    probed: Option<Result<Found, CacheKey>>,
+}
+
+/// The synchronous start of a request: its origin, its key and what its headers ask.
+fn start<St: CacheStore + Clone>(shared: &Arc<Shared<St>>, mut parts: request::Parts) -> Start<St> {
     let config = &shared.config;
     let now = config.clock.now();
-    let (mut parts, body) = req.into_parts();
     // A request whose host cannot be keyed without ambiguity neither reads, stores nor
     // invalidates; its handle addresses a reserved name no valid request shares a key with.
     let keyed_origin = key::origin(&parts);
@@ -168,21 +198,16 @@ where
     let origin = keyed_origin.unwrap_or_else(|| key::UNKEYABLE_ORIGIN.to_owned());
 
     if parts.method != Method::GET && parts.method != Method::HEAD {
-        let handle = CacheHandle::new(&shared, origin.clone());
+        let handle = CacheHandle::new(shared, origin.clone());
         parts.extensions.insert(handle.clone());
         bump(&shared.counters.bypassed);
-        let is_unsafe = !matches!(parts.method, Method::OPTIONS | Method::TRACE);
-        let uri = parts.uri.clone();
-        let res = inner.call(Request::from_parts(parts, body)).await?;
-        let status = res.status();
-        if is_unsafe
-            && keyed
-            && config.invalidate_on_unsafe
-            && (status.is_success() || status.is_redirection())
-        {
-            invalidate_after_unsafe(&handle, &origin, &uri, res.headers(), &shared).await;
-        }
-        return Ok(res.map(CacheBody::stream));
+        return Start::Unsafe {
+            shared: Arc::clone(shared),
+            parts,
+            handle,
+            origin,
+            keyed,
+        };
     }
 
     let user = config.per_user.as_ref().and_then(|f| f(&parts));
@@ -193,12 +218,8 @@ where
     let authorized = parts.headers.contains_key(header::AUTHORIZATION) && user.is_none();
     if bypass {
         bump(&shared.counters.bypassed);
-        parts
-            .extensions
-            .insert(CacheHandle::new(&shared, origin.clone()));
-        let mut res = inner.call(Request::from_parts(parts, body)).await?;
-        Outcome::Bypass.apply(res.headers_mut());
-        return Ok(res.map(CacheBody::stream));
+        parts.extensions.insert(CacheHandle::new(shared, origin));
+        return Start::Bypass(parts);
     }
 
     let request_cc = CacheControl::parse(parts.headers.get_all(header::CACHE_CONTROL));
@@ -229,7 +250,7 @@ where
     // The client's headers move into the context: a hit needs no copy of them. A forwarded
     // request gets a copy back (see `forward`).
     let ctx = Ctx {
-        shared: Arc::clone(&shared),
+        shared: Arc::clone(shared),
         now,
         method: parts.method.clone(),
         client: std::mem::take(&mut parts.headers),
@@ -240,6 +261,67 @@ where
         demand: Demand::of(&request_cc),
         only_if_cached: request_cc.has("only-if-cached"),
     };
+    Start::Lookup(Box::new(Lookup {
+        ctx,
+        parts,
+        no_cache,
+        authorized,
+        probed: None,
+    }))
+}
+
+async fn handle<S, St, ReqB, ResB>(
+    mut inner: S,
+    start: Start<St>,
+    body: ReqB,
+) -> Result<Response<CacheBody<ResB>>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    St: CacheStore + Clone,
+    ReqB: Default + Send + 'static,
+    ResB: Body + Send + 'static,
+    ResB::Data: Send,
+    ResB::Error: Send,
+{
+    let begun = match start {
+        Start::Unsafe {
+            shared,
+            parts,
+            handle,
+            origin,
+            keyed,
+        } => {
+            let is_unsafe = !matches!(parts.method, Method::OPTIONS | Method::TRACE);
+            let uri = parts.uri.clone();
+            let res = inner.call(Request::from_parts(parts, body)).await?;
+            let status = res.status();
+            if is_unsafe
+                && keyed
+                && shared.config.invalidate_on_unsafe
+                && (status.is_success() || status.is_redirection())
+            {
+                invalidate_after_unsafe(&handle, &origin, &uri, res.headers(), &shared).await;
+            }
+            return Ok(res.map(CacheBody::stream));
+        }
+        Start::Bypass(parts) => {
+            let mut res = inner.call(Request::from_parts(parts, body)).await?;
+            Outcome::Bypass.apply(res.headers_mut());
+            return Ok(res.map(CacheBody::stream));
+        }
+        Start::Lookup(begun) => *begun,
+    };
+    let Lookup {
+        ctx,
+        parts,
+        no_cache,
+        authorized,
+        probed,
+    } = begun;
+    let shared = &ctx.shared;
+    let config = &shared.config;
 
     if authorized {
         bump(&shared.counters.misses);
@@ -259,7 +341,11 @@ where
     let flight_key = if no_cache {
         ctx.base.clone()
     } else {
-        let flight_key = match probe(&ctx).await {
+        let probed = match probed {
+            Some(probed) => probed,
+            None => probe(&ctx).await,
+        };
+        let flight_key = match probed {
             Ok(found) => return answer_from(found, &ctx, inner, parts, body).await,
             Err(key) => key,
         };
@@ -341,13 +427,10 @@ where
     ResB::Error: Send,
 {
     let shared = &ctx.shared;
-    let (age, lifetime) = (found.age(ctx.now), found.entry.fresh_for());
-    if ctx.demand.takes_fresh(age, lifetime) {
-        bump(&shared.counters.hits);
-        tracing::trace!(key = %found.key(ctx), "cache hit");
-        let ttl = lifetime.saturating_sub(age);
-        return Ok(serve(&found, ctx, Outcome::Hit { ttl }));
+    if let Some(res) = fresh_hit(&found, ctx) {
+        return Ok(res);
     }
+    let (age, lifetime) = (found.age(ctx.now), found.entry.fresh_for());
     // Fresh, but the request's `max-age` or `min-fresh` refuses it: validate, and let nothing
     // stale stand in (RFC 9211 `fwd=request`).
     let refused = ctx.demand.refuses_fresh(age, lifetime);
@@ -444,6 +527,18 @@ where
         if refused { Fwd::Request } else { Fwd::Stale },
     ))
     .await
+}
+
+/// The answer to a request that found `found` fresh enough for it (RFC 9111 §4.2), if it is.
+fn fresh_hit<St, B>(found: &Found, ctx: &Ctx<St>) -> Option<Response<CacheBody<B>>> {
+    let (age, lifetime) = (found.age(ctx.now), found.entry.fresh_for());
+    if !ctx.demand.takes_fresh(age, lifetime) {
+        return None;
+    }
+    bump(&ctx.shared.counters.hits);
+    tracing::trace!(key = %found.key(ctx), "cache hit");
+    let ttl = lifetime.saturating_sub(age);
+    Some(serve(found, ctx, Outcome::Hit { ttl }))
 }
 
 /// The `504` of RFC 9111 §5.2.1.7: `only-if-cached`, and nothing stored that may answer.

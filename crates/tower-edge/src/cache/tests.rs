@@ -2209,3 +2209,103 @@ async fn an_invalidation_waits_for_the_fill_it_overtook_to_undo_its_put() {
     assert_eq!(after.text(), "call 2", "{}", after.cache_status());
     assert_eq!(handle.stats().fenced, 1);
 }
+
+/// An inner service that counts its clones and calls, answering `max-age=60` with `Vary`.
+#[derive(Default)]
+struct CountingClones {
+    clones: Arc<AtomicUsize>,
+    calls: Calls,
+}
+
+impl Clone for CountingClones {
+    fn clone(&self) -> Self {
+        self.clones.fetch_add(1, Ordering::SeqCst);
+        Self {
+            clones: Arc::clone(&self.clones),
+            calls: self.calls.clone(),
+        }
+    }
+}
+
+impl tower::Service<Request<Body>> for CountingClones {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let n = self.calls.bump();
+        let lang = req
+            .headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .map_or("none", |v| v.to_str().unwrap())
+            .to_owned();
+        let res = (
+            [
+                (header::CACHE_CONTROL, "max-age=60"),
+                (header::VARY, "accept-language"),
+            ],
+            format!("{lang} {n}"),
+        )
+            .into_response();
+        std::future::ready(Ok(res))
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_hit_in_memory_is_answered_at_once_without_touching_the_inner_service() {
+    use futures_util::FutureExt as _;
+    use tower::{Layer as _, Service as _};
+
+    let inner = CountingClones::default();
+    let (clones, calls) = (Arc::clone(&inner.clones), inner.calls.clone());
+    let mut svc = layer(&clock()).layer(inner);
+    let fr = || get_req("/v", &[("accept-language", "fr")]);
+    let read = |res: Response<super::CacheBody<Body>>| async move {
+        let status = res
+            .headers()
+            .get("cache-status")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, body)
+    };
+    // A miss goes through the boxed path, which takes a clone of the inner service.
+    let miss = svc.ready().await.unwrap().call(fr()).await.unwrap();
+    assert_eq!(read(miss).await.1, "fr 1");
+    settle().await;
+    let clones_after_miss = clones.load(Ordering::SeqCst);
+
+    // A hit on a `Vary` variant: two lookups, both answered by the store at once.
+    let hit = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(fr())
+        .now_or_never()
+        .expect("a fresh hit in memory is ready at once")
+        .unwrap();
+    let (status, body) = read(hit).await;
+    assert_eq!(body, "fr 1");
+    assert!(status.unwrap().contains("hit"));
+    assert_eq!(clones.load(Ordering::SeqCst), clones_after_miss);
+    assert_eq!(calls.get(), 1);
+
+    // A reload, or another variant, is not answered from what is stored: it reaches the
+    // service.
+    let reload = get_req(
+        "/v",
+        &[("accept-language", "fr"), ("cache-control", "no-cache")],
+    );
+    let res = svc.ready().await.unwrap().call(reload).await.unwrap();
+    assert_eq!(read(res).await.1, "fr 2");
+    let en = get_req("/v", &[("accept-language", "en")]);
+    let res = svc.ready().await.unwrap().call(en).await.unwrap();
+    assert_eq!(read(res).await.1, "en 3");
+    assert_eq!(calls.get(), 3);
+}

@@ -61,11 +61,11 @@ pub(super) fn serve<St, B>(
     let entry = &found.entry;
     let mut res = Response::new(CacheBody::<B>::empty());
     *res.status_mut() = entry.status();
-    // Room for `Age` and `Cache-Status` from the start: a clone is exactly as large as the
-    // stored map, and adding them would grow it again.
+    // Room from the start for `Age`, `Cache-Status`, and the `Vary` a compression layer
+    // outside adds: growing the map later would move it whole.
     let stored = entry.headers();
     let headers = res.headers_mut();
-    headers.reserve(stored.len() + 2);
+    headers.reserve(stored.len() + 3);
     for (name, value) in stored {
         headers.append(name, value.clone());
     }

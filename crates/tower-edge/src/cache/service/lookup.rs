@@ -84,11 +84,40 @@ pub(super) async fn lookup<St: CacheStore>(ctx: &Ctx<St>) -> Option<Found> {
 /// the variant key once the base holds a `Vary` marker. Concurrent misses coalesce on that key,
 /// so requests for different variants of one resource do not wait for each other.
 pub(super) async fn probe<St: CacheStore>(ctx: &Ctx<St>) -> Result<Found, CacheKey> {
-    let Some(entry) = get(ctx, &ctx.base).await else {
-        return Err(ctx.base.clone());
+    match after_base(ctx, get(ctx, &ctx.base).await) {
+        Probe::Done(probed) => probed,
+        Probe::Variant(key) => {
+            let entry = get(ctx, &key).await;
+            after_variant(key, entry)
+        }
+    }
+}
+
+/// [`probe`] from a store that answers without waiting ([`CacheStore::get_now`]); `None` when
+/// it cannot.
+pub(super) fn probe_now<St: CacheStore>(ctx: &Ctx<St>) -> Option<Result<Found, CacheKey>> {
+    match after_base(ctx, ctx.shared.store.get_now(&ctx.base)?) {
+        Probe::Done(probed) => Some(probed),
+        Probe::Variant(key) => {
+            let entry = ctx.shared.store.get_now(&key)?;
+            Some(after_variant(key, entry))
+        }
+    }
+}
+
+/// Where a probe stands after the base key.
+enum Probe {
+    Done(Result<Found, CacheKey>),
+    /// The base holds a `Vary` marker: the request's variant is under this key.
+    Variant(CacheKey),
+}
+
+fn after_base<St>(ctx: &Ctx<St>, entry: Option<Arc<Entry>>) -> Probe {
+    let Some(entry) = entry else {
+        return Probe::Done(Err(ctx.base.clone()));
     };
     let Some(names) = entry.headers().get(VARY_MARKER) else {
-        return Ok(Found { entry, key: None });
+        return Probe::Done(Ok(Found { entry, key: None }));
     };
     let names: Option<Vec<HeaderName>> = names.to_str().ok().and_then(|names| {
         names
@@ -97,11 +126,14 @@ pub(super) async fn probe<St: CacheStore>(ctx: &Ctx<St>) -> Result<Found, CacheK
             .map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
             .collect()
     });
-    let Some(names) = names else {
-        return Err(ctx.base.clone());
-    };
-    let key = key::vary_key(ctx.base.clone(), &names, &ctx.client);
-    let Some(entry) = get(ctx, &key).await else {
+    match names {
+        Some(names) => Probe::Variant(key::vary_key(ctx.base.clone(), &names, &ctx.client)),
+        None => Probe::Done(Err(ctx.base.clone())),
+    }
+}
+
+fn after_variant(key: CacheKey, entry: Option<Arc<Entry>>) -> Result<Found, CacheKey> {
+    let Some(entry) = entry else {
         return Err(key);
     };
     // A marker under a variant key would be a corrupt store; never serve it.
