@@ -70,7 +70,9 @@ step "soak: 60 s of mixed load on the example server, Redis killed and handlers 
 cargo run -q -p tower-edge-tests --bin soak -- --duration 60
 
 step "load bench smoke run (correctness of every scenario, not a measurement)"
-cargo run -q -p tower-edge-benches --bin loadbench -- --smoke
+cargo run -q -p tower-edge-benches --bin loadbench -- --smoke --chart "$run_tmp/loadbench.svg"
+grep -q '</svg>' "$run_tmp/loadbench.svg"
+rm "$run_tmp/loadbench.svg"
 
 step "allocation count smoke run (every scenario answers right)"
 cargo run -q -p tower-edge-benches --bin allocs -- --smoke

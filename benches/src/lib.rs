@@ -4,6 +4,7 @@
 //! answer it must get back. `bare` is the baseline every other scenario is compared with: the same
 //! handler, with no tower-edge layer in front of it.
 
+pub mod chart;
 pub mod compression;
 pub mod fs;
 pub mod nginx;

@@ -29,7 +29,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
-use tower_edge_benches::{Scenario, nginx, paired_baseline, redis::needs_redis, scenarios};
+use tower_edge_benches::{Scenario, chart, nginx, paired_baseline, redis::needs_redis, scenarios};
 
 struct Options {
     duration: Duration,
@@ -39,13 +39,15 @@ struct Options {
     smoke: bool,
     baseline: bool,
     wrk: bool,
+    chart: Option<std::path::PathBuf>,
 }
 
 const USAGE: &str = "\
 loadbench: tower-edge scenarios side by side against a bare axum handler
 
 USAGE:
-    loadbench [--duration SECS] [--connections N] [--only NAME[,NAME...]] [--wrk] [--smoke] [--list]
+    loadbench [--duration SECS] [--connections N] [--only NAME[,NAME...]] [--wrk] [--chart FILE]
+              [--smoke] [--list]
 
 OPTIONS:
     --duration SECS     measured seconds per scenario (after 1 s of warm-up) [default: 5]
@@ -55,6 +57,8 @@ OPTIONS:
     --wrk               also drive each scenario with wrk (1 thread, the same connections and
                         duration, pinned to the client's core with taskset), and print its
                         figures next to the built-in generator's
+    --chart FILE        write an SVG chart of requests/s and server CPU per request by scenario
+                        (the built-in generator's figures) to FILE
     --smoke             a fraction of a second per scenario: checks every scenario answers right
     --list              list the scenarios
 ";
@@ -68,6 +72,7 @@ fn parse_options() -> Result<Option<Options>, String> {
         smoke: false,
         baseline: true,
         wrk: false,
+        chart: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -95,6 +100,7 @@ fn parse_options() -> Result<Option<Options>, String> {
                 .extend(value("--only")?.split(',').map(str::to_owned)),
             "--no-baseline" => opts.baseline = false,
             "--wrk" => opts.wrk = true,
+            "--chart" => opts.chart = Some(value("--chart")?.into()),
             "--smoke" => {
                 opts.smoke = true;
                 opts.duration = Duration::from_millis(200);
@@ -359,6 +365,28 @@ fn run() -> ExitCode {
         print_wrk_table(&results, &by_wrk, &opts);
     }
     print_nginx_table(&results, &by_wrk);
+    if let Some(path) = &opts.chart {
+        let rows: Vec<chart::Row> = results
+            .iter()
+            .map(|(s, m)| chart::Row {
+                name: s.name.to_owned(),
+                rps: m.rps(),
+                cpu_us: m.cpu_per_request_us(),
+            })
+            .collect();
+        let title = format!(
+            "tower-edge load bench: {} connections, {:.0} s per scenario, server and client on separate cores",
+            opts.connections,
+            opts.duration.as_secs_f64()
+        );
+        match std::fs::write(path, chart::svg(&title, &rows)) {
+            Ok(()) => eprintln!("chart written to {}", path.display()),
+            Err(e) => {
+                eprintln!("cannot write the chart to {}: {e}", path.display());
+                failed = true;
+            }
+        }
+    }
     if failed {
         ExitCode::FAILURE
     } else {
