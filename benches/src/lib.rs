@@ -316,6 +316,13 @@ pub fn scenarios() -> Vec<Scenario> {
             },
         },
         Scenario {
+            name: "preset-304",
+            description: "EdgeStack as the README builds it, If-None-Match answered from the cache: 304",
+            app: preset_app,
+            request: get_data(vec![("if-none-match", etag_of_body_10k())]),
+            expect: not_modified,
+        },
+        Scenario {
             name: "extractor-304",
             description: "Preconditions extractor with a version ETag: 304 before rendering",
             app: extractor_app,

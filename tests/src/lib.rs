@@ -104,6 +104,25 @@ pub async fn send(addr: SocketAddr, mut req: Request<Full<Bytes>>) -> Response<B
     Response::from_parts(parts, body)
 }
 
+/// Sends one request to `addr` on a new HTTP/2 connection without TLS (h2c, prior knowledge)
+/// and reads the whole response.
+pub async fn send_h2(addr: SocketAddr, req: Request<Full<Bytes>>) -> Response<Bytes> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the test server");
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .expect("HTTP/2 handshake");
+    tokio::spawn(conn);
+    let res = sender.send_request(req).await.expect("response");
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await.expect("whole body").to_bytes();
+    Response::from_parts(parts, body)
+}
+
 /// A response read off the wire by [`raw_request`].
 #[derive(Debug)]
 pub struct RawResponse {

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::Full;
 use tower_edge_example_server::{ROUTES, app};
-use tower_edge_tests::TestServer;
+use tower_edge_tests::{TestServer, send_h2};
 
 fn etag_of(res: &http::Response<Bytes>) -> String {
     res.headers()
@@ -42,6 +42,45 @@ async fn every_get_route_answers_200_then_304_then_412() {
         let stale = server.get(path, &[("if-match", "\"stale\"")]).await;
         assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED, "{path}");
         assert_eq!(stale.headers()[header::ETAG], etag.as_str(), "{path}");
+    }
+    server.stop().await;
+}
+
+/// RFC 9110 §8.6: a 304 carries no `Content-Length` unless it is the 200's length. Over HTTP/2
+/// nothing strips a stated `0` on the way out, so every layer's 304 (the cache, `ETagLayer`,
+/// `LastModifiedLayer`, the extractor, `ServeFile`, `ServeDir`) must leave the length unstated.
+#[tokio::test]
+async fn no_304_over_http2_states_a_content_length() {
+    let server = TestServer::start(app()).await;
+    let h2_get = |path: &str, inm: Option<&str>| {
+        let mut req = Request::get(format!("http://{}{path}", server.addr()));
+        if let Some(tag) = inm {
+            req = req.header(header::IF_NONE_MATCH, tag);
+        }
+        send_h2(
+            server.addr(),
+            req.body(Full::new(Bytes::new())).expect("valid request"),
+        )
+    };
+    for (path, _) in ROUTES
+        .iter()
+        .filter(|(p, _)| *p != "/cache/stats" && *p != "/events")
+    {
+        let first = h2_get(path, None).await;
+        assert_eq!(first.status(), StatusCode::OK, "{path}");
+        assert_eq!(first.version(), http::Version::HTTP_2, "{path}");
+        let etag = etag_of(&first);
+        // Twice: the first may be answered by the route's own layer, the second by the cache.
+        for _ in 0..2 {
+            let again = h2_get(path, Some(&etag)).await;
+            assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+            assert_eq!(
+                again.headers().get(header::CONTENT_LENGTH),
+                None,
+                "{path}: {:?}",
+                again.headers()
+            );
+        }
     }
     server.stop().await;
 }

@@ -35,6 +35,8 @@ pin_project! {
             rest: Option<Pin<Box<B>>>,
         },
         Empty,
+        // The empty body of a 304: no length stated (see `no_content`).
+        NoContent,
         // The inner body failed while a layer was reading it; the error is handed on once.
         Failed { error: Option<B::Error> },
     }
@@ -73,6 +75,16 @@ impl<B: Body> EdgeBody<B> {
         Self { kind: Kind::Empty }
     }
 
+    /// The empty body of a `304`: ended at once, with its length unstated. A `304` must not
+    /// carry `Content-Length` unless it is the length of the `200` (RFC 9110 §8.6), and axum's
+    /// router writes `Content-Length: 0` for every body whose exact length it knows, which
+    /// HTTP/2 then sends.
+    pub(crate) fn no_content() -> Self {
+        Self {
+            kind: Kind::NoContent,
+        }
+    }
+
     #[cfg_attr(not(feature = "etag"), allow(dead_code))]
     pub(crate) fn failed(error: B::Error) -> Self {
         Self {
@@ -108,7 +120,7 @@ where
                 }
                 Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
             }
-            KindProj::Empty => Poll::Ready(None),
+            KindProj::Empty | KindProj::NoContent => Poll::Ready(None),
             KindProj::Failed { error } => Poll::Ready(error.take().map(Err)),
         }
     }
@@ -125,7 +137,7 @@ where
                     && trailers.is_none()
                     && rest.as_ref().is_none_or(Body::is_end_stream)
             }
-            Kind::Empty => true,
+            Kind::Empty | Kind::NoContent => true,
             Kind::Failed { error } => error.is_none(),
         }
     }
@@ -149,6 +161,7 @@ where
                 }
             }
             Kind::Empty => SizeHint::with_exact(0),
+            Kind::NoContent => SizeHint::new(),
             Kind::Failed { .. } => SizeHint::default(),
         }
     }
@@ -168,6 +181,7 @@ impl<B: Body> fmt::Debug for EdgeBody<B> {
             Kind::Stream { .. } => "Stream",
             Kind::Buffered { .. } => "Buffered",
             Kind::Empty => "Empty",
+            Kind::NoContent => "NoContent",
             Kind::Failed { .. } => "Failed",
         };
         f.debug_struct("EdgeBody").field("kind", &kind).finish()

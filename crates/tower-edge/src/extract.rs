@@ -131,7 +131,13 @@ impl IntoResponse for Unmet {
         let mut headers = HeaderMap::new();
         self.validators.write_headers(&mut headers);
         let (status, body) = answer.head(&mut headers);
-        let mut res = Response::new(axum_core::body::Body::from(body));
+        let body = if status == StatusCode::NOT_MODIFIED {
+            // No `Content-Length: 0` on a 304 (see `EdgeBody::no_content`).
+            axum_core::body::Body::new(crate::body::EdgeBody::<axum_core::body::Body>::no_content())
+        } else {
+            axum_core::body::Body::from(body)
+        };
+        let mut res = Response::new(body);
         *res.status_mut() = status;
         *res.headers_mut() = headers;
         res

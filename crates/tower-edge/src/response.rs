@@ -20,7 +20,9 @@ pub(crate) fn precondition_failed<B: Body>(parts: Parts) -> Response<EdgeBody<B>
 fn short<B: Body>(mut parts: Parts, answer: Short) -> Response<EdgeBody<B>> {
     let (status, body) = answer.head(&mut parts.headers);
     parts.status = status;
-    let body = if body.is_empty() {
+    let body = if status == http::StatusCode::NOT_MODIFIED {
+        EdgeBody::no_content()
+    } else if body.is_empty() {
         EdgeBody::empty()
     } else {
         EdgeBody::buffered([body].into(), None)

@@ -30,6 +30,8 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B> {
         Full { data: Option<Bytes> },
+        // The empty body of a 304: no length stated (see `no_content`).
+        NoContent,
         Chunks { chunks: std::collections::VecDeque<Bytes> },
         Stream { #[pin] body: B },
         Tee { #[pin] body: B, tee: Option<Tee> },
@@ -83,6 +85,13 @@ impl<B> CacheBody<B> {
         }
     }
 
+    /// The empty body of a `304`, its length unstated (see `EdgeBody::no_content`).
+    pub(crate) fn no_content() -> Self {
+        Self {
+            kind: Kind::NoContent,
+        }
+    }
+
     pub(crate) fn stream(body: B) -> Self {
         Self {
             kind: Kind::Stream { body },
@@ -125,6 +134,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project().kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::NoContent => Poll::Ready(None),
             KindProj::Chunks { chunks } => {
                 Poll::Ready(chunks.pop_front().map(|d| Ok(Frame::data(d))))
             }
@@ -188,6 +198,7 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full { data } => data.is_none(),
+            Kind::NoContent => true,
             Kind::Chunks { chunks } => chunks.is_empty(),
             Kind::Stream { body } => body.is_end_stream(),
             // Reported as not ended until the tee has seen the whole body.
@@ -200,6 +211,7 @@ where
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
+            Kind::NoContent => SizeHint::new(),
             Kind::Chunks { chunks } => {
                 SizeHint::with_exact(chunks.iter().map(|c| c.len() as u64).sum())
             }
@@ -212,6 +224,7 @@ impl<B> fmt::Debug for CacheBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             Kind::Full { .. } => "Full",
+            Kind::NoContent => "NoContent",
             Kind::Chunks { .. } => "Chunks",
             Kind::Stream { .. } => "Stream",
             Kind::Tee { .. } => "Tee",

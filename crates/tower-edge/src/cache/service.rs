@@ -31,7 +31,7 @@ use crate::http::responses::Short;
 use crate::http::{
     cache_control::CacheControl,
     freshness::Demand,
-    preconditions::{Precondition, Validators, evaluate, has_preconditions},
+    preconditions::{NOT_MODIFIED_HEADERS, Precondition, Validators, evaluate, has_preconditions},
     range::{self, ByteRange, RangeLimits, Resolution},
 };
 use crate::range::{partial_parts, serves_ranges, unsatisfiable_parts};

@@ -671,8 +671,19 @@ async fn answers_if_none_match_with_304_on_hits_and_misses() {
     // The miss above still stored the full response.
     let hit = send(&app, get_req("/v", &[("if-none-match", "W/\"v1\"")])).await;
     assert_eq!(hit.status, StatusCode::NOT_MODIFIED);
+    assert!(hit.body.is_empty());
     assert_eq!(hit.headers[header::ETAG], "\"v1\"");
     assert!(hit.cache_status().starts_with("tower-edge; hit"));
+    // RFC 9110 §15.4.5: the fields a 200 would have carried among those a 304 keeps, with the
+    // cache's own `Age` and `Cache-Status`, and nothing that describes a body.
+    let mut names: Vec<&str> = hit.headers.keys().map(|n| n.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["age", "cache-control", "cache-status", "date", "etag"],
+        "{:?}",
+        hit.headers
+    );
     let full = get_path(&app, "/v").await;
     assert_eq!(full.text(), "body");
     let failed = send(&app, get_req("/v", &[("if-match", "\"v0\"")])).await;

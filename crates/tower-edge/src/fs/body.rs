@@ -25,6 +25,8 @@ pub struct FileBody {
 
 enum Kind {
     Empty,
+    // The empty body of a 304: no length stated (see `no_content`).
+    NoContent,
     Bytes(VecDeque<Bytes>),
     File(FileStream),
     Other(UnsyncBoxBody<Bytes, io::Error>),
@@ -51,6 +53,13 @@ struct FileStream {
 impl FileBody {
     pub(super) fn empty() -> Self {
         Self { kind: Kind::Empty }
+    }
+
+    /// The empty body of a `304`, its length unstated (see `EdgeBody::no_content`).
+    pub(super) fn no_content() -> Self {
+        Self {
+            kind: Kind::NoContent,
+        }
     }
 
     pub(super) fn bytes(chunks: VecDeque<Bytes>) -> Self {
@@ -124,7 +133,7 @@ impl Body for FileBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match &mut self.kind {
-            Kind::Empty => Poll::Ready(None),
+            Kind::Empty | Kind::NoContent => Poll::Ready(None),
             Kind::Bytes(chunks) => Poll::Ready(chunks.pop_front().map(|b| Ok(Frame::data(b)))),
             Kind::File(stream) => stream.poll_next(cx).map(|o| o.map(|r| r.map(Frame::data))),
             Kind::Other(body) => Pin::new(body).poll_frame(cx),
@@ -133,7 +142,7 @@ impl Body for FileBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Empty => true,
+            Kind::Empty | Kind::NoContent => true,
             Kind::Bytes(chunks) => chunks.is_empty(),
             Kind::File(stream) => {
                 stream.ready.is_empty() && stream.segments.is_empty() && stream.reading.is_none()
@@ -145,6 +154,7 @@ impl Body for FileBody {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
+            Kind::NoContent => SizeHint::new(),
             Kind::Bytes(chunks) => {
                 SizeHint::with_exact(chunks.iter().map(|c| c.len() as u64).sum())
             }
@@ -234,6 +244,7 @@ impl fmt::Debug for FileBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             Kind::Empty => "Empty",
+            Kind::NoContent => "NoContent",
             Kind::Bytes(_) => "Bytes",
             Kind::File(_) => "File",
             Kind::Other(_) => "Other",

@@ -23,7 +23,26 @@ pub(super) struct Rep {
     pub(super) version: Version,
     pub(super) etag: EntityTag,
     pub(super) modified: Option<SystemTime>,
+    /// `modified` as an HTTP-date, formatted once per version rather than per response.
+    pub(super) modified_value: Option<HeaderValue>,
     pub(super) encoding: Option<Encoding>,
+}
+
+impl Rep {
+    pub(super) fn new(
+        version: Version,
+        etag: EntityTag,
+        modified: Option<SystemTime>,
+        encoding: Option<Encoding>,
+    ) -> Self {
+        Self {
+            version,
+            etag,
+            modified,
+            modified_value: modified.map(crate::http::date::http_date_value),
+            encoding,
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -215,12 +215,7 @@ fn representation(
             }
         },
     };
-    Ok(Rep {
-        version,
-        etag,
-        modified: meta::modified(meta),
-        encoding,
-    })
+    Ok(Rep::new(version, etag, meta::modified(meta), encoding))
 }
 
 fn hash_file(mut file: &File) -> io::Result<u128> {
@@ -294,12 +289,7 @@ fn read_rep(
         ETagSource::ContentHash => meta::content_etag(xxhash_rust::xxh3::xxh3_128(&buf)),
     };
     Ok(Some(CachedRep {
-        rep: Rep {
-            version,
-            etag,
-            modified: meta::modified(&before),
-            encoding,
-        },
+        rep: Rep::new(version, etag, meta::modified(&before), encoding),
         bytes: Bytes::from(buf),
         path: path.to_path_buf(),
     }))

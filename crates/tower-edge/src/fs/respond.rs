@@ -45,7 +45,13 @@ pub(super) fn respond(
     }
     let mut headers = HeaderMap::with_capacity(10);
     headers.insert(header::CONTENT_TYPE, content_type.clone());
-    validators.write_headers(&mut headers);
+    // What `validators.write_headers` would write, from values made once per file version.
+    headers.insert(header::ETAG, rep.etag.to_header_value());
+    if config.last_modified
+        && let Some(value) = &rep.modified_value
+    {
+        headers.insert(header::LAST_MODIFIED, value.clone());
+    }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     let cache_control = if config.immutable_hashed_names && meta::is_hashed_name(name) {
         Some(HeaderValue::from_static(
@@ -168,7 +174,9 @@ fn body(config: &Config, source: Source, pieces: Vec<Piece>) -> FileBody {
 /// The 304, 412 or 416 in place of the file whose header fields are `headers`.
 fn short(answer: Short, mut headers: HeaderMap) -> Response<FileBody> {
     let (status, body) = answer.head(&mut headers);
-    let body = if body.is_empty() {
+    let body = if status == StatusCode::NOT_MODIFIED {
+        FileBody::no_content()
+    } else if body.is_empty() {
         FileBody::empty()
     } else {
         FileBody::bytes([body].into())

@@ -5,18 +5,22 @@ use super::*;
 
 /// The client's preconditions against the validators of a fresh 2xx response.
 pub(super) fn client_precondition<St>(ctx: &Ctx<St>, parts: &response::Parts) -> Precondition {
-    if !parts.status.is_success() || !has_preconditions(&ctx.client) {
+    precondition_of(ctx, parts.status, &parts.headers)
+}
+
+/// [`client_precondition`] for a response's status and header fields.
+fn precondition_of<St>(ctx: &Ctx<St>, status: StatusCode, headers: &HeaderMap) -> Precondition {
+    if !status.is_success() || !has_preconditions(&ctx.client) {
         return Precondition::Proceed;
     }
-    let mut validators = Validators::from_headers(&parts.headers);
+    let mut validators = Validators::from_headers(headers);
     // RFC 9111 §4.3.2: a cache evaluates If-Modified-Since against the stored response's
     // Last-Modified, or, when it has none, its Date. Only for that field: If-Unmodified-Since
     // is ignored without a modification date (RFC 9110 §13.1.4).
     if validators.last_modified().is_none()
         && ctx.client.contains_key(header::IF_MODIFIED_SINCE)
         && !ctx.client.contains_key(header::IF_UNMODIFIED_SINCE)
-        && let Some(date) = parts
-            .headers
+        && let Some(date) = headers
             .get(header::DATE)
             .and_then(|v| crate::http::date::parse_http_date(v.as_bytes()))
     {
@@ -32,6 +36,10 @@ pub(super) fn answer_uncached<St, B>(
     body: B,
 ) -> Response<CacheBody<B>> {
     match client_precondition(ctx, &parts) {
+        // The origin's own 304: no content, and no length stated unless the origin stated it.
+        Precondition::Proceed if parts.status == StatusCode::NOT_MODIFIED => {
+            Response::from_parts(parts, CacheBody::no_content())
+        }
         Precondition::Proceed => Response::from_parts(parts, CacheBody::stream(body)),
         other => short_answer(parts, other),
     }
@@ -49,7 +57,12 @@ pub(super) fn short_answer<B>(
     };
     let (status, body) = answer.head(&mut parts.headers);
     parts.status = status;
-    Response::from_parts(parts, CacheBody::full(body))
+    let body = if status == StatusCode::NOT_MODIFIED {
+        CacheBody::no_content()
+    } else {
+        CacheBody::full(body)
+    };
+    Response::from_parts(parts, body)
 }
 
 /// Builds the client's response from a stored entry.
@@ -59,6 +72,11 @@ pub(super) fn serve<St, B>(
     outcome: Outcome,
 ) -> Response<CacheBody<B>> {
     let entry = &found.entry;
+    // A revalidation answered `304` copies only the fields a 304 carries, not the whole entry.
+    let precondition = precondition_of(ctx, entry.status(), entry.headers());
+    if matches!(precondition, Precondition::NotModified) {
+        return not_modified(found, ctx, outcome);
+    }
     let mut res = Response::new(CacheBody::<B>::empty());
     *res.status_mut() = entry.status();
     // Room from the start for `Age`, `Cache-Status`, and the `Vary` a compression layer
@@ -73,7 +91,7 @@ pub(super) fn serve<St, B>(
         .insert(header::AGE, policy::seconds_value(found.age(ctx.now)));
     outcome.apply(res.headers_mut());
     let (mut parts, _) = res.into_parts();
-    match client_precondition(ctx, &parts) {
+    match precondition {
         Precondition::Proceed => {}
         other => return short_answer(parts, other),
     }
@@ -108,4 +126,24 @@ pub(super) fn serve<St, B>(
         }
     }
     Response::from_parts(parts, CacheBody::full(entry.body().clone()))
+}
+
+/// The `304` for a stored entry whose validators the client holds (RFC 9110 §15.4.5): the
+/// fields a 304 carries, copied from the entry, then `Age` and `Cache-Status`, as
+/// [`short_answer`] leaves them.
+fn not_modified<St, B>(found: &Found, ctx: &Ctx<St>, outcome: Outcome) -> Response<CacheBody<B>> {
+    let stored = found.entry.headers();
+    let mut res = Response::new(CacheBody::<B>::no_content());
+    *res.status_mut() = StatusCode::NOT_MODIFIED;
+    let headers = res.headers_mut();
+    headers.reserve(NOT_MODIFIED_HEADERS.len() + 3);
+    for name in &NOT_MODIFIED_HEADERS {
+        for value in stored.get_all(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers.insert(header::AGE, policy::seconds_value(found.age(ctx.now)));
+    outcome.apply(headers);
+    crate::observe::validator("304");
+    res
 }
