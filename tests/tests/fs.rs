@@ -158,14 +158,14 @@ impl Body for Counted {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                let now = self
-                    .in_flight
-                    .fetch_add(data.len() as u64, Ordering::SeqCst)
-                    + data.len() as u64;
-                self.peak.fetch_max(now, Ordering::SeqCst);
-            }
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            let now = self
+                .in_flight
+                .fetch_add(data.len() as u64, Ordering::SeqCst)
+                + data.len() as u64;
+            self.peak.fetch_max(now, Ordering::SeqCst);
         }
         polled
     }

@@ -42,6 +42,14 @@ pin_project! {
     }
 }
 
+/// An empty body: what a layer outside builds for an answer of its own, such as tower-http's
+/// `TimeoutLayer` for its `408`.
+impl<B: Body> Default for EdgeBody<B> {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
 impl<B: Body> EdgeBody<B> {
     pub(crate) fn stream(inner: B) -> Self {
         Self {

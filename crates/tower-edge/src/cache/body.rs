@@ -64,6 +64,14 @@ impl Tee {
     }
 }
 
+/// An empty body: what a layer outside builds for an answer of its own, such as tower-http's
+/// `TimeoutLayer` for its `408`.
+impl<B> Default for CacheBody<B> {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
 impl<B> CacheBody<B> {
     pub(crate) fn full(data: Bytes) -> Self {
         Self {
@@ -160,10 +168,10 @@ where
                                 if let Some(t) = tee.take() {
                                     t.give_up();
                                 }
-                            } else if t.expected == Some(len) || body.is_end_stream() {
-                                if let Some(t) = tee.take() {
-                                    t.complete();
-                                }
+                            } else if (t.expected == Some(len) || body.is_end_stream())
+                                && let Some(t) = tee.take()
+                            {
+                                t.complete();
                             }
                             Poll::Ready(Some(Ok(Frame::data(bytes))))
                         }

@@ -60,6 +60,14 @@ pin_project! {
     }
 }
 
+/// An empty body: what a layer outside builds for an answer of its own, such as tower-http's
+/// `TimeoutLayer` for its `408`.
+impl<B> Default for CompressionBody<B> {
+    fn default() -> Self {
+        Self::build(Inner::Ended, VecDeque::new(), None, false)
+    }
+}
+
 impl<B> CompressionBody<B> {
     pub(crate) fn pass(body: B) -> Self {
         Self::build(Inner::Direct { body }, VecDeque::new(), None, false)

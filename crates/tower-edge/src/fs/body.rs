@@ -50,6 +50,14 @@ struct FileStream {
     remaining: u64,
 }
 
+/// An empty body: what a layer outside builds for an answer of its own, such as tower-http's
+/// `TimeoutLayer` for its `408`.
+impl Default for FileBody {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
 impl FileBody {
     pub(super) fn empty() -> Self {
         Self { kind: Kind::Empty }

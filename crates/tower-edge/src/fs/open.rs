@@ -125,14 +125,15 @@ fn try_load(
     let content_type = meta::content_type(&name);
 
     // Small enough for the hot cache: load every representation into memory.
-    if config.cache_capacity > 0 && meta.len() <= config.cache_max_file_size {
-        if let Some(entry) = load_entry(config, root, &full, name.clone(), &content_type, now)? {
-            let entry = Arc::new(entry);
-            caches
-                .hot
-                .insert(&path.key, entry.clone(), config.cache_capacity);
-            return Ok(Loaded::Cached(entry));
-        }
+    if config.cache_capacity > 0
+        && meta.len() <= config.cache_max_file_size
+        && let Some(entry) = load_entry(config, root, &full, name.clone(), &content_type, now)?
+    {
+        let entry = Arc::new(entry);
+        caches
+            .hot
+            .insert(&path.key, entry.clone(), config.cache_capacity);
+        return Ok(Loaded::Cached(entry));
     }
 
     // Otherwise open the one representation this client is to get.

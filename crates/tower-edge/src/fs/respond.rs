@@ -38,10 +38,10 @@ pub(super) fn respond(
 ) -> Response<FileBody> {
     let now = config.clock.now();
     let mut validators = Validators::new().with_etag(rep.etag.clone());
-    if config.last_modified {
-        if let Some(modified) = rep.modified {
-            validators = validators.with_last_modified(modified);
-        }
+    if config.last_modified
+        && let Some(modified) = rep.modified
+    {
+        validators = validators.with_last_modified(modified);
     }
     let mut headers = HeaderMap::with_capacity(10);
     headers.insert(header::CONTENT_TYPE, content_type.clone());

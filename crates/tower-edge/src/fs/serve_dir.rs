@@ -431,14 +431,12 @@ where
         let now = config.clock.now();
 
         // The hot path: a cached file checked recently costs no system call.
-        if let Some(path) = &path {
-            if config.offload.is_none() {
-                if let Some(entry) = self.cache.get(&path.key) {
-                    if entry.is_fresh(now, config.cache_revalidate) {
-                        return ResponseFuture::ready(respond_cached(&config, &req, &entry));
-                    }
-                }
-            }
+        if let Some(path) = &path
+            && config.offload.is_none()
+            && let Some(entry) = self.cache.get(&path.key)
+            && entry.is_fresh(now, config.cache_revalidate)
+        {
+            return ResponseFuture::ready(respond_cached(&config, &req, &entry));
         }
 
         let cache = self.cache.clone();

@@ -205,10 +205,10 @@ fn evaluate_with(
     } else if let Some(date) = parse_single(headers.get_all(header::IF_UNMODIFIED_SINCE).iter()) {
         // §13.1.4: a server MAY ignore it when no modification date is available; we do, since
         // there is nothing to compare with.
-        if let Some(lm) = v.last_modified {
-            if lm > date {
-                return Precondition::PreconditionFailed;
-            }
+        if let Some(lm) = v.last_modified
+            && lm > date
+        {
+            return Precondition::PreconditionFailed;
         }
     }
 
@@ -234,16 +234,16 @@ fn evaluate_with(
     }
 
     // Step 4: If-Modified-Since (§13.1.3), GET and HEAD only.
-    if get_or_head {
-        if let (Some(date), Some(lm)) = (
+    if get_or_head
+        && let (Some(date), Some(lm)) = (
             parse_single(headers.get_all(header::IF_MODIFIED_SINCE).iter()),
             v.last_modified,
-        ) {
-            // A date ahead of this clock is compared too (RFC 9110 §13.1.3 no longer calls it
-            // invalid): a client that sends one asks for changes after that instant.
-            if lm <= date {
-                return Precondition::NotModified;
-            }
+        )
+    {
+        // A date ahead of this clock is compared too (RFC 9110 §13.1.3 no longer calls it
+        // invalid): a client that sends one asks for changes after that instant.
+        if lm <= date {
+            return Precondition::NotModified;
         }
     }
 

@@ -59,18 +59,17 @@ where
         }
         let mut now = None;
         let mut last_modified = None;
-        if let Some(source) = &this.config.source {
-            if !parts.headers.contains_key(header::LAST_MODIFIED) {
-                if let Some(time) = source(&parts) {
-                    let current = *now.get_or_insert_with(|| this.config.clock.now());
-                    // RFC 9110 §8.8.2.1: never a Last-Modified later than the message's Date.
-                    let time = truncate_to_seconds(time.min(current));
-                    parts
-                        .headers
-                        .insert(header::LAST_MODIFIED, http_date_value(time));
-                    last_modified = Some(time);
-                }
-            }
+        if let Some(source) = &this.config.source
+            && !parts.headers.contains_key(header::LAST_MODIFIED)
+            && let Some(time) = source(&parts)
+        {
+            let current = *now.get_or_insert_with(|| this.config.clock.now());
+            // RFC 9110 §8.8.2.1: never a Last-Modified later than the message's Date.
+            let time = truncate_to_seconds(time.min(current));
+            parts
+                .headers
+                .insert(header::LAST_MODIFIED, http_date_value(time));
+            last_modified = Some(time);
         }
         if !request.has_conditions() {
             return Poll::Ready(Ok(Response::from_parts(parts, body)));

@@ -177,10 +177,10 @@ pub(crate) fn serves_ranges(status: StatusCode, headers: &http::HeaderMap) -> bo
     }
     // The handler may have said it serves no ranges (`Accept-Ranges: none`), or something this
     // layer does not understand.
-    if let Some(accept) = headers.get(header::ACCEPT_RANGES) {
-        if !accept.as_bytes().eq_ignore_ascii_case(b"bytes") {
-            return false;
-        }
+    if let Some(accept) = headers.get(header::ACCEPT_RANGES)
+        && !accept.as_bytes().eq_ignore_ascii_case(b"bytes")
+    {
+        return false;
     }
     // A content-coded response is its own representation (§8.4), and a range of it is a range
     // of the coded bytes. That is only sound when those bytes are the same on every request,
