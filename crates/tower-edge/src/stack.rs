@@ -46,7 +46,7 @@ use tower::{Layer, layer::util::Identity};
 use tower_edge_store::CacheStore;
 
 use crate::{
-    cache::ResponseCacheLayer,
+    cache::{CacheHandle, ResponseCacheLayer},
     compression::{CompressionLayer, Predicate},
     etag::ETagLayer,
     last_modified::LastModifiedLayer,
@@ -85,6 +85,37 @@ impl<St: CacheStore + Clone, Z, E, L> EdgeStack<ResponseCacheLayer<St>, Z, E, L>
     #[must_use]
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
         self.cache = self.cache.default_ttl(ttl);
+        self
+    }
+
+    /// A handle on the preset's cache, for invalidation and statistics outside requests (see
+    /// [`ResponseCacheLayer::handle`]). It stays live whatever is changed after it is taken,
+    /// the compression layer included.
+    pub fn handle(&self, origin: &str) -> CacheHandle {
+        self.cache.handle(origin)
+    }
+
+    /// Adjusts the preset's cache (bypass, key, freshness, ...) in place, keeping it keyed by
+    /// the compression layer's negotiation.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use tower_edge::{cache::MokaStore, stack::EdgeStack};
+    ///
+    /// let stack = EdgeStack::new(MokaStore::default()).cache(|cache| {
+    ///     cache
+    ///         .bypass(|parts| parts.headers.contains_key("x-preview"))
+    ///         .stale_while_revalidate(Duration::from_secs(30))
+    /// });
+    /// # let _ = stack;
+    /// ```
+    #[must_use]
+    pub fn cache(
+        mut self,
+        configure: impl FnOnce(ResponseCacheLayer<St>) -> ResponseCacheLayer<St>,
+    ) -> Self {
+        self.cache = configure(self.cache);
         self
     }
 
@@ -268,6 +299,25 @@ mod tests {
             tokio::task::yield_now().await;
         }
         (status, headers, body)
+    }
+
+    #[tokio::test]
+    async fn a_handle_taken_first_stays_live_through_every_later_change() {
+        let stack = EdgeStack::new(MokaStore::default());
+        let early = stack.handle("http://t");
+        let stack = stack
+            .default_ttl(std::time::Duration::from_secs(30))
+            .with_compression(CompressionLayer::new())
+            .cache(|cache| cache.stale_if_error(std::time::Duration::from_secs(60)));
+        let app = routes().layer(stack);
+        send(&app, "br", None).await;
+        let (_, h, _) = send(&app, "br", None).await;
+        assert!(h["cache-status"].to_str().unwrap().contains("hit"));
+        assert_eq!(early.stats().hits, 1);
+        assert_eq!(early.stats().misses, 1);
+        assert_eq!(early.invalidate("/").await.unwrap(), 1);
+        let (_, h, _) = send(&app, "br", None).await;
+        assert!(h["cache-status"].to_str().unwrap().contains("fwd=miss"));
     }
 
     #[tokio::test]

@@ -1,6 +1,11 @@
 //! [`CacheHandle`]: invalidation and statistics, from handlers and from outside requests.
 
-use std::{fmt, future::Future, pin::Pin, sync::Arc};
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{Arc, PoisonError, RwLock},
+};
 
 use http::Uri;
 use tower_edge_store::{CacheStore, Invalidation, StoreError, fence::Fence};
@@ -56,24 +61,44 @@ pub struct CacheHandle {
     origin: String,
 }
 
-/// What every handle of one layer shares, built once with the layer.
+/// What every handle of one layer shares, built once with the layer and kept by every
+/// reconfiguration of it, so a handle taken at any point stays live.
 pub(crate) struct HandleInner {
     store: Box<dyn Invalidate>,
     counters: Arc<Counters>,
-    query: key::QueryPolicy,
+    // The layer's latest key rules; a setter of the layer updates them.
+    rules: RwLock<KeyRules>,
+}
+
+/// What turns a handle's URL into the resource a request for it is stored under.
+#[derive(Clone)]
+pub(crate) struct KeyRules {
+    pub(crate) query: key::QueryPolicy,
+    pub(crate) origin: key::KeyOrigin,
 }
 
 impl HandleInner {
     pub(crate) fn new<St: CacheStore + Clone>(
         store: &St,
         counters: &Arc<Counters>,
-        query: &key::QueryPolicy,
+        rules: KeyRules,
     ) -> Arc<Self> {
         Arc::new(Self {
             store: Box::new(store.clone()),
             counters: Arc::clone(counters),
-            query: query.clone(),
+            rules: RwLock::new(rules),
         })
+    }
+
+    pub(crate) fn set_rules(&self, rules: KeyRules) {
+        *self.rules.write().unwrap_or_else(PoisonError::into_inner) = rules;
+    }
+
+    fn rules(&self) -> KeyRules {
+        self.rules
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -85,26 +110,45 @@ impl CacheHandle {
         }
     }
 
-    /// The same handle for another origin (`"https://example.com"`).
+    /// The same handle for another origin (`"https://example.com"`). Under a fixed
+    /// [`KeyOrigin`](super::KeyOrigin) (or none), every handle addresses the layer's, whatever
+    /// it was given.
     #[must_use]
     pub fn with_origin(mut self, origin: &str) -> Self {
         self.origin = origin.trim_end_matches('/').to_owned();
         self
     }
 
+    /// The origin `given` stands for under the layer's key rules.
+    fn keyed_origin(rules: &KeyRules, given: &str) -> String {
+        match &rules.origin {
+            key::KeyOrigin::Request => given.to_owned(),
+            key::KeyOrigin::Fixed(fixed) => fixed.clone(),
+            key::KeyOrigin::None => String::new(),
+        }
+    }
+
     fn resource_of(&self, path_and_query: &str) -> String {
+        let rules = self.inner.rules();
         match path_and_query.parse::<Uri>() {
             Ok(uri) if uri.scheme().is_some() => {
-                let origin = format!(
+                let given = format!(
                     "{}://{}",
                     uri.scheme_str().unwrap_or("http"),
                     uri.authority().map_or("", |a| a.as_str())
                 );
-                key::resource(&origin, &uri, &self.inner.query)
+                key::resource(&Self::keyed_origin(&rules, &given), &uri, &rules.query)
             }
-            Ok(uri) => key::resource(&self.origin, &uri, &self.inner.query),
+            Ok(uri) => key::resource(
+                &Self::keyed_origin(&rules, &self.origin),
+                &uri,
+                &rules.query,
+            ),
             // Not a URI at all: it can name no stored resource, so address it literally.
-            Err(_) => format!("GET {}{path_and_query}", self.origin),
+            Err(_) => format!(
+                "GET {}{path_and_query}",
+                Self::keyed_origin(&rules, &self.origin)
+            ),
         }
     }
 
@@ -117,7 +161,8 @@ impl CacheHandle {
 
     /// Removes every stored URL whose path starts with `path_prefix` on this handle's origin.
     pub async fn invalidate_prefix(&self, path_prefix: &str) -> Result<u64, StoreError> {
-        let prefix = format!("GET {}{path_prefix}", self.origin);
+        let origin = Self::keyed_origin(&self.inner.rules(), &self.origin);
+        let prefix = format!("GET {origin}{path_prefix}");
         self.carry_out(Invalidation::Prefix(prefix)).await
     }
 

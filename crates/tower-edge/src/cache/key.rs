@@ -38,6 +38,81 @@ impl QueryPolicy {
     }
 }
 
+/// Which origin a stored response is keyed under, and a handle's invalidations address (see
+/// [`ResponseCacheLayer::key_origin`](super::ResponseCacheLayer::key_origin)).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// The request's own: scheme and `Host` (or the absolute URI's authority). A handle
+    /// addresses its own origin: the request's, in a handler. The default.
+    #[default]
+    Request,
+    /// One origin for every request, whatever its `Host`: for a site reached under several
+    /// names (`localhost`, `127.0.0.1`), or behind a proxy that terminates TLS and forwards
+    /// `http`. Every handle addresses it. Made by [`KeyOrigin::fixed`].
+    Fixed(String),
+    /// No origin in keys at all, for a service that answers one site only: keys start at the
+    /// path, and every handle addresses them.
+    None,
+}
+
+/// The error [`KeyOrigin::fixed`] returns for what is not `scheme://host[:port]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidOrigin {
+    given: String,
+}
+
+impl std::fmt::Display for InvalidOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?} is not an origin: expected http:// or https:// and a host[:port], with no path",
+            self.given
+        )
+    }
+}
+
+impl std::error::Error for InvalidOrigin {}
+
+impl KeyOrigin {
+    /// A fixed origin, `http://` or `https://` and `host[:port]`, lowercased; a trailing `/` is
+    /// dropped.
+    ///
+    /// ```
+    /// use tower_edge::cache::KeyOrigin;
+    ///
+    /// let origin = KeyOrigin::fixed("https://Example.COM/").unwrap();
+    /// assert_eq!(origin, KeyOrigin::Fixed("https://example.com".into()));
+    /// assert!(KeyOrigin::fixed("example.com").is_err());
+    /// assert!(KeyOrigin::fixed("https://example.com/shop").is_err());
+    /// ```
+    pub fn fixed(origin: &str) -> Result<Self, InvalidOrigin> {
+        let invalid = || InvalidOrigin {
+            given: origin.to_owned(),
+        };
+        let trimmed = origin.strip_suffix('/').unwrap_or(origin);
+        let (scheme, host) = trimmed.split_once("://").ok_or_else(invalid)?;
+        let scheme = scheme.to_ascii_lowercase();
+        if !matches!(scheme.as_str(), "http" | "https") || !is_plain_authority(host.as_bytes()) {
+            return Err(invalid());
+        }
+        Ok(Self::Fixed(format!(
+            "{scheme}://{}",
+            host.to_ascii_lowercase()
+        )))
+    }
+
+    /// The origin a request is keyed under; `None` when its host cannot be keyed without
+    /// ambiguity (see [`origin`]), whatever the policy: such a request bypasses the cache.
+    pub(crate) fn of(&self, parts: &Parts) -> Option<String> {
+        let own = origin(parts)?;
+        Some(match self {
+            Self::Request => own,
+            Self::Fixed(fixed) => fixed.clone(),
+            Self::None => String::new(),
+        })
+    }
+}
+
 /// The origin of a [`CacheHandle`](super::CacheHandle) given to a request that has none
 /// ([`origin`] is `None`). `.invalid` is reserved (RFC 6761 §6.4); and since such a request never
 /// reads or stores, the handle's invalidations only reach entries under this name.

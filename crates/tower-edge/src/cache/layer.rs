@@ -5,7 +5,10 @@ use tower::Layer;
 use tower_edge_store::{CacheStore, single_flight::Flights};
 
 use super::{
-    CacheHandle, ResponseCache, Shared, handle::HandleInner, key::QueryPolicy, stats::Counters,
+    CacheHandle, ResponseCache, Shared,
+    handle::{HandleInner, KeyRules},
+    key::{KeyOrigin, QueryPolicy},
+    stats::Counters,
 };
 use crate::clock::{Clock, SharedClock};
 
@@ -45,6 +48,7 @@ pub(crate) struct Config {
     pub(crate) keep_stale_for: Duration,
     pub(crate) coalesce_timeout: Duration,
     pub(crate) query: QueryPolicy,
+    pub(crate) key_origin: KeyOrigin,
     pub(crate) key_fn: Option<PartsFn<Option<String>>>,
     pub(crate) per_user: Option<PartsFn<Option<String>>>,
     pub(crate) bypass: Option<PartsFn<bool>>,
@@ -70,6 +74,7 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
                 keep_stale_for: Duration::from_secs(300),
                 coalesce_timeout: Duration::from_secs(10),
                 query: QueryPolicy::default(),
+                key_origin: KeyOrigin::Request,
                 key_fn: None,
                 per_user: None,
                 bypass: None,
@@ -86,7 +91,7 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
         Self {
             shared: {
                 let counters = Arc::new(Counters::default());
-                let handle = HandleInner::new(&store, &counters, &config.query);
+                let handle = HandleInner::new(&store, &counters, key_rules(&config));
                 Arc::new(Shared {
                     store,
                     config,
@@ -99,17 +104,55 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
         }
     }
 
-    /// Builder methods start from a fresh shared state: nothing has used the layer yet.
+    /// A setter: a new configuration over the same cache. The store, the counters, the
+    /// requests in flight and the handles' shared state carry over, so a [`CacheHandle`] taken
+    /// before (from this layer, or from a preset it went into) stays live: it counts this
+    /// layer's hits and invalidates with its latest key rules.
     fn configure(self, f: impl FnOnce(&mut Config)) -> Self {
         let mut config = self.shared.config.clone();
         f(&mut config);
-        Self::from_parts(self.shared.store.clone(), config)
+        let old = &self.shared;
+        old.handle.set_rules(key_rules(&config));
+        Self {
+            shared: Arc::new(Shared {
+                store: old.store.clone(),
+                config,
+                flights: Arc::clone(&old.flights),
+                refreshes: Arc::clone(&old.refreshes),
+                counters: Arc::clone(&old.counters),
+                handle: Arc::clone(&old.handle),
+            }),
+        }
     }
 
     /// A handle for invalidation and statistics outside a request. Paths given to it are taken
     /// relative to `origin` (`"https://example.com"`).
     pub fn handle(&self, origin: &str) -> CacheHandle {
         CacheHandle::new(&self.shared, origin.trim_end_matches('/').to_owned())
+    }
+
+    /// Which origin responses are keyed under, and so which origin a [`CacheHandle`]'s
+    /// invalidations reach.
+    ///
+    /// By default ([`KeyOrigin::Request`]) keys carry the request's scheme and `Host`, and a
+    /// handle addresses its own origin: `invalidate_prefix("/products")` from a request to
+    /// `localhost` leaves what was stored for `127.0.0.1` alone, and an `https://` URL matches
+    /// nothing behind a proxy that terminated TLS and forwarded `http`. A site reached under
+    /// several names sets one origin for all ([`KeyOrigin::fixed`]), or none
+    /// ([`KeyOrigin::None`]); then every handle reaches every copy.
+    ///
+    /// ```
+    /// use tower_edge::cache::{KeyOrigin, MokaStore, ResponseCacheLayer};
+    ///
+    /// let layer = ResponseCacheLayer::new(MokaStore::default())
+    ///     .key_origin(KeyOrigin::fixed("https://shop.example").expect("an origin"));
+    /// // Any origin given to the handle stands for the fixed one.
+    /// let handle = layer.handle("http://localhost:3000");
+    /// # let _ = handle;
+    /// ```
+    #[must_use]
+    pub fn key_origin(self, origin: KeyOrigin) -> Self {
+        self.configure(|config| config.key_origin = origin)
     }
 
     /// How long responses without `Cache-Control` freshness (`max-age`, `s-maxage`) or
@@ -319,6 +362,13 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
     #[must_use]
     pub fn clock(self, clock: impl Clock) -> Self {
         self.configure(|config| config.clock = SharedClock::new(clock))
+    }
+}
+
+fn key_rules(config: &Config) -> KeyRules {
+    KeyRules {
+        query: config.query.clone(),
+        origin: config.key_origin.clone(),
     }
 }
 

@@ -74,6 +74,13 @@
 //! `Host: example.com/private` on `/x` would be stored under the key of
 //! `http://example.com/private/x`, and served to whoever asks for that.
 //!
+//! A [`CacheHandle`] addresses the same keys: paths on its origin (the request's, in a
+//! handler). So by default an entry stored for `http://127.0.0.1:3000` is not reached by a
+//! handle for `http://localhost:3000`, nor by `https://…` behind a proxy that terminated TLS.
+//! A site reached under several names keys everything under one origin with
+//! [`ResponseCacheLayer::key_origin`] ([`KeyOrigin::fixed`], or [`KeyOrigin::None`] for no
+//! origin at all): then requests for every name share entries, and every handle reaches them.
+//!
 //! # Answers
 //!
 //! Every response says what happened in `Cache-Status` (RFC 9211): `hit; ttl=N`,
@@ -168,6 +175,7 @@ pub use self::{
     body::CacheBody,
     future::ResponseFuture,
     handle::CacheHandle,
+    key::{InvalidOrigin, KeyOrigin},
     layer::{EncodingFn, ResponseCacheLayer},
     policy::TTL_HEADER,
     service::ResponseCache,

@@ -166,6 +166,8 @@ enum Start<St> {
         shared: Arc<Shared<St>>,
         parts: request::Parts,
         handle: CacheHandle,
+        /// The request's own origin, and the one its keys carry.
+        own: String,
         origin: String,
         keyed: bool,
     },
@@ -193,7 +195,7 @@ fn start<St: CacheStore + Clone>(shared: &Arc<Shared<St>>, mut parts: request::P
     let now = config.clock.now();
     // A request whose host cannot be keyed without ambiguity neither reads, stores nor
     // invalidates; its handle addresses a reserved name no valid request shares a key with.
-    let keyed_origin = key::origin(&parts);
+    let keyed_origin = config.key_origin.of(&parts);
     let keyed = keyed_origin.is_some();
     let origin = keyed_origin.unwrap_or_else(|| key::UNKEYABLE_ORIGIN.to_owned());
 
@@ -201,10 +203,15 @@ fn start<St: CacheStore + Clone>(shared: &Arc<Shared<St>>, mut parts: request::P
         let handle = CacheHandle::new(shared, origin.clone());
         parts.extensions.insert(handle.clone());
         bump(&shared.counters.bypassed);
+        let own = match config.key_origin {
+            key::KeyOrigin::Request => origin.clone(),
+            _ => key::origin(&parts).unwrap_or_default(),
+        };
         return Start::Unsafe {
             shared: Arc::clone(shared),
             parts,
             handle,
+            own,
             origin,
             keyed,
         };
@@ -290,6 +297,7 @@ where
             shared,
             parts,
             handle,
+            own,
             origin,
             keyed,
         } => {
@@ -302,7 +310,7 @@ where
                 && shared.config.invalidate_on_unsafe
                 && (status.is_success() || status.is_redirection())
             {
-                invalidate_after_unsafe(&handle, &origin, &uri, res.headers(), &shared).await;
+                invalidate_after_unsafe(&handle, &own, &origin, &uri, res.headers(), &shared).await;
             }
             return Ok(res.map(CacheBody::stream));
         }

@@ -2320,3 +2320,127 @@ async fn a_fresh_hit_in_memory_is_answered_at_once_without_touching_the_inner_se
     assert_eq!(read(res).await.1, "en 3");
     assert_eq!(calls.get(), 3);
 }
+
+#[tokio::test]
+async fn a_handle_taken_before_later_setters_counts_and_invalidates_with_the_latest_rules() {
+    let calls = Calls::default();
+    let layer = layer(&clock());
+    let early = layer.handle("http://example.com");
+    let layer = layer.max_body_size(1024 * 1024).query_deny(["utm_source"]);
+    let app = counted(calls.clone(), "max-age=60").layer(layer);
+    get_path(&app, "/r").await;
+    assert!(get_path(&app, "/r").await.cache_status().contains("hit"));
+    assert_eq!(early.stats().hits, 1);
+    // The query rule set after the handle was taken applies to its invalidations too.
+    assert_eq!(early.invalidate("/r?utm_source=mail").await.unwrap(), 1);
+    assert_eq!(get_path(&app, "/r").await.text(), "call 2");
+}
+
+fn host_req(host: &str, path: &str) -> Request<Body> {
+    Request::get(path)
+        .header(header::HOST, host)
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn by_default_keys_and_handles_are_per_origin() {
+    let calls = Calls::default();
+    let layer = layer(&clock());
+    let app = counted(calls.clone(), "max-age=60").layer(layer.clone());
+    send(&app, host_req("127.0.0.1:3000", "/r")).await;
+    // Another name for the same server is another origin: its own entry, which a handle for
+    // the first name does not reach.
+    assert_eq!(
+        send(&app, host_req("localhost:3000", "/r")).await.text(),
+        "call 2"
+    );
+    let handle = layer.handle("http://localhost:3000");
+    assert_eq!(handle.invalidate_prefix("/").await.unwrap(), 1);
+    assert!(
+        send(&app, host_req("127.0.0.1:3000", "/r"))
+            .await
+            .cache_status()
+            .contains("hit")
+    );
+}
+
+#[tokio::test]
+async fn a_fixed_key_origin_shares_entries_across_host_names_and_every_handle_reaches_them() {
+    use super::KeyOrigin;
+
+    let calls = Calls::default();
+    let layer = layer(&clock()).key_origin(KeyOrigin::fixed("https://shop.example").unwrap());
+    let app = counted(calls.clone(), "max-age=60").layer(layer.clone());
+    assert_eq!(
+        send(&app, host_req("127.0.0.1:3000", "/r")).await.text(),
+        "call 1"
+    );
+    let other = send(&app, host_req("localhost:3000", "/r")).await;
+    assert_eq!(other.text(), "call 1");
+    assert!(other.cache_status().contains("hit"));
+    // Whatever origin a handle was given, or an absolute URL names, it addresses the fixed one.
+    let handle = layer.handle("http://localhost:3000");
+    assert_eq!(handle.invalidate_prefix("/r").await.unwrap(), 1);
+    send(&app, host_req("localhost:3000", "/r")).await;
+    assert_eq!(
+        handle.invalidate("http://127.0.0.1:3000/r").await.unwrap(),
+        1
+    );
+    assert_eq!(calls.get(), 2);
+    // A host that cannot be keyed still bypasses the cache.
+    let bad = send(&app, host_req("a.test/private", "/r")).await;
+    assert_eq!(bad.cache_status(), "tower-edge; fwd=bypass");
+}
+
+#[tokio::test]
+async fn with_no_key_origin_keys_start_at_the_path() {
+    use super::KeyOrigin;
+
+    let store = MokaStore::default();
+    let layer = ResponseCacheLayer::new(store.clone())
+        .clock(clock())
+        .key_origin(KeyOrigin::None);
+    let app = counted(Calls::default(), "max-age=60").layer(layer.clone());
+    send(&app, host_req("a.test", "/r")).await;
+    let key = CacheKey::new("GET /r").with_variant("enc", "any");
+    assert!(
+        store.get(&key).await.unwrap().is_some(),
+        "stored under {key}"
+    );
+    assert!(
+        send(&app, host_req("b.test", "/r"))
+            .await
+            .cache_status()
+            .contains("hit")
+    );
+}
+
+#[tokio::test]
+async fn an_unsafe_request_invalidates_its_location_under_a_fixed_key_origin() {
+    use super::KeyOrigin;
+
+    let calls = Calls::default();
+    let app = counted(calls.clone(), "max-age=60")
+        .route(
+            "/items",
+            post(|| async {
+                (
+                    StatusCode::CREATED,
+                    [(header::LOCATION, "http://localhost:3000/r")],
+                )
+            }),
+        )
+        .layer(layer(&clock()).key_origin(KeyOrigin::fixed("https://shop.example").unwrap()));
+    send(&app, host_req("localhost:3000", "/r")).await;
+    let post_req = Request::post("/items")
+        .header(header::HOST, "localhost:3000")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, post_req).await.status, StatusCode::CREATED);
+    // The Location names the request's own origin: the entry under the fixed one goes.
+    assert_eq!(
+        send(&app, host_req("localhost:3000", "/r")).await.text(),
+        "call 2"
+    );
+}
