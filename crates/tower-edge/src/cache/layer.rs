@@ -1,6 +1,6 @@
 use std::{fmt, sync::Arc, time::Duration};
 
-use http::{HeaderMap, request::Parts};
+use http::{HeaderMap, StatusCode, request::Parts};
 use tower::Layer;
 use tower_edge_store::{CacheStore, single_flight::Flights};
 
@@ -13,6 +13,7 @@ use super::{
 use crate::clock::{Clock, SharedClock};
 
 type PartsFn<T> = Arc<dyn Fn(&Parts) -> T + Send + Sync>;
+type StoreFilter = Arc<dyn Fn(StatusCode, &HeaderMap) -> bool + Send + Sync>;
 
 /// Negotiates the content encoding a request will get: `"br"`, `"zstd"`, `"gzip"`, `"deflate"`
 /// or `"identity"`.
@@ -52,6 +53,7 @@ pub(crate) struct Config {
     pub(crate) key_fn: Option<PartsFn<Option<String>>>,
     pub(crate) per_user: Option<PartsFn<Option<String>>>,
     pub(crate) bypass: Option<PartsFn<bool>>,
+    pub(crate) store_if: Option<StoreFilter>,
     pub(crate) encoding: Option<EncodingFn>,
     pub(crate) invalidate_on_unsafe: bool,
     pub(crate) store_cookie_requests: bool,
@@ -78,6 +80,7 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
                 key_fn: None,
                 per_user: None,
                 bypass: None,
+                store_if: None,
                 encoding: default_encoding(),
                 invalidate_on_unsafe: true,
                 store_cookie_requests: false,
@@ -159,10 +162,40 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
     /// `Expires` stay fresh. A route can set its own with the [`DefaultTtl`](super::DefaultTtl)
     /// response extension.
     ///
+    /// It applies to the status codes a cache may keep without explicit freshness (RFC 9110
+    /// §15.1) that are not errors: 200, 203, 204, 300, 301 and 308; and only to bodies whose
+    /// length is known before they are read, never to a stream (server-sent events, a page
+    /// sent in pieces). A 404 or a stream is stored only when its response says so itself
+    /// (`Cache-Control: max-age`) or through [`CacheTtl`](super::CacheTtl).
+    ///
     /// Defaults to none: such responses are stored only with heuristic freshness, if enabled.
     #[must_use]
     pub fn default_ttl(self, ttl: Duration) -> Self {
         self.configure(|config| config.default_ttl = Some(ttl))
+    }
+
+    /// Which responses may be stored, among those RFC 9111 lets this cache store: `f` gets the
+    /// status and header fields, and a `false` keeps the response out (`Cache-Status:
+    /// fwd=miss; detail=filtered`). It can only narrow what is stored, never store what the
+    /// RFC forbids.
+    ///
+    /// Defaults to storing whatever the RFC allows.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_edge::cache::{MokaStore, ResponseCacheLayer};
+    ///
+    /// // Only complete successes, never a fallback's 404 even with explicit freshness.
+    /// let layer = ResponseCacheLayer::new(MokaStore::default())
+    ///     .store_if(|status, _headers| status == StatusCode::OK);
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn store_if<F>(self, f: F) -> Self
+    where
+        F: Fn(StatusCode, &HeaderMap) -> bool + Send + Sync + 'static,
+    {
+        self.configure(|config| config.store_if = Some(Arc::new(f)))
     }
 
     /// The largest body stored. Longer bodies stream through to the client and are not stored;

@@ -161,6 +161,7 @@ mod layer;
 mod outcome;
 mod parts;
 mod policy;
+mod route;
 mod service;
 mod stats;
 mod warm;
@@ -178,6 +179,7 @@ pub use self::{
     key::{InvalidOrigin, KeyOrigin},
     layer::{EncodingFn, ResponseCacheLayer},
     policy::TTL_HEADER,
+    route::{CacheFor, CacheForFuture, CacheForLayer, cache_for},
     service::ResponseCache,
     stats::CacheStats,
     warm::warm_up,
@@ -259,7 +261,7 @@ mod fuzz_hooks {
         *res.status_mut() = status;
         *res.headers_mut() = response;
         let (mut parts, ()) = res.into_parts();
-        let inner = policy::decide(request, &mut parts, false, now, &layer.shared.config)?;
+        let inner = policy::decide(request, &mut parts, false, now, &layer.shared.config, true)?;
         Ok(FuzzFreshness {
             fresh_for: inner.fresh_for,
             initial_age: inner.initial_age,

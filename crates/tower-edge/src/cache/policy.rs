@@ -54,12 +54,16 @@ pub(crate) type NotStored = &'static str;
 
 /// Decides storability and freshness of `res` as an answer to a `GET` with the fields
 /// `request` (the forwarded request's), received at `now`.
+///
+/// `known_length` says whether the body's length is known before it is read: the default TTLs
+/// never apply to a stream of unknown length (server-sent events, progressive pages).
 pub(crate) fn decide(
     request: &HeaderMap,
     res: &mut response::Parts,
     per_user: bool,
     now: SystemTime,
     config: &Config,
+    known_length: bool,
 ) -> Result<Freshness, NotStored> {
     // Our own override, read and removed whatever the outcome: it is for this cache only.
     let header_ttl = res
@@ -108,6 +112,11 @@ pub(crate) fn decide(
     };
     exchange.storable().map_err(|why| why.as_str())?;
     let cc = exchange.response_cc;
+    if let Some(store_if) = &config.store_if
+        && !store_if(res.status, &res.headers)
+    {
+        return Err("filtered");
+    }
 
     let Some(vary) = super::key::vary_names(&res.headers) else {
         return Err("vary-star");
@@ -149,7 +158,8 @@ pub(crate) fn decide(
             .extensions
             .get::<DefaultTtl>()
             .map(|d| d.0)
-            .or(config.default_ttl);
+            .or(config.default_ttl)
+            .filter(|_| known_length && default_ttl_applies(res.status));
         match default {
             Some(ttl) => initial_age + ttl.min(MAX_DELTA),
             None => lifetime.duration(),
@@ -189,6 +199,14 @@ pub(crate) fn decide(
         return Err("not-fresh");
     }
     Ok(freshness)
+}
+
+/// Whether the default TTLs ([`Config::default_ttl`], the `DefaultTtl` extension) may give
+/// `status` a freshness its response did not state: the codes RFC 9110 §15.1 lets a cache keep
+/// without explicit freshness, errors excepted (a 404 or 410 kept for the default TTL would
+/// hide a resource created meanwhile). `206` is stored as a part, by its own rules.
+fn default_ttl_applies(status: http::StatusCode) -> bool {
+    matches!(status.as_u16(), 200 | 203 | 204 | 300 | 301 | 308)
 }
 
 /// Whether a stored response must not be served stale (RFC 9111 §4.2.4), as a shared cache

@@ -2444,3 +2444,192 @@ async fn an_unsafe_request_invalidates_its_location_under_a_fixed_key_origin() {
         "call 2"
     );
 }
+
+/// `/ok` answers 200, `/missing` a fallback 404, `/stream` a 200 of unknown length; none states
+/// freshness. Each counts its calls.
+fn without_freshness(calls: Calls) -> Router {
+    let (ok, missing, stream) = (calls.clone(), calls.clone(), calls);
+    Router::new()
+        .route(
+            "/ok",
+            get(move || {
+                ok.bump();
+                async { "fine" }
+            }),
+        )
+        .route(
+            "/stream",
+            get(move || {
+                stream.bump();
+                async {
+                    let chunks = futures_util::stream::iter(["a", "b"].map(|c| {
+                        Ok::<_, std::convert::Infallible>(http_body::Frame::data(
+                            Bytes::from_static(c.as_bytes()),
+                        ))
+                    }));
+                    Body::new(http_body_util::StreamBody::new(chunks))
+                }
+            }),
+        )
+        .fallback(move || {
+            missing.bump();
+            async { (StatusCode::NOT_FOUND, "no such page") }
+        })
+}
+
+#[tokio::test]
+async fn default_ttl_keeps_successes_of_known_length_but_not_a_404_or_a_stream() {
+    let calls = Calls::default();
+    let app = without_freshness(calls.clone())
+        .layer(layer(&clock()).default_ttl(Duration::from_secs(60)));
+    for path in ["/ok", "/missing", "/stream"] {
+        send(&app, get_req(path, &[])).await;
+    }
+    assert!(get_path(&app, "/ok").await.cache_status().contains("hit"));
+    let missing = get_path(&app, "/missing").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(
+        missing.cache_status().contains("fwd=miss"),
+        "{}",
+        missing.cache_status()
+    );
+    let stream = get_path(&app, "/stream").await;
+    assert_eq!(stream.text(), "ab");
+    assert!(
+        stream.cache_status().contains("fwd=miss"),
+        "{}",
+        stream.cache_status()
+    );
+    // /ok once, /missing and /stream twice each.
+    assert_eq!(calls.get(), 5);
+}
+
+#[tokio::test]
+async fn store_if_narrows_what_is_stored_even_with_explicit_freshness() {
+    let app = Router::new()
+        .route(
+            "/gone",
+            get(|| async {
+                (
+                    StatusCode::GONE,
+                    [(header::CACHE_CONTROL, "max-age=60")],
+                    "gone",
+                )
+            }),
+        )
+        .route(
+            "/ok",
+            get(|| async { ([(header::CACHE_CONTROL, "max-age=60")], "ok") }),
+        )
+        .layer(layer(&clock()).store_if(|status, _| status == StatusCode::OK));
+    let gone = get_path(&app, "/gone").await;
+    assert_eq!(gone.cache_status(), "tower-edge; fwd=miss; detail=filtered");
+    assert!(
+        get_path(&app, "/gone")
+            .await
+            .cache_status()
+            .contains("fwd=miss")
+    );
+    get_path(&app, "/ok").await;
+    assert!(get_path(&app, "/ok").await.cache_status().contains("hit"));
+}
+
+#[tokio::test]
+async fn cache_for_caches_one_route_and_keeps_its_limits() {
+    use super::cache_for;
+
+    let calls = Calls::default();
+    let app = without_freshness(calls.clone())
+        .route(
+            "/report",
+            get(|| async { "expensive" }).layer(cache_for(Duration::from_secs(60))),
+        )
+        .layer(layer(&clock()));
+    get_path(&app, "/report").await;
+    let again = get_path(&app, "/report").await;
+    assert!(
+        again.cache_status().contains("hit"),
+        "{}",
+        again.cache_status()
+    );
+    assert_eq!(again.headers.get(header::CACHE_CONTROL), None);
+    // The routes without it are not cached: the layer has no default TTL.
+    get_path(&app, "/ok").await;
+    assert!(
+        get_path(&app, "/ok")
+            .await
+            .cache_status()
+            .contains("fwd=miss")
+    );
+
+    // Its limits are default_ttl's: a 404 of the route is not kept.
+    let missing = Router::new()
+        .route(
+            "/item",
+            get(|| async { (StatusCode::NOT_FOUND, "no such item") })
+                .layer(cache_for(Duration::from_secs(60))),
+        )
+        .layer(layer(&clock()));
+    get_path(&missing, "/item").await;
+    assert!(
+        get_path(&missing, "/item")
+            .await
+            .cache_status()
+            .contains("fwd=miss")
+    );
+}
+
+#[tokio::test]
+async fn typed_directives_from_a_handler_are_what_the_cache_reads() {
+    use crate::http::cache_control::Directives;
+
+    let calls = Calls::default();
+    let (public, private) = (calls.clone(), calls.clone());
+    let app = Router::new()
+        .route(
+            "/public",
+            get(move || {
+                public.bump();
+                async {
+                    (
+                        Directives::public()
+                            .max_age(Duration::from_secs(60))
+                            .stale_if_error(Duration::from_secs(600)),
+                        "shared",
+                    )
+                }
+            }),
+        )
+        .route(
+            "/private",
+            get(move || {
+                private.bump();
+                async {
+                    (
+                        Directives::private().max_age(Duration::from_secs(60)),
+                        "mine",
+                    )
+                }
+            }),
+        )
+        .layer(layer(&clock()));
+    let first = get_path(&app, "/public").await;
+    assert_eq!(
+        first.headers[header::CACHE_CONTROL],
+        "public, max-age=60, stale-if-error=600"
+    );
+    assert!(
+        get_path(&app, "/public")
+            .await
+            .cache_status()
+            .contains("hit")
+    );
+    get_path(&app, "/private").await;
+    let again = get_path(&app, "/private").await;
+    assert!(
+        again.cache_status().contains("detail=private"),
+        "{}",
+        again.cache_status()
+    );
+    assert_eq!(calls.get(), 3);
+}

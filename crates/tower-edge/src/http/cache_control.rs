@@ -138,6 +138,198 @@ impl CacheControl {
     }
 }
 
+/// A `Cache-Control` value for a handler to send, built from typed directives instead of a
+/// string: durations in whole seconds (RFC 9111 §1.2.2), directives that contradict one another
+/// impossible to combine by mistake.
+///
+/// With feature `axum`, a handler returns it next to its body.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use tower_edge::http::cache_control::Directives;
+///
+/// let cc = Directives::public()
+///     .max_age(Duration::from_secs(60))
+///     .stale_while_revalidate(Duration::from_secs(30));
+/// assert_eq!(cc.to_string(), "public, max-age=60, stale-while-revalidate=30");
+/// assert_eq!(Directives::no_store().to_string(), "no-store");
+/// assert_eq!(
+///     Directives::private().no_cache().to_string(),
+///     "private, no-cache"
+/// );
+/// ```
+///
+/// ```
+/// # #[cfg(feature = "axum")] {
+/// use std::time::Duration;
+///
+/// use axum::{Router, routing::get};
+/// use tower_edge::http::cache_control::Directives;
+///
+/// async fn catalogue() -> (Directives, &'static str) {
+///     (Directives::public().max_age(Duration::from_secs(300)), "[...]")
+/// }
+/// let app: Router = Router::new().route("/catalogue", get(catalogue));
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Directives {
+    // `public`, `private` or `no-store`: who may keep it at all.
+    scope: &'static str,
+    max_age: Option<u64>,
+    s_maxage: Option<u64>,
+    stale_while_revalidate: Option<u64>,
+    stale_if_error: Option<u64>,
+    no_cache: bool,
+    must_revalidate: bool,
+    immutable: bool,
+}
+
+impl Directives {
+    fn scoped(scope: &'static str) -> Self {
+        Self {
+            scope,
+            max_age: None,
+            s_maxage: None,
+            stale_while_revalidate: None,
+            stale_if_error: None,
+            no_cache: false,
+            must_revalidate: false,
+            immutable: false,
+        }
+    }
+
+    /// `public`: any cache, shared ones included, may keep it.
+    pub fn public() -> Self {
+        Self::scoped("public")
+    }
+
+    /// `private`: only the client's own cache may keep it; a shared cache (this crate's
+    /// `ResponseCacheLayer` included) never stores it.
+    pub fn private() -> Self {
+        Self::scoped("private")
+    }
+
+    /// `no-store`: no cache keeps it. Further directives are ignored: nothing is stored for
+    /// them to act on.
+    pub fn no_store() -> Self {
+        Self::scoped("no-store")
+    }
+
+    fn stores(&self) -> bool {
+        self.scope != "no-store"
+    }
+
+    /// `max-age`: fresh for this long.
+    #[must_use]
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = Some(age.as_secs());
+        self
+    }
+
+    /// `s-maxage`: fresh for this long in shared caches (overrides `max-age` there).
+    #[must_use]
+    pub fn s_maxage(mut self, age: Duration) -> Self {
+        self.s_maxage = Some(age.as_secs());
+        self
+    }
+
+    /// `stale-while-revalidate` (RFC 5861): may be served stale this long while a cache
+    /// refreshes it in the background.
+    #[must_use]
+    pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
+        self.stale_while_revalidate = Some(window.as_secs());
+        self
+    }
+
+    /// `stale-if-error` (RFC 5861): may be served stale this long when the origin fails.
+    #[must_use]
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.stale_if_error = Some(window.as_secs());
+        self
+    }
+
+    /// `no-cache`: may be stored, but is validated with the origin before every use.
+    #[must_use]
+    pub fn no_cache(mut self) -> Self {
+        self.no_cache = true;
+        self
+    }
+
+    /// `must-revalidate`: never served stale, whatever a stale window says.
+    #[must_use]
+    pub fn must_revalidate(mut self) -> Self {
+        self.must_revalidate = true;
+        self
+    }
+
+    /// `immutable` (RFC 8246): will not change while fresh; browsers skip revalidating it on
+    /// reload. For content-hashed assets.
+    #[must_use]
+    pub fn immutable(mut self) -> Self {
+        self.immutable = true;
+        self
+    }
+
+    /// The header value.
+    pub fn to_header_value(&self) -> HeaderValue {
+        HeaderValue::try_from(self.to_string()).expect("directives are ASCII tokens and digits")
+    }
+}
+
+impl std::fmt::Display for Directives {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.scope)?;
+        if !self.stores() {
+            return Ok(());
+        }
+        let seconds = [
+            ("max-age", self.max_age),
+            ("s-maxage", self.s_maxage),
+            ("stale-while-revalidate", self.stale_while_revalidate),
+            ("stale-if-error", self.stale_if_error),
+        ];
+        for (name, value) in seconds {
+            if let Some(value) = value {
+                write!(f, ", {name}={value}")?;
+            }
+        }
+        let flags = [
+            ("no-cache", self.no_cache),
+            ("must-revalidate", self.must_revalidate),
+            ("immutable", self.immutable),
+        ];
+        for (name, set) in flags {
+            if set {
+                write!(f, ", {name}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl From<Directives> for HeaderValue {
+    fn from(directives: Directives) -> Self {
+        directives.to_header_value()
+    }
+}
+
+/// Sets `Cache-Control`, so a handler can return `(directives, body)`.
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponseParts for Directives {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(
+        self,
+        mut res: axum_core::response::ResponseParts,
+    ) -> Result<axum_core::response::ResponseParts, Self::Error> {
+        res.headers_mut()
+            .insert(http::header::CACHE_CONTROL, self.to_header_value());
+        Ok(res)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -227,10 +227,21 @@ impl<'a, St: CacheStore + Clone> Forwarding<'a, St> {
             // The forwarded request had no Range (a revalidation): its 206 is not for this
             // cache.
             Err("status")
-        } else if rbody.size_hint().lower() > config.max_body_size {
-            policy::decide(&sent, &mut rparts, ctx.per_user, ctx.now, config).and(Err("too-large"))
         } else {
-            policy::decide(&sent, &mut rparts, ctx.per_user, ctx.now, config)
+            let known_length = rbody.size_hint().exact().is_some();
+            let decided = policy::decide(
+                &sent,
+                &mut rparts,
+                ctx.per_user,
+                ctx.now,
+                config,
+                known_length,
+            );
+            if rbody.size_hint().lower() > config.max_body_size {
+                decided.and(Err("too-large"))
+            } else {
+                decided
+            }
         };
         let freshness = match decision {
             Ok(freshness) => freshness,

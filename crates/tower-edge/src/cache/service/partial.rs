@@ -117,8 +117,15 @@ where
         None => Err("multipart"),
         Some((range, _)) if rbody.size_hint().exact() != Some(range.len()) => Err("length"),
         Some((range, _)) if range.len() > config.max_body_size => Err("too-large"),
-        Some(placed) => policy::decide(part.request, &mut rparts, ctx.per_user, ctx.now, config)
-            .map(|freshness| (freshness, placed)),
+        Some(placed) => policy::decide(
+            part.request,
+            &mut rparts,
+            ctx.per_user,
+            ctx.now,
+            config,
+            true,
+        )
+        .map(|freshness| (freshness, placed)),
     };
     let (freshness, (range, complete)) = match placed {
         Ok(placed) => placed,

@@ -55,6 +55,7 @@ where
         ctx.per_user,
         ctx.now,
         config,
+        true,
     ) {
         Ok(freshness) => {
             bump(&shared.counters.revalidated);
