@@ -263,6 +263,29 @@ impl Lead {
     pub fn holder(&self) -> Option<&Holder> {
         self.holder.as_ref()
     }
+
+    /// Lets those waiting on this flight go at once, as if it had finished without storing
+    /// ([`Finish::NotStored`]: each goes on its own), starts a new flight for whoever joins
+    /// next, and lets the store lock go, so that other instances stop waiting too. The leader
+    /// goes on without a [`holder`](Self::holder): what it stores, it stores with a plain put.
+    /// For an answer that streams for an unknown time, which nobody should sit through.
+    pub fn let_waiters_go(&mut self) {
+        if let Some(release) = self.release.take() {
+            release();
+        }
+        self.holder = None;
+        let mut map = self.flights.lock();
+        if map
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+        {
+            map.remove(&self.key);
+        }
+        drop(map);
+        self.flight
+            .state
+            .send_replace(State::Finished(Finish::NotStored));
+    }
 }
 
 impl Drop for Lead {

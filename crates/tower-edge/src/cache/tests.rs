@@ -2633,3 +2633,73 @@ async fn typed_directives_from_a_handler_are_what_the_cache_reads() {
     );
     assert_eq!(calls.get(), 3);
 }
+
+#[tokio::test]
+async fn a_second_client_of_a_cacheable_stream_does_not_wait_for_the_first_to_end() {
+    use tokio::sync::mpsc;
+
+    type Frames = mpsc::Receiver<Result<http_body::Frame<Bytes>, std::convert::Infallible>>;
+    // The first call streams from `first` for as long as the test keeps it open; later calls
+    // answer in one piece.
+    let (first_tx, first_rx) = mpsc::channel(4);
+    let first_rx = Arc::new(std::sync::Mutex::new(Some(first_rx)));
+    let calls = Calls::default();
+    let clock = clock();
+    let app = {
+        let calls = calls.clone();
+        Router::new()
+            .route(
+                "/feed",
+                get(move || {
+                    let n = calls.bump();
+                    let rx: Option<Frames> = first_rx.lock().unwrap().take();
+                    async move {
+                        let body = match rx {
+                            Some(rx) => Body::new(http_body_util::StreamBody::new(
+                                futures_util::stream::unfold(rx, |mut rx| async move {
+                                    rx.recv().await.map(|frame| (frame, rx))
+                                }),
+                            )),
+                            None => Body::from(format!("call {n}")),
+                        };
+                        ([(header::CACHE_CONTROL, "max-age=60")], body)
+                    }
+                }),
+            )
+            .layer(layer(&clock))
+    };
+    first_tx
+        .send(Ok(http_body::Frame::data(Bytes::from_static(b"part 1 "))))
+        .await
+        .unwrap();
+    let bound = Duration::from_secs(10);
+    let first = tokio::time::timeout(bound, app.clone().oneshot(get_req("/feed", &[])))
+        .await
+        .expect("the leader's head")
+        .unwrap();
+    // The leader's stream is still open. A second client, a second later, must not wait for
+    // its end.
+    clock.advance(Duration::from_secs(1));
+    let second = tokio::time::timeout(bound, send(&app, get_req("/feed", &[])))
+        .await
+        .expect("a second client is answered while the first stream runs");
+    assert_eq!(second.text(), "call 2");
+    assert_eq!(calls.get(), 2);
+    first_tx
+        .send(Ok(http_body::Frame::data(Bytes::from_static(b"part 2"))))
+        .await
+        .unwrap();
+    drop(first_tx);
+    let body = first.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"part 1 part 2");
+    settle().await;
+    // The second answer was received later: the first stream's copy does not replace it.
+    let third = get_path(&app, "/feed").await;
+    assert!(
+        third.cache_status().contains("hit"),
+        "{}",
+        third.cache_status()
+    );
+    assert_eq!(third.text(), "call 2");
+    assert_eq!(calls.get(), 2);
+}

@@ -255,6 +255,10 @@ where
                     coding,
                 } => {
                     let min = this.config.min_size;
+                    // Only what the body has ready is sniffed: once it would wait, the head
+                    // goes out and the stream is compressed as it comes, so a page sent in
+                    // small pieces reaches the client when its handler sends them.
+                    let mut stalled = false;
                     let (ended, trailers, error) = loop {
                         if collected.len() >= min {
                             break (false, None, None);
@@ -262,7 +266,11 @@ where
                         let Some(inner) = body.as_mut() else {
                             break (true, None, None);
                         };
-                        match ready!(inner.as_mut().poll_frame(cx)) {
+                        let Poll::Ready(next) = inner.as_mut().poll_frame(cx) else {
+                            stalled = true;
+                            break (false, None, None);
+                        };
+                        match next {
                             Some(Ok(frame)) => match frame.into_data() {
                                 Ok(data) => {
                                     collected.push(data);
@@ -277,7 +285,7 @@ where
                     let rest = if ended { None } else { body.take() };
                     let len = collected.len();
                     let chunks = collected.take();
-                    let compress = len >= min && error.is_none();
+                    let compress = (len >= min || stalled) && error.is_none();
                     let response = match compress
                         .then(|| Encoder::new(*coding, this.config.levels, None))
                         .flatten()

@@ -128,9 +128,12 @@ impl<P: Predicate> CompressionLayer<P> {
         self
     }
 
-    /// Bodies shorter than this are sent as they are. A body of unknown length is held until
-    /// this many bytes have arrived (or it ends) before deciding, except streams
-    /// (`text/event-stream`, `application/x-ndjson`), which are compressed from the first byte.
+    /// Bodies shorter than this are sent as they are. Of a body of unknown length, the layer
+    /// reads only what is ready at once: if that reaches this many bytes, or the body would
+    /// have to be waited for (a page sent in pieces), it is compressed as a stream, each piece
+    /// flushed as it comes; if the body ends short of it, it is sent as it is, with its length.
+    /// Streams (`text/event-stream`, `application/x-ndjson`) are compressed from the first
+    /// byte.
     ///
     /// Defaults to 1024 bytes.
     #[must_use]

@@ -630,3 +630,72 @@ async fn informational_responses_pass_untouched() {
     assert!(!h.contains_key(header::CONTENT_ENCODING) && !h.contains_key(header::VARY));
     assert_eq!(body.len(), 2048);
 }
+
+#[tokio::test]
+async fn a_page_sent_in_small_pieces_goes_out_compressed_as_each_piece_comes() {
+    use tokio::sync::mpsc;
+
+    type Frames = mpsc::Receiver<Result<http_body::Frame<Bytes>, Infallible>>;
+    let (tx, rx) = mpsc::channel(4);
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(Some(rx)));
+    let svc = tower::Layer::layer(
+        &CompressionLayer::new(),
+        service_fn(move |_req: Request<()>| {
+            let rx: Frames = rx.lock().unwrap().take().expect("one request");
+            async move {
+                let frames = stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|frame| (frame, rx))
+                });
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .header(header::CONTENT_TYPE, "text/html")
+                        .body(StreamBody::new(frames))
+                        .unwrap(),
+                )
+            }
+        }),
+    );
+    let piece = |i: usize| Bytes::from(format!("<p>{i:0>52}</p>\n"));
+    tx.send(Ok(http_body::Frame::data(piece(0)))).await.unwrap();
+    let req = Request::get("/")
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .body(())
+        .unwrap();
+    // 60 bytes, far under the minimum, and the handler has sent nothing more: the head must
+    // not wait for more (a bound, not a pause: the answer is due at once).
+    let bound = std::time::Duration::from_secs(10);
+    let res = tokio::time::timeout(bound, svc.oneshot(req))
+        .await
+        .expect("the head goes out while the handler is still producing")
+        .unwrap();
+    assert_eq!(res.headers()[header::CONTENT_ENCODING], "gzip");
+    let mut body = Box::pin(res.into_body());
+    let mut compressed = Vec::new();
+    // Each piece is flushed: what has come out so far decodes to what was sent so far.
+    for i in 0..3 {
+        let frame = tokio::time::timeout(bound, body.frame())
+            .await
+            .expect("the piece sent is flushed to the client")
+            .unwrap()
+            .unwrap();
+        compressed.extend_from_slice(&frame.into_data().unwrap());
+        let mut out = Vec::new();
+        let mut decoder = flate2::write::GzDecoder::new(&mut out);
+        std::io::Write::write_all(&mut decoder, &compressed).unwrap();
+        std::io::Write::flush(&mut decoder).unwrap();
+        drop(decoder);
+        let sent: Vec<u8> = (0..=i).flat_map(|j| piece(j).to_vec()).collect();
+        assert_eq!(out, sent, "after piece {i}");
+        if i < 2 {
+            tx.send(Ok(http_body::Frame::data(piece(i + 1))))
+                .await
+                .unwrap();
+        }
+    }
+    drop(tx);
+    while let Some(frame) = body.frame().await {
+        compressed.extend_from_slice(&frame.unwrap().into_data().unwrap());
+    }
+    let whole: Vec<u8> = (0..3).flat_map(|j| piece(j).to_vec()).collect();
+    assert_eq!(decode("gzip", &compressed), whole);
+}

@@ -314,6 +314,16 @@ impl<'a, St: CacheStore + Clone> Forwarding<'a, St> {
         }
         .apply(&mut rparts.headers);
 
+        // A stream of unknown length (a page sent in pieces, a feed) may run for long: those
+        // waiting on this fetch, here and in other instances, go to the origin themselves
+        // rather than wait for its end. Its copy is still stored at the end (fenced against
+        // invalidations), unless one that started later was stored meanwhile.
+        let mut guard = guard;
+        let streaming = rbody.size_hint().exact().is_none();
+        if streaming && let Some(lead) = guard.as_mut() {
+            lead.let_waiters_go();
+        }
+
         // The common case: stream the body to the client and store a copy at its end.
         let store = shared.store.clone();
         let counters = Arc::clone(&shared.counters);
@@ -332,6 +342,10 @@ impl<'a, St: CacheStore + Clone> Forwarding<'a, St> {
             };
             runtime.spawn(async move {
                 let entry = with_body(template, bytes);
+                if streaming && newer_stored(&store, &key, entry.stored_at()).await {
+                    finish(guard, Finish::NotStored);
+                    return;
+                }
                 let claim = Claim {
                     ticket,
                     holder: holder.as_ref(),
@@ -345,4 +359,10 @@ impl<'a, St: CacheStore + Clone> Forwarding<'a, St> {
             CacheBody::tee(rbody, config.max_body_size, on_complete),
         )
     }
+}
+
+/// Whether `key` holds an entry received after `than`: a stream that ran long (and so holds no
+/// lock) must not put its older copy over it.
+async fn newer_stored<St: CacheStore>(store: &St, key: &CacheKey, than: SystemTime) -> bool {
+    matches!(store.get(key).await, Ok(Some(entry)) if entry.stored_at() > than)
 }
