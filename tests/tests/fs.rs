@@ -273,3 +273,41 @@ async fn a_2_gib_sparse_file_serves_ranges_on_a_socket() {
     assert_eq!(res.headers()[header::CONTENT_RANGE], "bytes */2147483648");
     server.stop().await;
 }
+
+/// Log lines captured in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_root_that_is_not_a_directory_is_named_in_a_warning_when_the_service_is_made() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir");
+    tracing::subscriber::with_default(subscriber, || {
+        let _ = ServeDir::new(&missing);
+        let _ = ServeDir::new(dir.path());
+    });
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        text.matches("ServeDir root is not a directory").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains(&missing.display().to_string()), "{text}");
+    assert!(text.contains("WARN"), "{text}");
+}

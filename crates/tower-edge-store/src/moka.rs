@@ -30,6 +30,29 @@ use crate::{
 ///   unindex its successor.
 ///
 /// A hit is a hash lookup and an `Arc` clone: no copy of the body.
+///
+/// **Clones share one store**: entries, indexes, generation and locks. Give a clone to each
+/// layer (or `Memo`) that should see the same entries; build another store for a separate
+/// cache.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::time::Duration;
+///
+/// use bytes::Bytes;
+/// use http::{HeaderMap, StatusCode};
+/// use tower_edge_store::{CacheKey, CacheStore, Entry, MokaStore};
+///
+/// let store = MokaStore::default();
+/// let shared = store.clone();
+/// let key = CacheKey::new("GET http://a/x");
+/// let entry = Entry::new(StatusCode::OK, HeaderMap::new(), Bytes::from_static(b"x"));
+/// store.put(&key, entry, Duration::from_secs(60)).await.unwrap();
+/// assert!(shared.get(&key).await.unwrap().is_some());
+/// assert!(MokaStore::default().get(&key).await.unwrap().is_none());
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct MokaStore {
     inner: Arc<Inner>,

@@ -153,11 +153,33 @@ impl<P: Predicate> CompressionLayer<P> {
         self
     }
 
-    /// Replaces the media-type policy.
+    /// Replaces the media-type policy with a [`Predicate`] (a [`MimeAllowList`], or several
+    /// combined with [`Predicate::and`]). For a closure, [`CompressionLayer::compress_if`]
+    /// needs no type annotation.
     ///
     /// Defaults to [`MimeAllowList::new`].
     #[must_use]
     pub fn compress_when<Q: Predicate>(self, predicate: Q) -> CompressionLayer<Q> {
+        CompressionLayer {
+            config: self.config,
+            predicate,
+        }
+    }
+
+    /// Replaces the media-type policy with a closure over the response head.
+    ///
+    /// ```
+    /// use tower_edge::compression::CompressionLayer;
+    ///
+    /// // Compress nothing the handler marks as already dense.
+    /// let layer = CompressionLayer::new().compress_if(|parts| !parts.headers.contains_key("x-dense"));
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn compress_if<F>(self, predicate: F) -> CompressionLayer<F>
+    where
+        F: Fn(&http::response::Parts) -> bool + Clone + Send + Sync + 'static,
+    {
         CompressionLayer {
             config: self.config,
             predicate,

@@ -75,7 +75,8 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Inner { future } => {
-                    let (parts, body) = ready!(future.poll(cx))?.into_parts();
+                    let (mut parts, body) = ready!(future.poll(cx))?.into_parts();
+                    drop_invalid_etag(&mut parts.headers);
                     let Some(request) = this.request.as_ref() else {
                         this.state.set(State::Done);
                         return Poll::Ready(Ok(Response::from_parts(
@@ -161,6 +162,28 @@ where
             }
         }
     }
+}
+
+/// Removes a handler's `ETag` that is not one quoted entity-tag (`abc` for `"abc"`, or several
+/// lines): clients and caches would ignore it or, worse, compare it. The layer then tags the
+/// response itself, as if the handler had sent none. Logged once per process, with the value.
+fn drop_invalid_etag(headers: &mut http::HeaderMap) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let mut lines = headers.get_all(header::ETAG).iter();
+    let (Some(first), second) = (lines.next(), lines.next()) else {
+        return;
+    };
+    if second.is_none() && crate::http::etag::EntityTag::try_from(first).is_ok() {
+        return;
+    }
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            etag = ?first,
+            "a handler sent an ETag that is not one quoted entity-tag (RFC 9110 §8.8.3): \
+             ETagLayer replaces it with its own (logged once)"
+        );
+    }
+    headers.remove(header::ETAG);
 }
 
 fn should_hash<B: Body>(parts: &Parts, body: &B, request: &RequestConditions, max: u64) -> bool {

@@ -441,3 +441,35 @@ impl Body for Chunks {
         Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b's'; CHUNK])))))
     }
 }
+
+#[tokio::test]
+async fn a_handlers_unquoted_or_repeated_etag_is_replaced_by_the_layers_own() {
+    let with = |tags: &'static [&'static str]| {
+        move || {
+            let mut res = ok_json();
+            for tag in tags {
+                res.headers_mut()
+                    .append(header::ETAG, HeaderValue::from_static(tag));
+            }
+            res
+        }
+    };
+    for tags in [&["v42"][..], &["\"a\"", "\"b\""][..]] {
+        let res = call(ETagLayer::new(), request(Method::GET, &[]), with(tags)).await;
+        let sent: Vec<_> = res.headers().get_all(header::ETAG).iter().collect();
+        assert_eq!(sent, [expected_tag(BODY.as_bytes()).as_str()], "{tags:?}");
+        // And it validates like any tag of the layer's.
+        let etag = expected_tag(BODY.as_bytes());
+        let req = request(Method::GET, &[(header::IF_NONE_MATCH, etag.as_str())]);
+        let res = call(ETagLayer::new(), req, with(tags)).await;
+        assert_eq!(res.status(), StatusCode::NOT_MODIFIED, "{tags:?}");
+    }
+    // A valid tag of the handler's own is kept.
+    let res = call(
+        ETagLayer::new(),
+        request(Method::GET, &[]),
+        with(&["W/\"v42\""]),
+    )
+    .await;
+    assert_eq!(res.headers()[header::ETAG], "W/\"v42\"");
+}

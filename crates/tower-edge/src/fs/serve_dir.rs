@@ -117,11 +117,23 @@ impl ServeDir {
     /// Serves the files under `root`.
     ///
     /// The root is resolved (symlinks and all) at the first request; if it does not exist then,
-    /// every request is answered by the not-found service.
+    /// every request is answered by the not-found service. A root that is not a directory when
+    /// the service is made (a typo, a path relative to another working directory) is logged
+    /// as a warning then, with the path and the working directory, rather than showing only
+    /// as 404s later.
     pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        if !root.is_dir() {
+            let cwd = std::env::current_dir().ok();
+            tracing::warn!(
+                root = %root.display(),
+                working_directory = ?cwd,
+                "ServeDir root is not a directory: every request will be answered 404"
+            );
+        }
         Self {
             config: Arc::new(Config {
-                root: root.into(),
+                root,
                 canonical_root: OnceLock::new(),
                 single_file: None,
                 index_files: vec!["index.html".to_owned()],
