@@ -321,6 +321,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn after_warm_up_a_browsers_first_request_and_a_bare_one_are_hits() {
+        let stack = EdgeStack::new(MokaStore::default());
+        let handle = stack.handle("http://t");
+        let app = routes().layer(stack);
+        let report = crate::cache::warm_up(app.clone(), "http://t", ["/"]).await;
+        assert_eq!(report.len(), 2);
+        assert!(
+            report
+                .iter()
+                .all(|w| w.result.as_ref().ok() == Some(&StatusCode::OK))
+        );
+        for accept in ["gzip, deflate, br", "gzip, deflate, br, zstd", ""] {
+            let (_, h, _) = send(&app, accept, None).await;
+            let status = h["cache-status"].to_str().unwrap();
+            assert!(
+                status.starts_with("tower-edge; hit"),
+                "{accept:?}: {status}"
+            );
+        }
+        assert_eq!(handle.stats().misses, 2);
+    }
+
+    #[tokio::test]
     async fn the_full_stack_compresses_tags_caches_and_revalidates() {
         let app = routes().layer(EdgeStack::new(MokaStore::default()));
         let (_, h, br) = send(&app, "br", None).await;

@@ -208,15 +208,16 @@ async fn main() -> ExitCode {
     let local = listener.local_addr().map_or(config.addr, |a| a);
 
     // Warm the cache before taking traffic.
-    let report = tower_edge::cache::warm_up::<axum::body::Body, _, _, _>(
-        app.clone(),
-        &format!("http://{local}"),
-        &config.warm,
-    )
-    .await;
-    for (path, result) in report {
-        match result {
-            Ok(status) => tracing::info!(path, %status, "warmed"),
+    let report =
+        tower_edge::cache::warm_up(app.clone(), &format!("http://{local}"), &config.warm).await;
+    for warmed in report {
+        match warmed.result {
+            Ok(status) => tracing::info!(
+                path = warmed.path,
+                accept_encoding = warmed.accept_encoding,
+                %status,
+                "warmed"
+            ),
             Err(never) => match never {},
         }
     }

@@ -150,7 +150,8 @@
 //!
 //! # Warming up
 //!
-//! [`warm_up`] sends `GET`s for a list of paths through the stack at start-up, so the first
+//! [`warm_up`] sends `GET`s for a list of paths through the stack at start-up, for the brotli
+//! and the identity variants (or the `Accept-Encoding` values given to [`warm_up_with`]), so the first
 //! visitors already get hits.
 
 mod body;
@@ -182,7 +183,7 @@ pub use self::{
     route::{CacheFor, CacheForFuture, CacheForLayer, cache_for},
     service::ResponseCache,
     stats::CacheStats,
-    warm::warm_up,
+    warm::{WARM_ACCEPT_ENCODINGS, Warmed, warm_up, warm_up_with},
 };
 pub use tower_edge_store::{CacheStore, MokaStore};
 
