@@ -112,6 +112,16 @@ pub(crate) fn decide(
     };
     exchange.storable().map_err(|why| why.as_str())?;
     let cc = exchange.response_cc;
+    // RFC 9111 §4.2.1 would keep it as stale; a cache may always decline to store, and a
+    // response whose freshness cannot be read is better not kept at all than served stale
+    // under this layer's stale windows.
+    if let Some(name) = ["max-age", "s-maxage"]
+        .into_iter()
+        .find(|name| cc.has(name) && cc.seconds(name).is_none())
+    {
+        warn_invalid_freshness(name, cc.value(name));
+        return Err("invalid-freshness");
+    }
     if let Some(store_if) = &config.store_if
         && !store_if(res.status, &res.headers)
     {
@@ -199,6 +209,19 @@ pub(crate) fn decide(
         return Err("not-fresh");
     }
     Ok(freshness)
+}
+
+/// Logs, once per process, a response's freshness directive that is not delta-seconds.
+fn warn_invalid_freshness(name: &str, value: Option<&str>) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            directive = name,
+            value = value.unwrap_or(""),
+            "a response's Cache-Control freshness is not a number of seconds (RFC 9111 \
+             §1.2.2); it is not stored (logged once)"
+        );
+    }
 }
 
 /// Whether the default TTLs ([`Config::default_ttl`], the `DefaultTtl` extension) may give

@@ -2703,3 +2703,28 @@ async fn a_second_client_of_a_cacheable_stream_does_not_wait_for_the_first_to_en
     assert_eq!(third.text(), "call 2");
     assert_eq!(calls.get(), 2);
 }
+
+#[tokio::test]
+async fn a_freshness_that_is_not_a_number_is_not_stored_even_with_stale_windows() {
+    const CASES: [&[(&str, &str)]; 3] = [
+        &[("cache-control", "max-age=abc")],
+        &[("cache-control", "public, s-maxage=-5")],
+        &[("cache-control", "max-age=\"\"")],
+    ];
+    for fields in CASES {
+        let cc = fields[0].1;
+        let calls = Calls::default();
+        let app = answering(calls.clone(), StatusCode::OK, fields).layer(
+            layer(&clock())
+                .stale_while_revalidate(Duration::from_secs(600))
+                .stale_if_error(Duration::from_secs(600)),
+        );
+        let first = get_path(&app, "/r").await;
+        assert_eq!(
+            first.cache_status(),
+            "tower-edge; fwd=miss; detail=invalid-freshness",
+            "{cc}"
+        );
+        assert_eq!(get_path(&app, "/r").await.text(), "call 2", "{cc}");
+    }
+}
