@@ -87,6 +87,10 @@ impl<B: Body> EdgeBody<B> {
     /// carry `Content-Length` unless it is the length of the `200` (RFC 9110 §8.6), and axum's
     /// router writes `Content-Length: 0` for every body whose exact length it knows, which
     /// HTTP/2 then sends.
+    #[cfg_attr(
+        not(any(feature = "etag", feature = "last-modified")),
+        allow(dead_code)
+    )]
     pub(crate) fn no_content() -> Self {
         Self {
             kind: Kind::NoContent,

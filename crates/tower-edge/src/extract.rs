@@ -132,8 +132,7 @@ impl IntoResponse for Unmet {
         self.validators.write_headers(&mut headers);
         let (status, body) = answer.head(&mut headers);
         let body = if status == StatusCode::NOT_MODIFIED {
-            // No `Content-Length: 0` on a 304 (see `EdgeBody::no_content`).
-            axum_core::body::Body::new(crate::body::EdgeBody::<axum_core::body::Body>::no_content())
+            axum_core::body::Body::new(NoContent)
         } else {
             axum_core::body::Body::from(body)
         };
@@ -141,6 +140,27 @@ impl IntoResponse for Unmet {
         *res.status_mut() = status;
         *res.headers_mut() = headers;
         res
+    }
+}
+
+/// The empty body of a `304`: ended at once, its length unstated, so that axum's router does not
+/// write `Content-Length: 0` on it, which HTTP/2 would send (RFC 9110 §8.6 allows only the
+/// 200's length there).
+struct NoContent;
+
+impl http_body::Body for NoContent {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
+        std::task::Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        true
     }
 }
 

@@ -155,6 +155,14 @@ pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
 
+/// Coming from Flask-Caching and Flask-Compress: each decorator, call and configuration key,
+/// and what it becomes here. Its snippets run as this crate's doc tests.
+#[cfg(feature = "full")]
+#[cfg_attr(docsrs, doc(cfg(feature = "full")))]
+pub mod migrating_from_flask {
+    #![doc = include_str!("../docs/migrating-from-flask.md")]
+}
+
 #[cfg(feature = "etag")]
 pub use etag::ETagLayer;
 
