@@ -111,6 +111,8 @@ pub struct AppState {
     // The large download, in a directory removed when the last clone of the state goes.
     download: Arc<tempfile::TempDir>,
     faults: Option<Faults>,
+    // What `/static` serves.
+    static_dir: Arc<std::path::PathBuf>,
 }
 
 /// Faults to inject into the data routes (`GET /api/products…` and `/articles/…`), for soak
@@ -303,7 +305,15 @@ impl AppState {
             metrics: None,
             faults: None,
             download: Arc::new(download),
+            static_dir: Arc::new(default_static_dir()),
         }
+    }
+
+    /// Serves `/static` from `dir` (see [`default_static_dir`] for the default).
+    #[must_use]
+    pub fn with_static_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.static_dir = Arc::new(dir.into());
+        self
     }
 
     /// Protects `POST /cache/purge` with this bearer token (without one it answers 403).
@@ -444,6 +454,7 @@ pub fn app_with_store<St: CacheStore + Clone>(state: AppState, store: St) -> Rou
     let compression = CompressionLayer::new();
     let download = state.download.path().join("sample.bin");
     let faults = state.faults.clone();
+    let static_dir = Arc::clone(&state.static_dir);
     Router::new()
         .route("/", get(index))
         .route("/api/products", get(list_products).post(create_product))
@@ -459,7 +470,7 @@ pub fn app_with_store<St: CacheStore + Clone>(state: AppState, store: St) -> Rou
         .route("/metrics", get(metrics))
         .merge(profiling_routes())
         .route("/healthz", get(|| async { "ok" }))
-        .nest_service("/static", static_files())
+        .nest_service("/static", static_files(&static_dir))
         .route_service(
             "/download/sample.bin",
             ServeFile::new(download).configure(|dir| dir.attachment(true)),
@@ -506,14 +517,26 @@ async fn events() -> Response {
         .into_response()
 }
 
-/// The directory `/static` serves: `static/` next to this crate's manifest, whatever the
-/// working directory.
+/// The sample files of this crate: `static/` next to its manifest, where `cargo run` finds
+/// them whatever the working directory.
 pub const STATIC_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/static");
 
-/// `ServeDir` over [`STATIC_DIR`], with gzip siblings (`app.3f2a9c1b.css.gz`) served to clients
-/// that accept them.
-fn static_files() -> ServeDir {
-    ServeDir::new(STATIC_DIR).precompressed_gzip(true)
+/// What `/static` serves unless told otherwise (`--static-dir`, `STATIC_DIR`): the sample files
+/// ([`STATIC_DIR`]) when they are there, as they are for `cargo run`; otherwise `static` in the
+/// working directory, as for a binary copied elsewhere.
+pub fn default_static_dir() -> std::path::PathBuf {
+    let built_in = std::path::Path::new(STATIC_DIR);
+    if built_in.is_dir() {
+        built_in.to_path_buf()
+    } else {
+        std::path::PathBuf::from("static")
+    }
+}
+
+/// `ServeDir` over `dir`, with gzip siblings (`app.3f2a9c1b.css.gz`) served to clients that
+/// accept them.
+fn static_files(dir: &std::path::Path) -> ServeDir {
+    ServeDir::new(dir).precompressed_gzip(true)
 }
 
 /// `Cache-Control` for the public, briefly cacheable routes: fresh for 30 s, and served stale

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! tower-edge-example-server [--addr HOST:PORT] [--request-timeout SECS] [--concurrency N]
-//!                           [--header-timeout SECS] [--warm PATHS]
+//!                           [--header-timeout SECS] [--warm PATHS] [--static-dir DIR]
 //! ```
 //!
 //! Every flag has an environment variable (see `--help`). With `REDIS_URL` set
@@ -37,6 +37,9 @@ OPTIONS:
                               requests on a kept-alive connection [env: HEADER_TIMEOUT] [default: 10]
     --warm PATHS              comma-separated paths fetched into the cache at start
                               [env: WARM] [default: /,/api/products]
+    --static-dir DIR          the files served under /static [env: STATIC_DIR]
+                              [default: the sample files when run from the source tree,
+                              else ./static]
     -h, --help                print this help
 
 ENVIRONMENT:
@@ -57,6 +60,7 @@ struct Config {
     concurrency: usize,
     header_timeout: Duration,
     warm: Vec<String>,
+    static_dir: Option<std::path::PathBuf>,
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Config>, String> {
@@ -66,6 +70,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Config>, Stri
     let mut concurrency = env("CONCURRENCY");
     let mut header_timeout = env("HEADER_TIMEOUT");
     let mut warm = env("WARM");
+    let mut static_dir = env("STATIC_DIR");
     let mut args = args.skip(1);
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -79,6 +84,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Config>, Stri
             "--concurrency" => &mut concurrency,
             "--header-timeout" => &mut header_timeout,
             "--warm" => &mut warm,
+            "--static-dir" => &mut static_dir,
             other => return Err(format!("unknown argument {other:?}")),
         };
         let value = match inline {
@@ -120,6 +126,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Config>, Stri
             .filter(|p| !p.is_empty())
             .map(str::to_owned)
             .collect(),
+        static_dir: static_dir.map(std::path::PathBuf::from),
     }))
 }
 
@@ -178,6 +185,9 @@ async fn main() -> ExitCode {
     }
     if let Some(handle) = metrics {
         state = state.with_metrics(handle);
+    }
+    if let Some(dir) = &config.static_dir {
+        state = state.with_static_dir(dir);
     }
     let app = match build_app(state) {
         Ok(app) => app,

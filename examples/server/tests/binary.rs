@@ -39,8 +39,14 @@ impl Drop for Server {
 }
 
 fn start() -> (Server, SocketAddr) {
+    start_with(&[])
+}
+
+/// The server with `extra` flags after the test's own.
+fn start_with(extra: &[&str]) -> (Server, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tower-edge-example-server"))
         .args(["--addr", "127.0.0.1:0", "--warm", "/"])
+        .args(extra)
         .env_remove("REDIS_URL")
         .env_remove("ADDR")
         .env("RUST_LOG", "warn")
@@ -110,6 +116,7 @@ fn help_lists_every_option_and_bad_flags_exit_2() {
         "--concurrency",
         "--header-timeout",
         "--warm",
+        "--static-dir",
         "REDIS_URL",
         "REDIS_CLUSTER_NODES",
         "PURGE_TOKEN",
@@ -148,4 +155,19 @@ fn redis_url_and_cluster_nodes_together_are_refused() {
         .expect("run with an empty node list");
     assert_eq!(empty.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&empty.stderr).contains("lists no node URL"));
+}
+
+/// A binary copied away from its source tree serves the directory it is told to.
+#[tokio::test]
+async fn static_dir_chooses_what_static_serves() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("mine.txt"), "my own file").expect("write a file");
+    let root = dir.path().to_str().expect("a UTF-8 temp path");
+    let (_server, addr) = start_with(&["--static-dir", root]);
+    let (status, _, body) = get(addr, "/static/mine.txt", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&body[..], b"my own file");
+    // The sample files are not served from it.
+    let (status, _, _) = get(addr, "/static/hello.txt", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
