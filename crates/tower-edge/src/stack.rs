@@ -119,6 +119,24 @@ impl<St: CacheStore + Clone, Z, E, L> EdgeStack<ResponseCacheLayer<St>, Z, E, L>
         self
     }
 
+    /// Requests for which `f` is true bypass the cache (Flask-Caching's `unless`): a logged-in
+    /// user's, say. The same as `.cache(|c| c.bypass(f))`.
+    ///
+    /// ```
+    /// use tower_edge::{cache::MokaStore, stack::EdgeStack};
+    ///
+    /// let stack = EdgeStack::new(MokaStore::default())
+    ///     .unless(|parts| parts.headers.contains_key("cookie"));
+    /// # let _ = stack;
+    /// ```
+    #[must_use]
+    pub fn unless<F>(self, f: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> bool + Send + Sync + 'static,
+    {
+        self.cache(|cache| cache.bypass(f))
+    }
+
     /// The cache to use instead. Its `encoding` should be the compression layer's
     /// [`CompressionLayer::negotiator`]; [`EdgeStack::with_compression`] keeps them in step.
     ///
@@ -341,6 +359,18 @@ mod tests {
             );
         }
         assert_eq!(handle.stats().misses, 2);
+    }
+
+    #[tokio::test]
+    async fn unless_bypasses_the_cache_for_the_requests_it_picks() {
+        let app = routes().layer(
+            EdgeStack::new(MokaStore::default()).unless(|p| p.headers.contains_key("cookie")),
+        );
+        send(&app, "br", None).await;
+        let (_, h, _) = send(&app, "br", Some(("cookie", "session=1"))).await;
+        assert_eq!(h["cache-status"], "tower-edge; fwd=bypass");
+        let (_, h, _) = send(&app, "br", None).await;
+        assert!(h["cache-status"].to_str().unwrap().contains("hit"));
     }
 
     #[tokio::test]

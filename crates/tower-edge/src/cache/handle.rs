@@ -75,6 +75,7 @@ pub(crate) struct HandleInner {
 pub(crate) struct KeyRules {
     pub(crate) query: key::QueryPolicy,
     pub(crate) origin: key::KeyOrigin,
+    pub(crate) prefix: String,
 }
 
 impl HandleInner {
@@ -121,11 +122,12 @@ impl CacheHandle {
 
     /// The origin `given` stands for under the layer's key rules.
     fn keyed_origin(rules: &KeyRules, given: &str) -> String {
-        match &rules.origin {
-            key::KeyOrigin::Request => given.to_owned(),
-            key::KeyOrigin::Fixed(fixed) => fixed.clone(),
-            key::KeyOrigin::None => String::new(),
-        }
+        let origin = match &rules.origin {
+            key::KeyOrigin::Request => given,
+            key::KeyOrigin::Fixed(fixed) => fixed,
+            key::KeyOrigin::None => "",
+        };
+        format!("{}{origin}", rules.prefix)
     }
 
     fn resource_of(&self, path_and_query: &str) -> String {

@@ -50,6 +50,7 @@ pub(crate) struct Config {
     pub(crate) coalesce_timeout: Duration,
     pub(crate) query: QueryPolicy,
     pub(crate) key_origin: KeyOrigin,
+    pub(crate) key_prefix: String,
     pub(crate) key_fn: Option<PartsFn<Option<String>>>,
     pub(crate) per_user: Option<PartsFn<Option<String>>>,
     pub(crate) bypass: Option<PartsFn<bool>>,
@@ -77,6 +78,7 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
                 coalesce_timeout: Duration::from_secs(10),
                 query: QueryPolicy::default(),
                 key_origin: KeyOrigin::Request,
+                key_prefix: String::new(),
                 key_fn: None,
                 per_user: None,
                 bypass: None,
@@ -156,6 +158,18 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
     #[must_use]
     pub fn key_origin(self, origin: KeyOrigin) -> Self {
         self.configure(|config| config.key_origin = origin)
+    }
+
+    /// A prefix for every key this layer stores and invalidates, before the URL in it
+    /// (`GET v2:https://…`): applications (or versions of one) that share a store keep
+    /// apart, and a handle of one never reaches the entries of another. `CACHE_KEY_PREFIX`, for
+    /// Flask-Caching users.
+    ///
+    /// Defaults to none.
+    #[must_use]
+    pub fn key_prefix(self, prefix: &str) -> Self {
+        let prefix = prefix.to_owned();
+        self.configure(|config| config.key_prefix = prefix)
     }
 
     /// How long responses without `Cache-Control` freshness (`max-age`, `s-maxage`) or
@@ -402,6 +416,7 @@ fn key_rules(config: &Config) -> KeyRules {
     KeyRules {
         query: config.query.clone(),
         origin: config.key_origin.clone(),
+        prefix: config.key_prefix.clone(),
     }
 }
 

@@ -212,7 +212,7 @@ fn start<St: CacheStore + Clone>(shared: &Arc<Shared<St>>, mut parts: request::P
             parts,
             handle,
             own,
-            origin,
+            origin: format!("{}{origin}", config.key_prefix),
             keyed,
         };
     }
@@ -238,7 +238,12 @@ fn start<St: CacheStore + Clone>(shared: &Arc<Shared<St>>, mut parts: request::P
                 .get_all(header::PRAGMA)
                 .iter()
                 .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache")));
-    let resource = key::resource(&origin, &parts.uri, &config.query);
+    let resource = if config.key_prefix.is_empty() {
+        key::resource(&origin, &parts.uri, &config.query)
+    } else {
+        let prefixed = format!("{}{origin}", config.key_prefix);
+        key::resource(&prefixed, &parts.uri, &config.query)
+    };
     let encoding = config
         .encoding
         .as_ref()

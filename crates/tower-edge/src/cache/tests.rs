@@ -2728,3 +2728,42 @@ async fn a_freshness_that_is_not_a_number_is_not_stored_even_with_stale_windows(
         assert_eq!(get_path(&app, "/r").await.text(), "call 2", "{cc}");
     }
 }
+
+#[tokio::test]
+async fn a_key_prefix_keeps_two_applications_on_one_store_apart() {
+    let store = MokaStore::default();
+    let (calls_a, calls_b) = (Calls::default(), Calls::default());
+    let cache_a = ResponseCacheLayer::new(store.clone())
+        .clock(clock())
+        .key_prefix("a:");
+    let cache_b = ResponseCacheLayer::new(store.clone())
+        .clock(clock())
+        .key_prefix("b:");
+    let app_a = counted(calls_a.clone(), "max-age=60").layer(cache_a.clone());
+    let app_b = counted(calls_b.clone(), "max-age=60").layer(cache_b.clone());
+    assert_eq!(get_path(&app_a, "/r").await.text(), "call 1");
+    // Same URL, same store, another prefix: its own entry.
+    assert_eq!(get_path(&app_b, "/r").await.text(), "call 1");
+    assert!(get_path(&app_a, "/r").await.cache_status().contains("hit"));
+    let key = CacheKey::new("GET a:http://example.com/r").with_variant("enc", "any");
+    assert!(
+        store.get(&key).await.unwrap().is_some(),
+        "stored under {key}"
+    );
+    // Each handle reaches its own application's entries only.
+    let handle_a = cache_a.handle("http://example.com");
+    assert_eq!(handle_a.invalidate("/r").await.unwrap(), 1);
+    assert_eq!(handle_a.invalidate_prefix("/").await.unwrap(), 0);
+    assert!(get_path(&app_b, "/r").await.cache_status().contains("hit"));
+    assert_eq!(get_path(&app_a, "/r").await.text(), "call 2");
+    // An unsafe request invalidates under the prefix too.
+    let post_app = counted(calls_a.clone(), "max-age=60")
+        .route("/r", post(|| async { StatusCode::NO_CONTENT }))
+        .layer(cache_a);
+    let post_req = Request::post("/r")
+        .header(header::HOST, "example.com")
+        .body(Body::empty())
+        .unwrap();
+    send(&post_app, post_req).await;
+    assert_eq!(get_path(&app_a, "/r").await.text(), "call 3");
+}
