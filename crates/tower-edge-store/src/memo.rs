@@ -55,6 +55,7 @@ pub struct Memo<St> {
     store: St,
     namespace: String,
     grace: Duration,
+    refresh_window: Duration,
     wait: Duration,
     clock: Arc<dyn Clock>,
     flights: Arc<Flights>,
@@ -92,6 +93,7 @@ impl<St: Clone> Clone for Memo<St> {
             store: self.store.clone(),
             namespace: self.namespace.clone(),
             grace: self.grace,
+            refresh_window: self.refresh_window,
             wait: self.wait,
             clock: Arc::clone(&self.clock),
             flights: Arc::clone(&self.flights),
@@ -105,6 +107,7 @@ impl<St> fmt::Debug for Memo<St> {
         f.debug_struct("Memo")
             .field("namespace", &self.namespace)
             .field("grace", &self.grace)
+            .field("refresh_window", &self.refresh_window)
             .field("wait", &self.wait)
             .finish_non_exhaustive()
     }
@@ -117,6 +120,7 @@ impl<St: CacheStore + Clone> Memo<St> {
             store,
             namespace: namespace.to_owned(),
             grace: Duration::ZERO,
+            refresh_window: Duration::ZERO,
             wait: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
             flights: Arc::default(),
@@ -130,6 +134,18 @@ impl<St: CacheStore + Clone> Memo<St> {
     #[must_use]
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
+        self
+    }
+
+    /// How long past its TTL [`Memo::get_or_refresh`] still returns a value at once, while one
+    /// caller (in this process, or in any other sharing the store) recomputes it in the
+    /// background: stale-while-revalidate, for functions. A value is kept in the store this
+    /// much longer (or its grace, if longer).
+    ///
+    /// Defaults to zero.
+    #[must_use]
+    pub fn refresh_window(mut self, window: Duration) -> Self {
+        self.refresh_window = window;
         self
     }
 
@@ -161,6 +177,17 @@ impl<St: CacheStore + Clone> Memo<St> {
 
     /// The stored entry and whether it is fresh; `None` when absent, undecodable or failed.
     async fn load<T: DeserializeOwned>(&self, key: &CacheKey) -> Option<(T, bool)> {
+        self.load_aged(key)
+            .await
+            .map(|(value, stale_by)| (value, stale_by.is_none()))
+    }
+
+    /// The stored value and how long past its TTL it is (`None`: fresh); `None` when absent,
+    /// past every window it may be used in, undecodable or failed.
+    async fn load_aged<T: DeserializeOwned>(
+        &self,
+        key: &CacheKey,
+    ) -> Option<(T, Option<Duration>)> {
         let entry = match self.store.get(key).await {
             Ok(entry) => entry?,
             Err(error) => {
@@ -172,7 +199,9 @@ impl<St: CacheStore + Clone> Memo<St> {
         };
         let age = entry.age(self.clock.now());
         let fresh = age < entry.fresh_for();
-        if !fresh && age - entry.fresh_for() >= entry.stale_if_error() {
+        let stale_by = (!fresh).then(|| age - entry.fresh_for());
+        let usable_for = entry.stale_if_error().max(entry.stale_while_revalidate());
+        if stale_by.is_some_and(|by| by >= usable_for) {
             return None;
         }
         if !type_matches::<T>(&entry) {
@@ -180,7 +209,7 @@ impl<St: CacheStore + Clone> Memo<St> {
             return None;
         }
         match postcard::from_bytes(entry.body()) {
-            Ok(value) => Some((value, fresh)),
+            Ok(value) => Some((value, stale_by)),
             Err(error) => {
                 // A value of another type or shape: useless, so remove it.
                 tracing::warn!(%error, %key, "memo value does not decode; dropping it");
@@ -249,7 +278,8 @@ impl<St: CacheStore + Clone> Memo<St> {
         Ok(Entry::new(StatusCode::OK, headers, Bytes::from(bytes))
             .with_stored_at(self.clock.now())
             .with_fresh_for(ttl)
-            .with_stale_if_error(self.grace))
+            .with_stale_if_error(self.grace)
+            .with_stale_while_revalidate(self.refresh_window))
     }
 
     /// Stores `value` only if no fresh value is stored; returns whether it stored. Atomic
@@ -384,6 +414,101 @@ impl<St: CacheStore + Clone> Memo<St> {
         }
     }
 
+    /// [`Memo::get_or_compute`], with stale-while-revalidate: a value past its TTL but within
+    /// the [`refresh_window`](Memo::refresh_window) is returned at once, and one caller
+    /// recomputes it in the background (one in this process, and, through the store's lock,
+    /// one among every process sharing the store); the others keep getting the stale value
+    /// until the new one is stored. Absent, or past the window, it is computed as
+    /// `get_or_compute` computes it.
+    ///
+    /// A background computation that fails leaves the stale value in place until the window
+    /// ends. Without a Tokio runtime to run it on, none starts.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// use tower_edge_store::{MokaStore, clock::ManualClock, memo::Memo};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    /// let memo = Memo::new(MokaStore::default(), "reports")
+    ///     .refresh_window(Duration::from_secs(300))
+    ///     .clock(clock.clone());
+    /// let ttl = Duration::from_secs(60);
+    /// let v1: u32 = memo.get_or_refresh("daily", ttl, || async { Ok::<_, std::io::Error>(1) }).await.unwrap();
+    /// clock.advance(Duration::from_secs(90));
+    /// // Stale, within the window: the old value at once; 2 is computed in the background.
+    /// let v: u32 = memo.get_or_refresh("daily", ttl, || async { Ok::<_, std::io::Error>(2) }).await.unwrap();
+    /// assert_eq!((v1, v), (1, 1));
+    /// # }
+    /// ```
+    pub async fn get_or_refresh<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        St: Send + Sync + 'static,
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let store_key = self.key(key);
+        if !self.refresh_window.is_zero()
+            && let Some((value, stale_by)) = self.load_aged::<T>(&store_key).await
+        {
+            match stale_by {
+                None => return Ok(value),
+                Some(by) if by < self.refresh_window => {
+                    self.refresh_in_background(key, ttl, compute).await;
+                    return Ok(value);
+                }
+                Some(_) => {}
+            }
+        }
+        self.get_or_compute(key, ttl, compute).await
+    }
+
+    /// Starts one background computation of `key`, unless one runs here or (holding the
+    /// store's lock) elsewhere.
+    async fn refresh_in_background<T, E, F, Fut>(&self, key: &str, ttl: Duration, compute: F)
+    where
+        St: Send + Sync + 'static,
+        T: Serialize + Send + Sync + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Some(mut lead) = self.flights.try_lead(key) else {
+            return;
+        };
+        let lock_key = self.key(key).with_variant("lock", "compute");
+        // Another process refreshes it, or the store cannot say: leave it to the next call.
+        let Ok(Some(token)) = self.store.try_lock(&lock_key, self.wait).await else {
+            return;
+        };
+        lead.hold(&self.store, Holder::new(lock_key, token));
+        let memo = self.clone();
+        let key = key.to_owned();
+        runtime.spawn(async move {
+            let ticket = memo.store.fence().map(Fence::ticket);
+            let finish = match compute().await {
+                Ok(value) => Finish::of(memo.fill(&key, &value, ttl, ticket, lead.holder()).await),
+                Err(_) => {
+                    tracing::debug!(key, "memo background refresh failed; the stale value stays");
+                    Finish::NotStored
+                }
+            };
+            lead.finish(finish);
+        });
+    }
+
     async fn compute_and_store<T, E, F, Fut>(
         &self,
         key: &str,
@@ -427,7 +552,7 @@ impl<St: CacheStore + Clone> Memo<St> {
         let store_key = self.key(key);
         let put = async {
             let entry = self.entry_of(value, ttl).map_err(Some)?;
-            let ttl = ttl.saturating_add(self.grace);
+            let ttl = ttl.saturating_add(self.grace.max(self.refresh_window));
             match holder {
                 Some(holder) => match self.store.put_held(&store_key, entry, ttl, holder).await {
                     Ok(true) => Ok(()),
@@ -480,6 +605,128 @@ mod tests {
 
     use super::*;
     use crate::{MokaStore, testing::Scripted};
+
+    /// A computation that counts its runs and waits for `gate` before answering `value`.
+    fn gated(
+        runs: &Arc<AtomicUsize>,
+        gate: &Arc<tokio::sync::Notify>,
+        value: u32,
+    ) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<u32, String>> + Send>>
+    + Send
+    + 'static {
+        let (runs, gate) = (Arc::clone(runs), Arc::clone(gate));
+        move || {
+            Box::pin(async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                gate.notified().await;
+                Ok(value)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn get_or_refresh_serves_stale_at_once_while_one_caller_of_all_instances_refreshes() {
+        let (secs, now) = manual();
+        let store = MokaStore::default();
+        // Two instances: each its own flights, one store (and so one lock) between them.
+        let a = Memo::new(store.clone(), "m")
+            .refresh_window(Duration::from_secs(300))
+            .clock(now);
+        let (_, now_b) = (0, {
+            let secs = Arc::clone(&secs);
+            move || SystemTime::UNIX_EPOCH + Duration::from_secs(secs.load(Ordering::SeqCst))
+        });
+        let b = Memo::new(store, "m")
+            .refresh_window(Duration::from_secs(300))
+            .clock(now_b);
+        let ttl = Duration::from_secs(60);
+        let first: Result<u32, String> = a.get_or_refresh("k", ttl, || async { Ok(1) }).await;
+        assert_eq!(first, Ok(1));
+        // Let the first computation's lock go (its release is spawned).
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+
+        secs.fetch_add(90, Ordering::SeqCst);
+        let (runs, gate) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(tokio::sync::Notify::new()),
+        );
+        // Every caller, in both instances, gets the stale value at once; one computation runs.
+        for memo in [&a, &b, &a, &b] {
+            let got = memo.get_or_refresh("k", ttl, gated(&runs, &gate, 2)).await;
+            assert_eq!(got, Ok(1));
+        }
+        // Let the background computation start (bounded: it must have been spawned), then
+        // finish.
+        for _ in 0..100 {
+            if runs.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        gate.notify_one();
+        // Once stored, the new value is fresh for everyone.
+        let mut got: Result<u32, String> = Ok(1);
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+            got = b
+                .get_or_refresh("k", ttl, || async { Err("not called".to_owned()) })
+                .await;
+            if got == Ok(2) {
+                break;
+            }
+        }
+        assert_eq!(got, Ok(2));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+        // Past the window, the caller computes, as get_or_compute does.
+        secs.fetch_add(60 + 300, Ordering::SeqCst);
+        let late: Result<u32, String> = a.get_or_refresh("k", ttl, || async { Ok(3) }).await;
+        assert_eq!(late, Ok(3));
+    }
+
+    #[tokio::test]
+    async fn a_failed_background_refresh_leaves_the_stale_value_and_lets_the_next_caller_try() {
+        let (secs, now) = manual();
+        let memo = Memo::new(MokaStore::default(), "m")
+            .refresh_window(Duration::from_secs(300))
+            .clock(now);
+        let ttl = Duration::from_secs(60);
+        let _: Result<u32, String> = memo.get_or_refresh("k", ttl, || async { Ok(1) }).await;
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        secs.fetch_add(90, Ordering::SeqCst);
+        let failed = memo
+            .get_or_refresh("k", ttl, || async { Err::<u32, _>("down".to_owned()) })
+            .await;
+        assert_eq!(failed, Ok(1));
+        // The failed refresh is over once its flight is gone; the next caller starts another.
+        let runs = Arc::new(AtomicUsize::new(0));
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+            if memo.flights.is_empty() {
+                break;
+            }
+        }
+        let counted = Arc::clone(&runs);
+        let again: Result<u32, String> = memo
+            .get_or_refresh("k", ttl, move || async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Ok(2)
+            })
+            .await;
+        assert_eq!(again, Ok(1));
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+            if runs.load(Ordering::SeqCst) == 1 {
+                break;
+            }
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
 
     fn manual() -> (
         Arc<AtomicU64>,
