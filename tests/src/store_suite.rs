@@ -56,6 +56,18 @@ pub async fn run_all<S: CacheStore>(store: &S) {
     check!(locks_exclude_and_release_only_to_their_owner);
     check!(a_put_held_stores_only_while_its_lock_is_held);
     check!(keys_with_separators_do_not_collide);
+    check!(the_longest_ttl_is_stored);
+}
+
+/// The longest lifetime RFC 9111 §1.2.2 has a cache represent (`Memo::FOREVER`): stored as any
+/// other, not refused or overflowed by the backend's expiry.
+pub async fn the_longest_ttl_is_stored<S: CacheStore>(store: &S) {
+    let k = key("GET http://a/forever", "br");
+    store
+        .put(&k, entry("kept", &[]), Duration::from_secs(1 << 31))
+        .await
+        .unwrap();
+    assert_eq!(body_of(store, &k).await.as_deref(), Some(&b"kept"[..]));
 }
 
 /// A stored entry comes back with status, headers, body and metadata intact.

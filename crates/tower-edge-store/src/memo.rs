@@ -36,6 +36,10 @@
 //! for itself; one whose caller goes away passes to one waiter. With a grace period, a value past its
 //! TTL is still returned when the computation fails (the "stale-if-error" of function caching).
 //! A store that fails is a miss: the value is computed.
+//!
+//! TTLs: [`Memo::FOREVER`] never runs out. A zero TTL keeps nothing (beyond the grace period
+//! and the refresh window, if set): `set` with it removes what was stored, and
+//! `get_or_compute` with it computes on every call.
 
 use std::{fmt, future::Future, sync::Arc, time::Duration};
 
@@ -111,6 +115,12 @@ impl<St> fmt::Debug for Memo<St> {
             .field("wait", &self.wait)
             .finish_non_exhaustive()
     }
+}
+
+impl<St> Memo<St> {
+    /// A TTL that does not run out: 2^31 seconds (about 68 years), the largest lifetime RFC
+    /// 9111 §1.2.2 has a cache represent, and what a longer one is treated as.
+    pub const FOREVER: Duration = Duration::from_secs(1 << 31);
 }
 
 impl<St: CacheStore + Clone> Memo<St> {
@@ -321,6 +331,52 @@ impl<St: CacheStore + Clone> Memo<St> {
         let result = self.store.invalidate(&what).await;
         self.settle(&what).await;
         result
+    }
+
+    /// Whether a fresh value of any type is stored under `key`.
+    pub async fn has(&self, key: &str) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .get(&self.key(key))
+            .await?
+            .is_some_and(|entry| entry.age(now) < entry.fresh_for()))
+    }
+
+    /// [`Memo::get`] for each of `keys`, in order: one store read per key (not pipelined).
+    pub async fn get_many<T: DeserializeOwned, K: AsRef<str>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<Vec<Option<T>>, StoreError> {
+        let mut values = Vec::new();
+        for key in keys {
+            values.push(self.get(key.as_ref()).await?);
+        }
+        Ok(values)
+    }
+
+    /// [`Memo::set`] for each pair, all for `ttl`; stops at the first failure.
+    pub async fn set_many<T: Serialize, K: AsRef<str>>(
+        &self,
+        items: impl IntoIterator<Item = (K, T)>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        for (key, value) in items {
+            self.set(key.as_ref(), &value, ttl).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Memo::delete`] for each of `keys`; returns how many values went.
+    pub async fn delete_many<K: AsRef<str>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for key in keys {
+            removed += self.delete(key.as_ref()).await?;
+        }
+        Ok(removed)
     }
 
     /// Removes every value whose key starts with `prefix`.
@@ -726,6 +782,49 @@ mod tests {
             }
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn many_keys_at_once_and_ttls_mean_what_the_docs_say() {
+        let (secs, now) = manual();
+        let memo = Memo::new(MokaStore::default(), "m").clock(now);
+        memo.set_many([("a", 1u32), ("b", 2)], Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(memo.has("a").await.unwrap());
+        assert!(!memo.has("c").await.unwrap());
+        let got: Vec<Option<u32>> = memo.get_many(["a", "c", "b"]).await.unwrap();
+        assert_eq!(got, [Some(1), None, Some(2)]);
+        assert_eq!(memo.delete_many(["a", "b", "c"]).await.unwrap(), 2);
+        assert!(!memo.has("a").await.unwrap());
+
+        // Stale is not "has".
+        memo.set("s", &1u32, Duration::from_secs(60)).await.unwrap();
+        secs.fetch_add(61, Ordering::SeqCst);
+        assert!(!memo.has("s").await.unwrap());
+
+        memo.set("f", &7u32, Memo::<MokaStore>::FOREVER)
+            .await
+            .unwrap();
+        secs.fetch_add(10 * 365 * 24 * 3600, Ordering::SeqCst);
+        assert_eq!(memo.get::<u32>("f").await.unwrap(), Some(7));
+
+        // A zero TTL removes what was stored, and keeps nothing computed.
+        memo.set("f", &8u32, Duration::ZERO).await.unwrap();
+        assert!(!memo.has("f").await.unwrap());
+        assert_eq!(memo.get::<u32>("f").await.unwrap(), None);
+        let runs = Arc::new(AtomicUsize::new(0));
+        for _ in 0..3 {
+            let runs = Arc::clone(&runs);
+            let value: Result<u32, String> = memo
+                .get_or_compute("z", Duration::ZERO, move || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok(1)
+                })
+                .await;
+            assert_eq!(value, Ok(1));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
     }
 
     fn manual() -> (
