@@ -34,6 +34,7 @@
 //! |---------|--------------|
 //! | `moka` (default) | [`MokaStore`]: in memory, bounded by bytes, per-entry TTL |
 //! | `memo` (default) | [`memo::Memo`]: typed function caching with single-flight and grace |
+//! | `macros` | [`memo::memoize`]: `#[memoize(memo = .., ttl = "60s")]` on an async function, keyed by its arguments |
 //! | `single-flight` (with `memo`) | [`single_flight`]: one call to the source per key, in a process and across processes sharing a store |
 //! | `redis` | [`RedisStore`] on deadpool-redis, failing open; [`tiered::Tiered`] memory-in-front-of-Redis with the cross-instance invalidation bus |
 //! | `test-util` | [`testing::Scripted`]: a store wrapper that fails, stalls or races on cue, for tests of code built on a store |

@@ -61,6 +61,7 @@ pub struct Memo<St> {
     grace: Duration,
     refresh_window: Duration,
     wait: Duration,
+    tags: Arc<[String]>,
     clock: Arc<dyn Clock>,
     flights: Arc<Flights>,
     store_warnings: Arc<Throttle>,
@@ -99,6 +100,7 @@ impl<St: Clone> Clone for Memo<St> {
             grace: self.grace,
             refresh_window: self.refresh_window,
             wait: self.wait,
+            tags: Arc::clone(&self.tags),
             clock: Arc::clone(&self.clock),
             flights: Arc::clone(&self.flights),
             store_warnings: Arc::clone(&self.store_warnings),
@@ -113,6 +115,7 @@ impl<St> fmt::Debug for Memo<St> {
             .field("grace", &self.grace)
             .field("refresh_window", &self.refresh_window)
             .field("wait", &self.wait)
+            .field("tags", &self.tags)
             .finish_non_exhaustive()
     }
 }
@@ -132,6 +135,7 @@ impl<St: CacheStore + Clone> Memo<St> {
             grace: Duration::ZERO,
             refresh_window: Duration::ZERO,
             wait: Duration::from_secs(5),
+            tags: Arc::new([]),
             clock: Arc::new(SystemClock),
             flights: Arc::default(),
             store_warnings: Arc::default(),
@@ -168,6 +172,45 @@ impl<St: CacheStore + Clone> Memo<St> {
     pub fn wait(mut self, wait: Duration) -> Self {
         self.wait = wait;
         self
+    }
+
+    /// A copy of this `Memo` whose writes (`set`, `add`, and what `get_or_compute` and
+    /// `get_or_refresh` store) carry `tags`, so that [`Memo::delete_tag`] removes them all at
+    /// once, whatever their keys. The copy shares everything else, single-flight included.
+    ///
+    /// Tags belong to the store, not to the namespace: a tag names entries of every `Memo` on
+    /// the store and the responses the response cache stored with that `Cache-Tag`, so one
+    /// `delete_tag("product:7")` can drop a product's page and the values computed from it.
+    /// Removing a tag touches its index, not the whole store, on every backend.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use tower_edge_store::{MokaStore, memo::Memo};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_edge_store::StoreError> {
+    /// let memo = Memo::new(MokaStore::default(), "reports");
+    /// let ttl = Duration::from_secs(600);
+    /// memo.tagged(["customer:7"]).set("orders:7", &3_u32, ttl).await?;
+    /// memo.tagged(["customer:7"]).set("invoices:7", &2_u32, ttl).await?;
+    /// memo.set("orders:8", &5_u32, ttl).await?;
+    ///
+    /// assert_eq!(memo.delete_tag("customer:7").await?, 2);
+    /// assert!(!memo.has("orders:7").await?);
+    /// assert!(memo.has("orders:8").await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn tagged<I>(&self, tags: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        let mut copy = self.clone();
+        copy.tags = tags.into_iter().map(Into::into).collect();
+        copy
     }
 
     /// The clock for TTLs and grace: a [`ManualClock`](crate::clock::ManualClock) in tests,
@@ -289,7 +332,8 @@ impl<St: CacheStore + Clone> Memo<St> {
             .with_stored_at(self.clock.now())
             .with_fresh_for(ttl)
             .with_stale_if_error(self.grace)
-            .with_stale_while_revalidate(self.refresh_window))
+            .with_stale_while_revalidate(self.refresh_window)
+            .with_tags(self.tags.to_vec()))
     }
 
     /// Stores `value` only if no fresh value is stored; returns whether it stored. Atomic
@@ -382,6 +426,15 @@ impl<St: CacheStore + Clone> Memo<St> {
     /// Removes every value whose key starts with `prefix`.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
         let what = Invalidation::Prefix(format!("memo:{}:{prefix}", self.namespace));
+        let result = self.store.invalidate(&what).await;
+        self.settle(&what).await;
+        result
+    }
+
+    /// Removes every value stored with `tag` (see [`Memo::tagged`]), in every namespace, and
+    /// every response stored with it; returns how many entries went.
+    pub async fn delete_tag(&self, tag: &str) -> Result<u64, StoreError> {
+        let what = Invalidation::Tag(tag.to_owned());
         let result = self.store.invalidate(&what).await;
         self.settle(&what).await;
         result
@@ -621,7 +674,17 @@ impl<St: CacheStore + Clone> Memo<St> {
         let undo = async {
             let _ = self.store.delete(&store_key).await;
         };
-        match fence::fill(self.store.fence(), ticket, &store_key, &[], put, undo).await {
+        // The tags too: a `delete_tag` while computing must keep the value from being stored.
+        match fence::fill(
+            self.store.fence(),
+            ticket,
+            &store_key,
+            &self.tags,
+            put,
+            undo,
+        )
+        .await
+        {
             Filled::Stored => true,
             Filled::Fenced => {
                 tracing::debug!(key, "memo key written while computing; not stored");
@@ -638,6 +701,114 @@ impl<St: CacheStore + Clone> Memo<St> {
                 false
             }
         }
+    }
+}
+
+/// Caches an async function's result in a [`Memo`], keyed by the function's path and its
+/// arguments: Flask-Caching's `@cache.memoize`, with its `delete_memoized`.
+///
+/// ```
+/// use std::sync::LazyLock;
+///
+/// use tower_edge_store::{MokaStore, memo::{Memo, memoize}};
+///
+/// static MEMO: LazyLock<Memo<MokaStore>> = LazyLock::new(|| Memo::new(MokaStore::default(), "shop"));
+///
+/// #[memoize(memo = MEMO, ttl = "10m")]
+/// async fn price(sku: u32, region: String) -> Result<u64, std::io::Error> {
+///     Ok(u64::from(sku) * 100 + region.len() as u64) // the expensive query
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// assert_eq!(price(7, "eu".into()).await?, 702); // computed and stored
+/// assert_eq!(price(7, "eu".into()).await?, 702); // from the store
+/// assert!(MEMO.has(&price::key(&7, &"eu".to_owned()).unwrap()).await?);
+///
+/// price::forget(&MEMO, &7, &"eu".to_owned()).await?; // delete_memoized(price, 7, "eu")
+/// price::forget_all(&MEMO).await?; // delete_memoized(price)
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Options:
+///
+/// | option | meaning |
+/// |--------|---------|
+/// | `memo = <expr>` | the [`Memo`] to cache in, evaluated on each call: a static (`LazyLock`), or an argument of the function (then also `skip` it) |
+/// | `ttl = "90s"` | how long a value is fresh: numbers with units `d`, `h`, `m`, `s`, `ms` (`"1h30m"`), an integer of seconds, `"forever"` ([`Memo::FOREVER`]), or any `Duration` expression |
+/// | `name = "reports::price"` | the name keys start with, instead of the function's module path: keeps the stored values when the function moves or is renamed |
+/// | `skip(db, ..)` | arguments left out of the key, such as a connection pool or the `Memo` |
+/// | `refresh` | [`Memo::get_or_refresh`] instead of [`Memo::get_or_compute`]: stale values are returned at once while one caller refreshes (set [`Memo::refresh_window`]; the arguments must then be owned and `Send`) |
+///
+/// What the attribute makes:
+///
+/// - The function keeps its signature; its body runs on a miss, once per key at a time across
+///   every caller sharing the store (the single-flight of [`Memo::get_or_compute`]). A function
+///   returning `Result` stores only its `Ok` values; one returning anything else stores every
+///   value.
+/// - The key is `{name}:{arguments}`, the arguments (those not skipped) serialized with postcard
+///   and written in hex, under the memo's namespace. Arguments must be `Serialize`; one whose
+///   encoding depends on iteration order (a `HashMap`) gives a new key for equal values, so
+///   prefer a `BTreeMap`. Arguments that fail to serialize are computed on every call, not cached.
+/// - A module with the function's name holds `NAME`, `key(&args..)`, `forget(&memo, &args..)`
+///   and `forget_all(&memo)`. Every value the function stores carries a tag of its own, so
+///   `forget_all` goes through the store's tag index rather than a scan of the keyspace.
+///
+/// The attribute applies to free `async fn`s at module level (not methods), with a plain name for
+/// each argument; mistakes are compile errors that say what to write.
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+pub use tower_edge_macros::memoize;
+
+/// What the code of [`memoize`] calls; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    use std::{fmt::Write as _, time::Duration};
+
+    use serde::Serialize;
+
+    use super::Memo;
+    use crate::{CacheStore, StoreError};
+
+    /// [`Memo::FOREVER`], for `ttl = "forever"`.
+    pub const FOREVER: Duration = Memo::<()>::FOREVER;
+
+    /// `{name}:{arguments in hex}`; `None` when the arguments do not serialize.
+    pub fn key<A: Serialize + ?Sized>(name: &str, args: &A) -> Option<String> {
+        let bytes = match postcard::to_stdvec(args) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::warn!(%error, name, "memoized function's arguments do not serialize; not cached");
+                return None;
+            }
+        };
+        let mut key = String::with_capacity(name.len() + 1 + 2 * bytes.len());
+        key.push_str(name);
+        key.push(':');
+        for byte in bytes {
+            let _ = write!(key, "{byte:02x}");
+        }
+        Some(key)
+    }
+
+    /// The tag every value of the function `name` carries in `memo`'s namespace.
+    fn function_tag<St>(memo: &Memo<St>, name: &str) -> String {
+        format!("memo:{}:fn:{name}", memo.namespace)
+    }
+
+    /// `memo`, its writes tagged with the function's tag as well as its own tags.
+    pub fn for_function<St: CacheStore + Clone>(memo: &Memo<St>, name: &str) -> Memo<St> {
+        let tags = memo.tags.iter().cloned().chain([function_tag(memo, name)]);
+        memo.tagged(tags.collect::<Vec<_>>())
+    }
+
+    /// Removes every value of the function `name`.
+    pub async fn forget_function<St: CacheStore + Clone>(
+        memo: &Memo<St>,
+        name: &str,
+    ) -> Result<u64, StoreError> {
+        memo.delete_tag(&function_tag(memo, name)).await
     }
 }
 
@@ -1046,6 +1217,62 @@ mod tests {
             .await;
         assert_eq!(got, Ok(1));
         assert_eq!(memo.get::<u64>("user:1:a").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn tagged_values_go_with_their_tag_and_a_tag_deletion_fences_a_computation() {
+        let store = MokaStore::default();
+        let memo = Memo::new(store.clone(), "t");
+        let other_namespace = Memo::new(store, "u");
+        let ttl = Duration::from_secs(60);
+        let seven = memo.tagged(["customer:7"]);
+        seven.set("orders:7", &1u32, ttl).await.unwrap();
+        assert_eq!(
+            seven
+                .get_or_compute("total:7", ttl, || async { Ok::<_, ()>(2u32) })
+                .await,
+            Ok(2)
+        );
+        assert!(seven.add("first:7", &3u32, ttl).await.unwrap());
+        other_namespace
+            .tagged(["customer:7", "x"])
+            .set("k", &4u32, ttl)
+            .await
+            .unwrap();
+        memo.set("orders:8", &5u32, ttl).await.unwrap();
+
+        assert_eq!(memo.delete_tag("customer:7").await.unwrap(), 4);
+        for key in ["orders:7", "total:7", "first:7"] {
+            assert!(!memo.has(key).await.unwrap(), "{key} outlived its tag");
+        }
+        assert!(
+            !other_namespace.has("k").await.unwrap(),
+            "tags are the store's, not the namespace's"
+        );
+        assert_eq!(
+            memo.get::<u32>("orders:8").await.unwrap(),
+            Some(5),
+            "untagged stays"
+        );
+
+        // The tag removed while a tagged value computes: what it read is not stored.
+        let got = seven
+            .get_or_compute("total:7", ttl, || async {
+                memo.delete_tag("customer:7").await.unwrap();
+                Ok::<_, ()>(6u32)
+            })
+            .await;
+        assert_eq!(got, Ok(6));
+        assert!(!memo.has("total:7").await.unwrap());
+        // An untagged computation of another key is not held back by it.
+        let got = memo
+            .get_or_compute("total:8", ttl, || async {
+                memo.delete_tag("customer:7").await.unwrap();
+                Ok::<_, ()>(7u32)
+            })
+            .await;
+        assert_eq!(got, Ok(7));
+        assert!(memo.has("total:8").await.unwrap());
     }
 
     #[tokio::test]
