@@ -57,6 +57,97 @@ pub async fn run_all<S: CacheStore>(store: &S) {
     check!(a_put_held_stores_only_while_its_lock_is_held);
     check!(keys_with_separators_do_not_collide);
     check!(the_longest_ttl_is_stored);
+    check!(counters_add_atomically_and_go_with_their_key);
+    check!(a_counter_keeps_the_window_of_its_first_addition);
+}
+
+/// `incr`: atomic among concurrent callers, overflow refused, and removed by the invalidations
+/// of its key, its resource, a prefix, a generation and a purge.
+pub async fn counters_add_atomically_and_go_with_their_key<S: CacheStore>(store: &S) {
+    let k = key("GET http://a/count", "n");
+    assert_eq!(store.incr(&k, 1, TTL).await.unwrap(), 1);
+    assert_eq!(store.incr(&k, 5, TTL).await.unwrap(), 6);
+    assert_eq!(store.incr(&k, -10, TTL).await.unwrap(), -4);
+
+    // 64 additions at once: each sees a different count, and none is lost.
+    let adds = (0..64).map(|_| store.incr(&k, 1, TTL));
+    let mut seen: Vec<i64> = futures_util::future::join_all(adds)
+        .await
+        .into_iter()
+        .map(|n| n.expect("incr succeeds"))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (-3..=60).collect::<Vec<_>>());
+
+    let big = key("GET http://a/big", "n");
+    assert_eq!(store.incr(&big, i64::MAX, TTL).await.unwrap(), i64::MAX);
+    assert!(
+        store.incr(&big, 1, TTL).await.is_err(),
+        "overflow is refused"
+    );
+    assert_eq!(
+        store.incr(&big, 0, TTL).await.unwrap(),
+        i64::MAX,
+        "and changes nothing"
+    );
+
+    store.delete(&k).await.unwrap();
+    assert_eq!(store.incr(&k, 0, TTL).await.unwrap(), 0, "a key deletion");
+    store.incr(&k, 3, TTL).await.unwrap();
+    store.delete_resource("GET http://a/count").await.unwrap();
+    assert_eq!(
+        store.incr(&k, 0, TTL).await.unwrap(),
+        0,
+        "a resource deletion"
+    );
+    store.incr(&k, 3, TTL).await.unwrap();
+    store.delete_prefix("GET http://a/co").await.unwrap();
+    assert_eq!(
+        store.incr(&k, 0, TTL).await.unwrap(),
+        0,
+        "a prefix deletion"
+    );
+    store.incr(&k, 3, TTL).await.unwrap();
+    store.bump_generation().await.unwrap();
+    assert_eq!(store.incr(&k, 0, TTL).await.unwrap(), 0, "a new generation");
+    store.incr(&k, 3, TTL).await.unwrap();
+    store.purge().await.unwrap();
+    assert_eq!(store.incr(&k, 1, TTL).await.unwrap(), 1, "a purge");
+    // Another variant of the resource is another counter.
+    assert_eq!(
+        store
+            .incr(&key("GET http://a/count", "m"), 1, TTL)
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+/// A counter lives for the TTL of its first addition; later ones (with a longer TTL) keep it.
+pub async fn a_counter_keeps_the_window_of_its_first_addition<S: CacheStore>(store: &S) {
+    let k = key("GET http://a/window", "n");
+    assert_eq!(
+        store.incr(&k, 1, Duration::from_millis(100)).await.unwrap(),
+        1
+    );
+    assert_eq!(store.incr(&k, 1, TTL).await.unwrap(), 2);
+    // Bounded wait for the first window to end: with the hour-long TTL applied instead, it
+    // would not, and the deadline fails the check.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = store.incr(&k, 0, TTL).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        assert_eq!(n, 2);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the counter outlived its window"
+        );
+        tokio::task::yield_now().await;
+    }
+    // The next window takes the TTL of its own first addition.
+    assert_eq!(store.incr(&k, 1, TTL).await.unwrap(), 1);
 }
 
 /// The longest lifetime RFC 9111 §1.2.2 has a cache represent (`Memo::FOREVER`): stored as any

@@ -21,6 +21,7 @@ enum Kind {
     Unavailable,
     Corrupt,
     Backend,
+    Unsupported,
 }
 
 impl StoreError {
@@ -48,6 +49,17 @@ impl StoreError {
     /// Any other failure reported by the backend.
     pub fn backend(source: impl Into<BoxError>) -> Self {
         Self::new(Kind::Backend, Some(source.into()))
+    }
+
+    /// The store does not offer this operation (`what` names it), such as counters on a
+    /// third-party backend that has not implemented them.
+    pub fn unsupported(what: &'static str) -> Self {
+        Self::new(Kind::Unsupported, Some(what.into()))
+    }
+
+    /// Whether the store does not offer the operation.
+    pub fn is_unsupported(&self) -> bool {
+        self.inner.kind == Kind::Unsupported
     }
 
     /// Whether the operation timed out.
@@ -84,6 +96,7 @@ impl fmt::Display for StoreError {
             Kind::Unavailable => "cache store unavailable",
             Kind::Corrupt => "corrupt cache entry",
             Kind::Backend => "cache store error",
+            Kind::Unsupported => "operation not supported by this cache store",
         })
     }
 }
@@ -110,5 +123,8 @@ mod tests {
         assert!(StoreError::timeout().is_timeout());
         assert!(StoreError::timeout().source().is_none());
         assert!(StoreError::corrupt("bad").is_corrupt());
+        let e = StoreError::unsupported("incr");
+        assert!(e.is_unsupported() && !e.is_corrupt());
+        assert_eq!(e.source().unwrap().to_string(), "incr");
     }
 }

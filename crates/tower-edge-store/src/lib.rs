@@ -270,6 +270,44 @@ pub trait CacheStore: CacheLock {
         holder: &Holder,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Adds `delta` (negative to subtract) to the counter under `key` and returns its new
+    /// value, atomically among every caller of the store: across processes, for a shared one
+    /// (`INCRBY` on Redis). A counter that is absent or expired starts at 0 and lives for `ttl`
+    /// from then; later additions keep that expiry, so a counter counts within a fixed window,
+    /// as a rate limiter does. Overflowing `i64` is an error and leaves the counter as it was.
+    ///
+    /// A counter goes with the invalidations of its key, its resource, a prefix, a generation
+    /// and a purge, as an entry does; it carries no tags. Keep counters under keys of their own:
+    /// what [`get`](Self::get) reads under a counter's key is unspecified.
+    ///
+    /// Defaults to [`StoreError::unsupported`], for a backend without counters.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use tower_edge_store::{CacheKey, CacheStore, MokaStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_edge_store::StoreError> {
+    /// let store = MokaStore::default();
+    /// let key = CacheKey::new("hits").with_variant("window", "12:00");
+    /// let minute = Duration::from_secs(60);
+    /// assert_eq!(store.incr(&key, 1, minute).await?, 1);
+    /// assert_eq!(store.incr(&key, 5, minute).await?, 6);
+    /// assert_eq!(store.incr(&key, -2, minute).await?, 4);
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn incr(
+        &self,
+        key: &CacheKey,
+        delta: i64,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send {
+        let _ = (key, delta, ttl);
+        async { Err(StoreError::unsupported("incr")) }
+    }
+
     /// Carries out `what`. Returns how many entries it removed; for
     /// [`Invalidation::Generation`], the new generation; for [`Invalidation::Purge`], what the
     /// backend says (0 where it does not count).

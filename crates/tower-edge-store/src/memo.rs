@@ -369,12 +369,51 @@ impl<St: CacheStore + Clone> Memo<St> {
         result
     }
 
-    /// Removes the value under `key`.
+    /// Removes the value and the counter under `key`; returns how many of the two there were.
     pub async fn delete(&self, key: &str) -> Result<u64, StoreError> {
-        let what = Invalidation::Key(self.key(key));
+        let what = Invalidation::Resource(format!("memo:{}:{key}", self.namespace));
         let result = self.store.invalidate(&what).await;
         self.settle(&what).await;
         result
+    }
+
+    /// Adds `delta` to the counter `key` and returns its new value, atomically across every
+    /// caller of the store ([`CacheStore::incr`]: `INCRBY` on Redis). An absent or expired
+    /// counter starts at 0 and lives for `ttl` from its first addition; later additions keep
+    /// that expiry, so a counter counts within a fixed window. `incr(key, 0, ttl)` reads it.
+    ///
+    /// Counters are kept apart from the values of [`Memo::set`]: `get` does not read them,
+    /// [`Memo::delete`], `delete_prefix` and `delete_many` remove them. A store without
+    /// counters answers [`StoreError::is_unsupported`]; every store of this crate has them.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use tower_edge_store::{MokaStore, memo::Memo};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_edge_store::StoreError> {
+    /// let memo = Memo::new(MokaStore::default(), "limits");
+    /// let minute = Duration::from_secs(60);
+    /// assert_eq!(memo.incr("login:alice", 1, minute).await?, 1);
+    /// assert_eq!(memo.incr("login:alice", 1, minute).await?, 2);
+    /// assert_eq!(memo.decr("login:alice", 2, minute).await?, 0);
+    /// memo.delete("login:alice").await?;
+    /// assert_eq!(memo.incr("login:alice", 0, minute).await?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, StoreError> {
+        let counter = self.key(key).with_variant("memo", "counter");
+        self.store.incr(&counter, delta, ttl).await
+    }
+
+    /// Subtracts `delta` from the counter `key`: [`Memo::incr`] with `-delta`.
+    pub async fn decr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, StoreError> {
+        let negated = delta
+            .checked_neg()
+            .ok_or_else(|| StoreError::backend("counter overflow"))?;
+        self.incr(key, negated, ttl).await
     }
 
     /// Whether a fresh value of any type is stored under `key`.
@@ -1217,6 +1256,79 @@ mod tests {
             .await;
         assert_eq!(got, Ok(1));
         assert_eq!(memo.get::<u64>("user:1:a").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn counters_count_apart_from_values_and_go_with_their_key() {
+        let memo = Memo::new(MokaStore::default(), "c");
+        let ttl = Duration::from_secs(60);
+        memo.set("visits", &"a value".to_owned(), ttl)
+            .await
+            .unwrap();
+        assert_eq!(memo.incr("visits", 2, ttl).await.unwrap(), 2);
+        assert_eq!(memo.decr("visits", 5, ttl).await.unwrap(), -3);
+        assert_eq!(
+            memo.get::<String>("visits").await.unwrap().as_deref(),
+            Some("a value"),
+            "the value and the counter of one key are apart"
+        );
+        assert!(memo.decr("visits", i64::MIN, ttl).await.is_err());
+        assert_eq!(memo.delete("visits").await.unwrap(), 2, "both go");
+        assert_eq!(memo.incr("visits", 0, ttl).await.unwrap(), 0);
+        memo.incr("user:1:logins", 1, ttl).await.unwrap();
+        memo.delete_prefix("user:1:").await.unwrap();
+        assert_eq!(memo.incr("user:1:logins", 0, ttl).await.unwrap(), 0);
+
+        // A store without counters says so.
+        struct NoCounters(MokaStore);
+        impl crate::CacheLock for NoCounters {
+            async fn try_lock(
+                &self,
+                key: &CacheKey,
+                ttl: Duration,
+            ) -> Result<Option<crate::LockToken>, StoreError> {
+                self.0.try_lock(key, ttl).await
+            }
+            async fn unlock(
+                &self,
+                key: &CacheKey,
+                token: &crate::LockToken,
+            ) -> Result<bool, StoreError> {
+                self.0.unlock(key, token).await
+            }
+        }
+        impl CacheStore for NoCounters {
+            async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
+                self.0.get(key).await
+            }
+            async fn put(
+                &self,
+                key: &CacheKey,
+                entry: Entry,
+                ttl: Duration,
+            ) -> Result<(), StoreError> {
+                self.0.put(key, entry, ttl).await
+            }
+            async fn put_held(
+                &self,
+                key: &CacheKey,
+                entry: Entry,
+                ttl: Duration,
+                holder: &Holder,
+            ) -> Result<bool, StoreError> {
+                self.0.put_held(key, entry, ttl, holder).await
+            }
+            async fn invalidate(&self, what: &Invalidation) -> Result<u64, StoreError> {
+                self.0.invalidate(what).await
+            }
+        }
+        impl Clone for NoCounters {
+            fn clone(&self) -> Self {
+                Self(self.0.clone())
+            }
+        }
+        let memo = Memo::new(NoCounters(MokaStore::default()), "c");
+        assert!(memo.incr("k", 1, ttl).await.unwrap_err().is_unsupported());
     }
 
     #[tokio::test]

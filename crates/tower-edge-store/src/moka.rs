@@ -64,6 +64,8 @@ struct Inner {
     generation: AtomicU64,
     next_id: AtomicU64,
     locks: Mutex<HashMap<String, (LockToken, Instant)>>,
+    /// Held across a counter's read and write: [`CacheStore::incr`] is atomic.
+    counters: Mutex<()>,
     max_bytes: u64,
     fence: Fence,
 }
@@ -72,6 +74,8 @@ struct Inner {
 struct Stored {
     id: u64,
     ttl: Duration,
+    /// When `ttl` runs out: what a counter's later additions keep.
+    expires: Instant,
     entry: Arc<Entry>,
 }
 
@@ -164,6 +168,7 @@ impl MokaStoreBuilder {
                 generation: AtomicU64::new(0),
                 next_id: AtomicU64::new(1),
                 locks: Mutex::new(HashMap::new()),
+                counters: Mutex::new(()),
                 max_bytes: self.max_bytes,
                 fence: Fence::new(),
             }),
@@ -272,6 +277,10 @@ impl MokaStore {
         let stored = Stored {
             id,
             ttl,
+            // A TTL past what `Instant` can hold (`Duration::MAX`) ends in about 136 years.
+            expires: Instant::now()
+                .checked_add(ttl)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(u32::MAX.into())),
             entry: Arc::new(entry),
         };
         self.inner.cache.insert(storage_key, stored);
@@ -333,6 +342,33 @@ impl CacheStore for MokaStore {
         }
         self.put_now(key, entry, ttl);
         Ok(true)
+    }
+
+    /// A counter is an entry whose body is the count (8 bytes, little-endian), read and
+    /// written under one mutex; so it goes with its key's invalidations like any entry.
+    async fn incr(&self, key: &CacheKey, delta: i64, ttl: Duration) -> Result<i64, StoreError> {
+        let _counting = lock(&self.inner.counters);
+        let now = Instant::now();
+        let current = self
+            .inner
+            .cache
+            .get(&self.storage_key(key))
+            .filter(|stored| stored.expires > now)
+            .and_then(|stored| {
+                let count = <[u8; 8]>::try_from(&stored.entry.body()[..]).ok()?;
+                Some((i64::from_le_bytes(count), stored.expires - now))
+            });
+        let (count, ttl) = current.unwrap_or((0, ttl));
+        let count = count
+            .checked_add(delta)
+            .ok_or_else(|| StoreError::backend("counter overflow"))?;
+        let entry = Entry::new(
+            http::StatusCode::OK,
+            http::HeaderMap::new(),
+            bytes::Bytes::copy_from_slice(&count.to_le_bytes()),
+        );
+        self.put_now(key, entry, ttl);
+        Ok(count)
     }
 
     async fn invalidate(&self, what: &Invalidation) -> Result<u64, StoreError> {

@@ -698,6 +698,39 @@ impl CacheStore for RedisStore {
         self.write(key, entry, ttl, Some(holder)).await
     }
 
+    /// One transaction: `SET .. NX PX` starts an absent counter at 0 with its TTL, `INCRBY`
+    /// adds (keeping that TTL), and the resource's index learns the key. Atomic, one round
+    /// trip. (Not a script: Lua holds numbers as doubles, which would round large counts.)
+    async fn incr(&self, key: &CacheKey, delta: i64, ttl: Duration) -> Result<i64, StoreError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.guarded(self.inner.op_timeout, |mut conn| async move {
+            let generation = self.generation(&mut conn).await?;
+            let entry_key = self.entry_key(generation, key);
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            pipe.cmd("SET")
+                .arg(&entry_key)
+                .arg(0)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms)
+                .ignore();
+            pipe.cmd("INCRBY").arg(&entry_key).arg(delta);
+            add_to_set(
+                &mut pipe,
+                &self.resource_index_key(generation, key.resource()),
+                &entry_key,
+                ttl_ms,
+            );
+            let (count,): (i64,) = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(StoreError::backend)?;
+            Ok(count)
+        })
+        .await
+    }
+
     async fn invalidate(&self, what: &Invalidation) -> Result<u64, StoreError> {
         self.inner.fence.record(what);
         // The operator's invalidations (scans, tag sets) are boxed: their futures are large, and

@@ -204,6 +204,11 @@ impl<S: CacheStore> CacheStore for Scripted<S> {
             .await
     }
 
+    async fn incr(&self, key: &CacheKey, delta: i64, ttl: Duration) -> Result<i64, StoreError> {
+        self.check()?;
+        self.inner.incr(key, delta, ttl).await
+    }
+
     async fn invalidate(&self, what: &Invalidation) -> Result<u64, StoreError> {
         match what {
             Invalidation::Generation | Invalidation::Purge => self.check()?,

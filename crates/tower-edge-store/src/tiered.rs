@@ -343,6 +343,18 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
         Ok(stored)
     }
 
+    /// On L2 only: a counter is shared state, which a copy in one instance's memory would
+    /// split. Invalidations waiting for replay go to L2 first, so a counter they address does
+    /// not count on.
+    async fn incr(&self, key: &CacheKey, delta: i64, ttl: Duration) -> Result<i64, StoreError> {
+        if self.pending.any.load(SeqCst) && !Box::pin(self.l2_readable()).await {
+            return Err(StoreError::unavailable(
+                "invalidations still waiting for the shared tier",
+            ));
+        }
+        self.l2.incr(key, delta, ttl).await
+    }
+
     /// Recorded in L1's fence before L2 is touched (a fill that lands in between must see
     /// it), then carried out on L2 (kept for replay if that fails) and L1, then published.
     async fn invalidate(&self, what: &Invalidation) -> Result<u64, StoreError> {
