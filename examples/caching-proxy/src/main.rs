@@ -1,155 +1,124 @@
-//! Runs the tower-edge caching proxy.
-//!
-//! ```text
-//! tower-edge-caching-proxy [--upstream URL] [--addr HOST:PORT] [--cache-mib N] [--via] [--compress]
-//! ```
+//! Runs the tower-edge caching proxy. `--help` lists every option.
 
 use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
+use clap::Parser;
 use tower_edge_caching_proxy::{ProxyConfig, proxy};
 
-const USAGE: &str = "\
-tower-edge caching proxy: an RFC 9111 shared cache in front of an HTTP/1.1 upstream
+/// tower-edge caching proxy: an RFC 9111 shared cache in front of an HTTP/1.1 upstream.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    after_help = "The client's Host header is forwarded unchanged, so the upstream sees the \
+                  public host name."
+)]
+struct Cli {
+    /// Upstream to forward to.
+    #[arg(
+        long,
+        env = "UPSTREAM",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8000"
+    )]
+    upstream: String,
 
-USAGE:
-    tower-edge-caching-proxy [OPTIONS]
-
-OPTIONS:
-    --upstream URL            upstream to forward to [env: UPSTREAM] [default: http://127.0.0.1:8000]
-    --addr HOST:PORT          address to listen on [env: ADDR] [default: 127.0.0.1:8080]
-    --cache-mib N             in-memory cache size in MiB [env: CACHE_MIB] [default: 256]
-    --connect-timeout SECS    upstream connect timeout, then 504 [default: 5]
-    --read-timeout SECS       wait for the upstream's response head, then 504 [default: 30]
-    --via                     add Via to forwarded requests and responses
-    --compress                compress responses for clients that accept it (off: no transformation)
-    --heuristic               heuristic freshness for responses with Last-Modified only (RFC 9111 §4.2.2)
-    --default-ttl SECS        TTL for responses with no freshness information at all [default: none]
-    --stale-if-error SECS     serve a stored response up to SECS past its freshness while the
-                              upstream fails (RFC 5861) [default: 0]
-    --no-cdn-cache-control    ignore CDN-Cache-Control (RFC 9213; read by default)
-    --store-set-cookie        store responses with Set-Cookie and replay them (RFC 9111 §7.3);
-                              only for an upstream that marks personal cookies private
-    -h, --help                print this help
-
-The client's Host header is forwarded unchanged, so the upstream sees the public host name.
-";
-
-#[derive(Debug)]
-struct Args {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "ADDR",
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:8080"
+    )]
     addr: SocketAddr,
-    config: ProxyConfig,
+
+    /// In-memory cache size in MiB.
+    #[arg(long, env = "CACHE_MIB", value_name = "N", default_value = "256")]
+    cache_mib: u64,
+
+    /// Upstream connect timeout, then 504.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = seconds)]
+    connect_timeout: Duration,
+
+    /// Wait this long for the upstream's response head, then 504.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = seconds)]
+    read_timeout: Duration,
+
+    /// Add Via to forwarded requests and responses.
+    #[arg(long)]
+    via: bool,
+
+    /// Compress responses for clients that accept it (off: no transformation).
+    #[arg(long)]
+    compress: bool,
+
+    /// Heuristic freshness for responses with Last-Modified only (RFC 9111 §4.2.2).
+    #[arg(long)]
+    heuristic: bool,
+
+    /// TTL for responses with no freshness information at all [default: none].
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    default_ttl: Option<Duration>,
+
+    /// Serve a stored response up to SECS past its freshness while the upstream fails
+    /// (RFC 5861) [default: none].
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    stale_if_error: Option<Duration>,
+
+    /// Ignore CDN-Cache-Control (RFC 9213; read by default).
+    #[arg(long)]
+    no_cdn_cache_control: bool,
+
+    /// Store responses with Set-Cookie and replay them (RFC 9111 §7.3); only for an upstream
+    /// that marks personal cookies private.
+    #[arg(long)]
+    store_set_cookie: bool,
 }
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
-    let mut upstream = std::env::var("UPSTREAM").ok();
-    let mut addr = std::env::var("ADDR").ok();
-    let mut cache_mib = std::env::var("CACHE_MIB").ok();
-    let mut connect_timeout = None;
-    let mut read_timeout = None;
-    let (mut via, mut compress, mut heuristic) = (false, false, false);
-    let mut cdn_cache_control = true;
-    let mut store_set_cookie = false;
-    let mut default_ttl = None;
-    let mut stale_if_error = None;
-    let mut args = args.skip(1);
-    while let Some(arg) = args.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
-            None => (arg.clone(), None),
-        };
-        let slot = match name.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--via" => {
-                via = true;
-                continue;
-            }
-            "--compress" => {
-                compress = true;
-                continue;
-            }
-            "--heuristic" => {
-                heuristic = true;
-                continue;
-            }
-            "--no-cdn-cache-control" => {
-                cdn_cache_control = false;
-                continue;
-            }
-            "--store-set-cookie" => {
-                store_set_cookie = true;
-                continue;
-            }
-            "--default-ttl" => &mut default_ttl,
-            "--stale-if-error" => &mut stale_if_error,
-            "--upstream" => &mut upstream,
-            "--addr" => &mut addr,
-            "--cache-mib" => &mut cache_mib,
-            "--connect-timeout" => &mut connect_timeout,
-            "--read-timeout" => &mut read_timeout,
-            _ => return Err(format!("unknown argument {arg:?}")),
-        };
-        let value = inline.or_else(|| args.next());
-        *slot = Some(value.ok_or_else(|| format!("{name} needs a value"))?);
+impl Cli {
+    /// The proxy's configuration; `Err` for an upstream it cannot forward to.
+    fn config(&self) -> Result<ProxyConfig, String> {
+        let mut config = ProxyConfig::new(&self.upstream)
+            .map_err(|e| e.to_string())?
+            .via(self.via)
+            .compress(self.compress)
+            .heuristic(self.heuristic)
+            .cdn_cache_control(!self.no_cdn_cache_control)
+            .store_set_cookie(self.store_set_cookie)
+            .cache_bytes(self.cache_mib.saturating_mul(1024 * 1024))
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout);
+        if let Some(ttl) = self.default_ttl {
+            config = config.default_ttl(ttl);
+        }
+        if let Some(window) = self.stale_if_error {
+            config = config.stale_if_error(window);
+        }
+        Ok(config)
     }
-
-    let addr = addr.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-    let addr = addr
-        .parse()
-        .map_err(|e| format!("invalid address {addr:?}: {e}"))?;
-    let upstream = upstream.unwrap_or_else(|| "http://127.0.0.1:8000".to_owned());
-    let mut config = ProxyConfig::new(&upstream)
-        .map_err(|e| e.to_string())?
-        .via(via)
-        .compress(compress)
-        .heuristic(heuristic)
-        .cdn_cache_control(cdn_cache_control)
-        .store_set_cookie(store_set_cookie);
-    if let Some(secs) = default_ttl {
-        config = config.default_ttl(seconds("--default-ttl", &secs)?);
-    }
-    if let Some(secs) = stale_if_error {
-        config = config.stale_if_error(seconds("--stale-if-error", &secs)?);
-    }
-    if let Some(mib) = cache_mib {
-        let mib: u64 = mib
-            .parse()
-            .map_err(|e| format!("invalid --cache-mib {mib:?}: {e}"))?;
-        config = config.cache_bytes(mib.saturating_mul(1024 * 1024));
-    }
-    if let Some(secs) = connect_timeout {
-        config = config.connect_timeout(seconds("--connect-timeout", &secs)?);
-    }
-    if let Some(secs) = read_timeout {
-        config = config.read_timeout(seconds("--read-timeout", &secs)?);
-    }
-    Ok(Some(Args { addr, config }))
 }
 
-fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
+/// A positive number of seconds, fractions allowed.
+fn seconds(value: &str) -> Result<Duration, String> {
     value
         .parse::<f64>()
         .ok()
         .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("invalid {flag} {value:?}: expected a positive number of seconds"))
+        .ok_or_else(|| "expected a positive number of seconds".to_owned())
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let Args { addr, config } = match parse_args(std::env::args()) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            #[allow(clippy::print_stdout)] // --help goes to standard output
-            {
-                print!("{USAGE}");
-            }
-            return ExitCode::SUCCESS;
-        }
+    // `--help` and mistakes end here (exit 0 and 2).
+    let cli = Cli::parse();
+    let config = match cli.config() {
+        Ok(config) => config,
         Err(message) => {
-            eprint!("error: {message}\n\n{USAGE}");
+            eprintln!("error: {message}");
             return ExitCode::from(2);
         }
     };
+    let addr = cli.addr;
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -180,52 +149,72 @@ async fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Option<Args>, String> {
-        let argv = std::iter::once("proxy").chain(args.iter().copied());
-        parse_args(argv.map(str::to_owned))
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("proxy").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_options_are_consistent() {
+        Cli::command().debug_assert();
     }
 
     #[test]
     fn reads_flags_in_both_forms() {
-        let args = parse(&[
+        let cli = parse(&[
             "--upstream",
             "http://10.0.0.1:9000",
             "--addr=0.0.0.0:80",
             "--via",
         ])
-        .unwrap()
         .unwrap();
-        assert_eq!(args.addr, "0.0.0.0:80".parse().unwrap());
-        assert_eq!(args.config.upstream(), "http://10.0.0.1:9000/");
+        assert_eq!(cli.addr, "0.0.0.0:80".parse().unwrap());
+        assert_eq!(cli.config().unwrap().upstream(), "http://10.0.0.1:9000/");
     }
 
     #[test]
     fn help_and_mistakes() {
-        assert!(parse(&["--help"]).unwrap().is_none());
-        assert!(parse(&["--upstream"]).is_err());
-        assert!(parse(&["--upstream", "https://x"]).is_err());
-        assert!(parse(&["--read-timeout", "0"]).is_err());
-        assert!(parse(&["--bogus"]).is_err());
-        assert!(parse(&["--stale-if-error", "soon"]).is_err());
+        let help = parse(&["--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert_eq!(help.exit_code(), 0);
+        for wrong in [
+            &["--upstream"][..],
+            &["--read-timeout", "0"],
+            &["--bogus"],
+            &["--stale-if-error", "soon"],
+            &["--cache-mib", "lots"],
+        ] {
+            let error = parse(wrong).expect_err("refused");
+            assert_eq!(error.exit_code(), 2, "{wrong:?}");
+        }
+        // Parsed, but not an upstream this proxy forwards to.
+        assert!(
+            parse(&["--upstream", "https://x"])
+                .unwrap()
+                .config()
+                .is_err()
+        );
     }
 
     #[test]
     fn reads_the_shared_cache_options() {
-        let args = parse(&[
+        let cli = parse(&[
             "--stale-if-error",
             "30",
             "--no-cdn-cache-control",
             "--store-set-cookie",
+            "--connect-timeout=0.5",
         ])
-        .unwrap()
         .unwrap();
-        let shown = format!("{:?}", args.config);
+        let shown = format!("{:?}", cli.config().unwrap());
         assert!(shown.contains("stale_if_error: 30s"), "{shown}");
         assert!(shown.contains("cdn_cache_control: false"), "{shown}");
         assert!(shown.contains("store_set_cookie: true"), "{shown}");
-        let defaults = format!("{:?}", parse(&[]).unwrap().unwrap().config);
+        assert!(shown.contains("connect_timeout: 500ms"), "{shown}");
+        let defaults = format!("{:?}", parse(&[]).unwrap().config().unwrap());
         assert!(defaults.contains("cdn_cache_control: true"), "{defaults}");
     }
 }

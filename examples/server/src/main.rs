@@ -1,19 +1,21 @@
-//! Runs the tower-edge example server.
+//! Runs the tower-edge example server. `--help` lists every option; each has an environment
+//! variable, read when the flag is absent.
 //!
-//! ```text
-//! tower-edge-example-server [--addr HOST:PORT] [--request-timeout SECS] [--concurrency N]
-//!                           [--header-timeout SECS] [--warm PATHS] [--static-dir DIR]
-//! ```
-//!
-//! Every flag has an environment variable (see `--help`). With `REDIS_URL` set
-//! (`redis://127.0.0.1:6379/0`), the response cache keeps memory in front of that Redis, shared
-//! with every other instance started with the same URL, and invalidations reach all of them
-//! through the Redis invalidation bus. `REDIS_CLUSTER_NODES`
+//! With `REDIS_URL` set (`redis://127.0.0.1:6379/0`), the response cache keeps memory in front
+//! of that Redis, shared with every other instance started with the same URL, and
+//! invalidations reach all of them through the Redis invalidation bus. `REDIS_CLUSTER_NODES`
 //! (`redis://127.0.0.1:7000,redis://127.0.0.1:7001,...`) does the same on a Redis Cluster.
 
-use std::{net::SocketAddr, process::ExitCode, time::Duration};
+use std::{
+    net::SocketAddr,
+    num::{NonZeroU64, NonZeroUsize},
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
 
 use axum::{Router, http::StatusCode};
+use clap::{CommandFactory, FromArgMatches, Parser};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
@@ -23,126 +25,156 @@ use tower::{ServiceBuilder, limit::ConcurrencyLimitLayer};
 use tower_edge_example_server::AppState;
 use tower_http::{timeout::TimeoutLayer, trace::TraceLayer};
 
-const USAGE: &str = "\
-tower-edge example server
+/// The variables read outside the flags, for `--help`.
+const ENVIRONMENT: &str = "\
+Environment:
+  RUST_LOG                     log filter, e.g. info or tower_edge=debug [default: info]
+  OTEL_EXPORTER_OTLP_ENDPOINT  with feature otel: export traces over OTLP/HTTP to this collector";
 
-USAGE:
-    tower-edge-example-server [OPTIONS]
-
-OPTIONS:
-    --addr HOST:PORT          address to listen on [env: ADDR] [default: 127.0.0.1:3000]
-    --request-timeout SECS    answer 503 to a request not done in time [env: REQUEST_TIMEOUT] [default: 30]
-    --concurrency N           requests handled at once; the rest wait [env: CONCURRENCY] [default: 1024]
-    --header-timeout SECS     time a client has to send a request head, also between
-                              requests on a kept-alive connection [env: HEADER_TIMEOUT] [default: 10]
-    --warm PATHS              comma-separated paths fetched into the cache at start
-                              [env: WARM] [default: /,/api/products]
-    --static-dir DIR          the files served under /static [env: STATIC_DIR]
-                              [default: the sample files when run from the source tree,
-                              else ./static]
-    -h, --help                print this help
-
-ENVIRONMENT:
-    REDIS_URL                 keep the response cache in memory in front of this Redis
-    REDIS_CLUSTER_NODES       or in front of this Redis Cluster: comma-separated node URLs,
-                              e.g. redis://127.0.0.1:7000,redis://127.0.0.1:7001 (not both)
-    PURGE_TOKEN               bearer token the operator routes require (POST /cache/purge, and
-                              GET /debug/pprof/flamegraph with feature profiling); off without it
-    RUST_LOG                  log filter, e.g. info or tower_edge=debug [default: info]
-    OTEL_EXPORTER_OTLP_ENDPOINT
-                              with feature otel: export traces over OTLP/HTTP to this collector
-";
-
-#[derive(Debug)]
-struct Config {
+/// The tower-edge example server: every layer of tower-edge on realistic routes, with its
+/// response cache in memory, or in memory in front of Redis.
+#[derive(Debug, Parser)]
+#[command(version, after_help = ENVIRONMENT)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "ADDR",
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:3000"
+    )]
     addr: SocketAddr,
-    request_timeout: Duration,
-    concurrency: usize,
-    header_timeout: Duration,
-    warm: Vec<String>,
-    static_dir: Option<std::path::PathBuf>,
+
+    /// Answer 503 to a request not done within this many seconds.
+    #[arg(
+        long,
+        env = "REQUEST_TIMEOUT",
+        value_name = "SECS",
+        default_value = "30"
+    )]
+    request_timeout: NonZeroU64,
+
+    /// Requests handled at once; the rest wait.
+    #[arg(long, env = "CONCURRENCY", value_name = "N", default_value = "1024")]
+    concurrency: NonZeroUsize,
+
+    /// Seconds a client has to send a request head, also between requests on a kept-alive
+    /// connection.
+    #[arg(
+        long,
+        env = "HEADER_TIMEOUT",
+        value_name = "SECS",
+        default_value = "10"
+    )]
+    header_timeout: NonZeroU64,
+
+    /// Comma-separated paths fetched into the cache at start.
+    #[arg(
+        long,
+        env = "WARM",
+        value_name = "PATHS",
+        default_value = "/,/api/products"
+    )]
+    warm: String,
+
+    /// The files served under /static [default: the sample files when run from the source
+    /// tree, else ./static].
+    #[arg(long, env = "STATIC_DIR", value_name = "DIR")]
+    static_dir: Option<PathBuf>,
+
+    /// The files served under /download [default: a generated 2 MiB sample.bin in a
+    /// temporary directory].
+    #[arg(long, env = "DOWNLOAD_DIR", value_name = "DIR")]
+    download_dir: Option<PathBuf>,
+
+    /// Behind nginx: answer /download/FILE with `X-Accel-Redirect: <PREFIX><FILE>` instead of the
+    /// bytes, for an `internal` nginx location at PREFIX that aliases the download directory.
+    #[arg(long, env = "X_ACCEL_REDIRECT", value_name = "PREFIX")]
+    x_accel_redirect: Option<String>,
+
+    /// Keep the response cache in memory in front of this Redis, shared with every instance
+    /// started with the same URL.
+    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    redis_url: Option<String>,
+
+    /// Or in front of this Redis Cluster: comma-separated node URLs, e.g.
+    /// redis://127.0.0.1:7000,redis://127.0.0.1:7001 (not both).
+    #[arg(long, env = "REDIS_CLUSTER_NODES", value_name = "URLS")]
+    redis_cluster_nodes: Option<String>,
+
+    /// Bearer token the operator routes require (POST /cache/purge, and GET
+    /// /debug/pprof/flamegraph with feature profiling); off without one. Prefer the
+    /// environment variable: other users can read a process's flags.
+    #[arg(
+        long,
+        env = "PURGE_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    purge_token: Option<String>,
 }
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Config>, String> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let mut addr = env("ADDR");
-    let mut request_timeout = env("REQUEST_TIMEOUT");
-    let mut concurrency = env("CONCURRENCY");
-    let mut header_timeout = env("HEADER_TIMEOUT");
-    let mut warm = env("WARM");
-    let mut static_dir = env("STATIC_DIR");
-    let mut args = args.skip(1);
-    while let Some(arg) = args.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
-            None => (arg.clone(), None),
-        };
-        let slot = match name.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--addr" => &mut addr,
-            "--request-timeout" => &mut request_timeout,
-            "--concurrency" => &mut concurrency,
-            "--header-timeout" => &mut header_timeout,
-            "--warm" => &mut warm,
-            "--static-dir" => &mut static_dir,
-            other => return Err(format!("unknown argument {other:?}")),
-        };
-        let value = match inline {
-            Some(v) => v,
-            None => args.next().ok_or(format!("{name} needs a value"))?,
-        };
-        *slot = Some(value);
+impl Cli {
+    /// The options from the command line, then the environment. An empty variable counts as
+    /// unset (`REDIS_URL=` in a compose file means no Redis), where clap alone would read an
+    /// empty value.
+    fn from_env() -> Self {
+        let command = Self::command().mut_args(|arg| {
+            let empty = arg
+                .get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|value| value.is_empty());
+            if empty { arg.env(None) } else { arg }
+        });
+        let matches = command.get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
-    let seconds = |value: Option<String>, name: &str, default: u64| -> Result<Duration, String> {
-        match value {
-            None => Ok(Duration::from_secs(default)),
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|s| *s > 0)
-                .map(Duration::from_secs)
-                .ok_or(format!("{name}: {v:?} is not a positive number of seconds")),
-        }
-    };
-    let addr = addr.unwrap_or_else(|| "127.0.0.1:3000".to_owned());
-    Ok(Some(Config {
-        addr: addr
-            .parse()
-            .map_err(|e| format!("invalid address {addr:?}: {e}"))?,
-        request_timeout: seconds(request_timeout, "--request-timeout", 30)?,
-        concurrency: match concurrency {
-            None => 1024,
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or(format!("--concurrency: {v:?} is not a positive number"))?,
-        },
-        header_timeout: seconds(header_timeout, "--header-timeout", 10)?,
-        warm: warm
-            .unwrap_or_else(|| "/,/api/products".to_owned())
+
+    /// The paths of `--warm`.
+    fn warm_paths(&self) -> Vec<String> {
+        self.warm
             .split(',')
             .map(str::trim)
             .filter(|p| !p.is_empty())
             .map(str::to_owned)
-            .collect(),
-        static_dir: static_dir.map(std::path::PathBuf::from),
-    }))
+            .collect()
+    }
+
+    /// The application state the options describe.
+    fn state(&self) -> AppState {
+        let mut state = AppState::new();
+        if let Some(token) = &self.purge_token {
+            state = state.with_purge_token(token);
+        }
+        if let Some(dir) = &self.static_dir {
+            state = state.with_static_dir(dir);
+        }
+        if let Some(dir) = &self.download_dir {
+            state = state.with_download_dir(dir);
+        }
+        if let Some(prefix) = &self.x_accel_redirect {
+            tracing::info!(
+                prefix,
+                "downloads offloaded to the front server (X-Accel-Redirect)"
+            );
+            state = state.with_x_accel_redirect(prefix);
+        }
+        state
+    }
 }
 
-fn build_app(state: AppState) -> Result<Router, String> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let (url, nodes) = (env("REDIS_URL"), env("REDIS_CLUSTER_NODES"));
-    match tower_edge_example_server::shared_store(url.as_deref(), nodes.as_deref())? {
+fn build_app(cli: &Cli, state: AppState) -> Result<Router, String> {
+    let (url, nodes) = (cli.redis_url.as_deref(), cli.redis_cluster_nodes.as_deref());
+    match tower_edge_example_server::shared_store(url, nodes)? {
         Some(l2) => {
             if l2.is_cluster() {
                 tracing::info!(
-                    nodes = nodes.as_deref().unwrap_or_default(),
+                    nodes = nodes.unwrap_or_default(),
                     "response cache: memory in front of a Redis Cluster, with the invalidation bus"
                 );
             } else {
                 tracing::info!(
-                    url = url.as_deref().unwrap_or_default(),
+                    url = url.unwrap_or_default(),
                     "response cache: memory in front of Redis, with the invalidation bus"
                 );
             }
@@ -154,20 +186,8 @@ fn build_app(state: AppState) -> Result<Router, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match parse_args(std::env::args()) {
-        Ok(Some(config)) => config,
-        Ok(None) => {
-            #[allow(clippy::print_stdout)] // --help goes to standard output
-            {
-                print!("{USAGE}");
-            }
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprint!("error: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    // `--help` and mistakes end here (exit 0 and 2).
+    let cli = Cli::from_env();
     let _telemetry = tower_edge_example_server::telemetry::init();
     let metrics = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
         Ok(handle) => Some(handle),
@@ -177,19 +197,11 @@ async fn main() -> ExitCode {
         }
     };
 
-    let mut state = AppState::new();
-    if let Ok(token) = std::env::var("PURGE_TOKEN")
-        && !token.is_empty()
-    {
-        state = state.with_purge_token(&token);
-    }
+    let mut state = cli.state();
     if let Some(handle) = metrics {
         state = state.with_metrics(handle);
     }
-    if let Some(dir) = &config.static_dir {
-        state = state.with_static_dir(dir);
-    }
-    let app = match build_app(state) {
+    let app = match build_app(&cli, state) {
         Ok(app) => app,
         Err(message) => {
             eprintln!("error: {message}");
@@ -203,23 +215,24 @@ async fn main() -> ExitCode {
             .layer(TraceLayer::new_for_http().make_span_with(tower_edge::observe::request_span))
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::SERVICE_UNAVAILABLE,
-                config.request_timeout,
+                Duration::from_secs(cli.request_timeout.get()),
             ))
-            .layer(ConcurrencyLimitLayer::new(config.concurrency)),
+            .layer(ConcurrencyLimitLayer::new(cli.concurrency.get())),
     );
 
-    let listener = match tokio::net::TcpListener::bind(config.addr).await {
+    let listener = match tokio::net::TcpListener::bind(cli.addr).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("error: cannot listen on {}: {e}", config.addr);
+            eprintln!("error: cannot listen on {}: {e}", cli.addr);
             return ExitCode::FAILURE;
         }
     };
-    let local = listener.local_addr().map_or(config.addr, |a| a);
+    let local = listener.local_addr().map_or(cli.addr, |a| a);
 
     // Warm the cache before taking traffic.
     let report =
-        tower_edge::cache::warm_up(app.clone(), &format!("http://{local}"), &config.warm).await;
+        tower_edge::cache::warm_up(app.clone(), &format!("http://{local}"), &cli.warm_paths())
+            .await;
     for warmed in report {
         match warmed.result {
             Ok(status) => tracing::info!(
@@ -232,7 +245,7 @@ async fn main() -> ExitCode {
         }
     }
     eprintln!("tower-edge example server listening on http://{local}/");
-    serve(listener, app, config.header_timeout).await
+    serve(listener, app, Duration::from_secs(cli.header_timeout.get())).await
 }
 
 /// Serves HTTP/1.1 and HTTP/2 with a header read timeout, until Ctrl-C or SIGTERM; then lets
@@ -304,6 +317,49 @@ async fn serve(
         () = tokio::time::sleep(Duration::from_secs(10)) => {
             eprintln!("some connections did not finish within 10 s");
             ExitCode::SUCCESS
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_options_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn reads_flags_in_both_forms_and_splits_the_warm_list() {
+        let cli = parse(&[
+            "--addr=0.0.0.0:80",
+            "--warm",
+            " /a, ,/b ",
+            "--concurrency",
+            "8",
+        ])
+        .unwrap();
+        assert_eq!(cli.addr, "0.0.0.0:80".parse().unwrap());
+        assert_eq!(cli.warm_paths(), ["/a", "/b"]);
+        assert_eq!(cli.concurrency.get(), 8);
+    }
+
+    #[test]
+    fn refuses_zero_and_words_where_a_count_is_due() {
+        for bad in [
+            &["--concurrency", "0"][..],
+            &["--request-timeout", "soon"],
+            &["--header-timeout=0"],
+            &["--bogus"],
+            &["--addr"],
+        ] {
+            let error = parse(bad).expect_err("refused");
+            assert_eq!(error.exit_code(), 2, "{bad:?}");
         }
     }
 }

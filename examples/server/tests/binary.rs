@@ -117,6 +117,15 @@ fn help_lists_every_option_and_bad_flags_exit_2() {
         "--header-timeout",
         "--warm",
         "--static-dir",
+        "--download-dir",
+        "--x-accel-redirect",
+        "--redis-url",
+        "--redis-cluster-nodes",
+        "--purge-token",
+        "STATIC_DIR",
+        "DOWNLOAD_DIR",
+        "X_ACCEL_REDIRECT",
+        "RUST_LOG",
         "REDIS_URL",
         "REDIS_CLUSTER_NODES",
         "PURGE_TOKEN",
@@ -169,5 +178,29 @@ async fn static_dir_chooses_what_static_serves() {
     assert_eq!(&body[..], b"my own file");
     // The sample files are not served from it.
     let (status, _, _) = get(addr, "/static/hello.txt", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Behind nginx: the downloads of the directory it is told to, offloaded by header.
+#[tokio::test]
+async fn download_dir_and_x_accel_redirect_offload_the_downloads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("report.pdf"), "%PDF-1.7").expect("write a file");
+    let root = dir.path().to_str().expect("a UTF-8 temp path");
+    let (_server, addr) = start_with(&[
+        "--download-dir",
+        root,
+        "--x-accel-redirect",
+        "/internal/downloads/",
+    ]);
+    let (status, headers, body) = get(addr, "/download/report.pdf", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers["x-accel-redirect"],
+        "/internal/downloads/report.pdf"
+    );
+    assert!(body.is_empty());
+    // The generated sample is not in that directory.
+    let (status, _, _) = get(addr, "/download/sample.bin", &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

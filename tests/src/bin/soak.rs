@@ -34,7 +34,10 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use tower_edge_example_server::{AppState, FAULT_HEADER, Faults, app_with_store, download_bytes};
+use tower_edge_example_server::{
+    AppState, download_bytes,
+    faults::{FAULT_HEADER, Faults, app_with_faults},
+};
 use tower_edge_store::{MokaStore, RedisStore, tiered::Tiered};
 use tower_edge_tests::redis_server::RedisServer;
 
@@ -575,7 +578,7 @@ async fn run(options: Arc<Options>) -> i32 {
         Duration::from_millis(200),
         options.seed,
     );
-    let app = app_with_store(AppState::new().with_faults(faults.clone()), store);
+    let app = app_with_faults(AppState::new(), store, faults.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a loopback port");
