@@ -58,6 +58,7 @@ pub async fn run_all<S: CacheStore>(store: &S) {
     check!(keys_with_separators_do_not_collide);
     check!(the_longest_ttl_is_stored);
     check!(counters_add_atomically_and_go_with_their_key);
+    check!(many_at_once_reads_and_writes_as_one_at_a_time);
     check!(a_counter_keeps_the_window_of_its_first_addition);
 }
 
@@ -121,6 +122,66 @@ pub async fn counters_add_atomically_and_go_with_their_key<S: CacheStore>(store:
             .unwrap(),
         1
     );
+}
+
+/// `get_many` answers what `get` answers for each key, in order; `put_many` stores what `put`
+/// stores, indexed by resource and by tag alike.
+pub async fn many_at_once_reads_and_writes_as_one_at_a_time<S: CacheStore>(store: &S) {
+    assert_eq!(store.get_many(&[]).await.unwrap(), Vec::new());
+    let keys: Vec<CacheKey> = (0..12)
+        .map(|i| {
+            key(
+                &format!("GET http://a/many/{i}"),
+                if i % 2 == 0 { "br" } else { "gzip" },
+            )
+        })
+        .collect();
+    let items = keys
+        .iter()
+        .take(8)
+        .enumerate()
+        .map(|(i, k)| {
+            let tags: &[&str] = if i < 3 { &["first"] } else { &[] };
+            (
+                k.clone(),
+                entry(["a", "b", "c", "d", "e", "f", "g", "h"][i], tags),
+            )
+        })
+        .collect();
+    store.put_many(items, TTL).await.unwrap();
+    // Read in an order of their own, with absent keys in between and one key twice.
+    let asked: Vec<CacheKey> = [9, 0, 7, 11, 3, 0]
+        .iter()
+        .map(|&i| keys[i].clone())
+        .collect();
+    let bodies: Vec<Option<Bytes>> = store
+        .get_many(&asked)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.map(|e| e.body().clone()))
+        .collect();
+    let expected: Vec<Option<&[u8]>> =
+        vec![None, Some(b"a"), Some(b"h"), None, Some(b"d"), Some(b"a")];
+    assert_eq!(
+        bodies.iter().map(Option::as_deref).collect::<Vec<_>>(),
+        expected
+    );
+    for (k, got) in asked.iter().zip(&bodies) {
+        assert_eq!(
+            &body_of(store, k).await,
+            got,
+            "get agrees with get_many on {k}"
+        );
+    }
+    assert_eq!(store.delete_tag("first").await.unwrap(), 3);
+    assert_eq!(body_of(store, &keys[2]).await, None);
+    assert_eq!(
+        store.delete_resource("GET http://a/many/5").await.unwrap(),
+        1
+    );
+    assert_eq!(body_of(store, &keys[5]).await, None);
+    assert_eq!(body_of(store, &keys[6]).await.as_deref(), Some(&b"g"[..]));
 }
 
 /// A counter lives for the TTL of its first addition; later ones (with a longer TTL) keep it.

@@ -97,6 +97,64 @@ async fn garbage_in_a_key_is_a_counted_miss_and_is_deleted() {
         .command(&["EXISTS", "g:0:GET http://example.com/g|"])
         .unwrap();
     assert_eq!(raw, ":0\r\n");
+
+    // In a batch, the garbage reads as absent (and goes), the rest as stored.
+    let good = CacheKey::new("GET http://example.com/good");
+    let entry = Entry::new(
+        StatusCode::OK,
+        HeaderMap::new(),
+        Bytes::from_static(b"fine"),
+    );
+    store
+        .put(&good, entry, Duration::from_secs(60))
+        .await
+        .unwrap();
+    store
+        .put_raw(&key, b"\x07not an entry", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let found = store.get_many(&[key.clone(), good]).await.unwrap();
+    assert!(found[0].is_none());
+    assert_eq!(found[1].as_ref().unwrap().body().as_ref(), b"fine");
+    assert_eq!(store.stats().corrupt, 2);
+    assert!(
+        store.get(&key).await.unwrap().is_none(),
+        "deleted by the batch read"
+    );
+}
+
+/// `get_many` reads a batch with one `MGET`, not a `GET` per key.
+#[tokio::test]
+async fn a_batch_is_read_in_one_command() {
+    let server = RedisServer::start();
+    let store = store(&server, "b:");
+    let keys: Vec<CacheKey> = (0..20)
+        .map(|i| CacheKey::new(&format!("GET http://example.com/{i}")))
+        .collect();
+    let items = keys
+        .iter()
+        .map(|k| {
+            let entry = Entry::new(StatusCode::OK, HeaderMap::new(), Bytes::from_static(b"x"));
+            (k.clone(), entry)
+        })
+        .collect();
+    store
+        .put_many(items, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let calls = |stats: &str, command: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    let before = server.command(&["INFO", "commandstats"]).unwrap();
+    let found = store.get_many(&keys).await.unwrap();
+    let after = server.command(&["INFO", "commandstats"]).unwrap();
+    assert!(found.iter().all(Option::is_some));
+    assert_eq!(calls(&after, "mget") - calls(&before, "mget"), 1);
+    assert_eq!(calls(&after, "get"), calls(&before, "get"));
 }
 
 /// A caller that finds every pooled connection busy gets a miss, as with any store error, but

@@ -256,6 +256,41 @@ pub trait CacheStore: CacheLock {
         ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// What [`get`](Self::get) answers for each of `keys`, in order. A shared store answers in
+    /// one round trip (`MGET` on Redis, one per slot on a cluster); the default asks `get` for
+    /// each in turn. The whole read fails or none of it does; a corrupt value reads as absent.
+    fn get_many(
+        &self,
+        keys: &[CacheKey],
+    ) -> impl Future<Output = Result<Vec<Option<Arc<Entry>>>, StoreError>> + Send {
+        async move {
+            let mut found = Vec::with_capacity(keys.len());
+            for key in keys {
+                found.push(match self.get(key).await {
+                    Err(error) if error.is_corrupt() => None,
+                    other => other?,
+                });
+            }
+            Ok(found)
+        }
+    }
+
+    /// [`put`](Self::put) for each `(key, entry)`, all for `ttl`. A shared store writes them
+    /// in one round trip (one pipeline on a single Redis); the default puts each in turn and
+    /// stops at the first failure, as a failed pipeline may also have stored some.
+    fn put_many(
+        &self,
+        items: Vec<(CacheKey, Entry)>,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            for (key, entry) in items {
+                self.put(&key, entry, ttl).await?;
+            }
+            Ok(())
+        }
+    }
+
     /// Stores `entry` as [`put`](Self::put) does, but only while `holder` still holds the lock
     /// it took for this fill: a leader whose lock expired and passed to another must not
     /// overwrite what that one stores (a fenced lock owner). Returns whether it stored.

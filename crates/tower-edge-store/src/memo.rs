@@ -275,13 +275,19 @@ impl<St: CacheStore + Clone> Memo<St> {
     /// The fresh value stored under `key`, if any.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
         let key = self.key(key);
-        let Some(entry) = self.store.get(&key).await? else {
-            return Ok(None);
-        };
-        if entry.age(self.clock.now()) >= entry.fresh_for() || !type_matches::<T>(&entry) {
-            return Ok(None);
+        Ok(self
+            .store
+            .get(&key)
+            .await?
+            .and_then(|entry| self.fresh(&entry)))
+    }
+
+    /// The value `entry` holds, if it is fresh and of type `T`.
+    fn fresh<T: DeserializeOwned>(&self, entry: &Entry) -> Option<T> {
+        if entry.age(self.clock.now()) >= entry.fresh_for() || !type_matches::<T>(entry) {
+            return None;
         }
-        Ok(postcard::from_bytes(entry.body()).ok())
+        postcard::from_bytes(entry.body()).ok()
     }
 
     /// Stores `value` under `key` for `ttl` (plus the grace period).
@@ -294,18 +300,25 @@ impl<St: CacheStore + Clone> Memo<St> {
         value: &T,
         ttl: Duration,
     ) -> Result<(), StoreError> {
+        let entry = self.entry_of(value, ttl)?;
+        let store_key = self.overtake(key).await;
+        self.store
+            .put(&store_key, entry, ttl.saturating_add(self.grace))
+            .await
+    }
+
+    /// Before a write of `key`: keeps the computations of it under way from storing over the
+    /// write, and returns its store key.
+    async fn overtake(&self, key: &str) -> CacheKey {
         let store_key = self.key(key);
-        let what = Invalidation::Key(store_key);
+        let what = Invalidation::Key(store_key.clone());
         if let Some(fence) = self.store.fence() {
             fence.record(&what);
         }
         // A computation overtaken by this write could otherwise undo its put after ours, and
         // take our value with it.
         self.settle(&what).await;
-        let entry = self.entry_of(value, ttl)?;
-        self.store
-            .put(&self.key(key), entry, ttl.saturating_add(self.grace))
-            .await
+        store_key
     }
 
     /// Waits (bounded) for the computations of what was just written or deleted that were
@@ -426,28 +439,39 @@ impl<St: CacheStore + Clone> Memo<St> {
             .is_some_and(|entry| entry.age(now) < entry.fresh_for()))
     }
 
-    /// [`Memo::get`] for each of `keys`, in order: one store read per key (not pipelined).
+    /// [`Memo::get`] for each of `keys`, in order, in one read of the store
+    /// ([`CacheStore::get_many`]: one round trip on Redis).
     pub async fn get_many<T: DeserializeOwned, K: AsRef<str>>(
         &self,
         keys: impl IntoIterator<Item = K>,
     ) -> Result<Vec<Option<T>>, StoreError> {
-        let mut values = Vec::new();
-        for key in keys {
-            values.push(self.get(key.as_ref()).await?);
-        }
-        Ok(values)
+        let keys: Vec<CacheKey> = keys.into_iter().map(|k| self.key(k.as_ref())).collect();
+        let entries = self.store.get_many(&keys).await?;
+        Ok(entries
+            .into_iter()
+            .map(|entry| entry.and_then(|entry| self.fresh(&entry)))
+            .collect())
     }
 
-    /// [`Memo::set`] for each pair, all for `ttl`; stops at the first failure.
+    /// [`Memo::set`] for each pair, all for `ttl`, in one write to the store
+    /// ([`CacheStore::put_many`]: one round trip on a single Redis). A value that does not
+    /// serialize fails the call before anything is stored.
     pub async fn set_many<T: Serialize, K: AsRef<str>>(
         &self,
         items: impl IntoIterator<Item = (K, T)>,
         ttl: Duration,
     ) -> Result<(), StoreError> {
+        let mut entries = Vec::new();
         for (key, value) in items {
-            self.set(key.as_ref(), &value, ttl).await?;
+            entries.push((key, self.entry_of(&value, ttl)?));
         }
-        Ok(())
+        let mut writes = Vec::with_capacity(entries.len());
+        for (key, entry) in entries {
+            writes.push((self.overtake(key.as_ref()).await, entry));
+        }
+        self.store
+            .put_many(writes, ttl.saturating_add(self.grace))
+            .await
     }
 
     /// [`Memo::delete`] for each of `keys`; returns how many values went.

@@ -1,6 +1,7 @@
 //! [`RedisStore`]: entries in Redis through a deadpool-redis pool, failing open.
 
 use std::{
+    collections::BTreeMap,
     fmt,
     future::Future,
     sync::{
@@ -670,6 +671,105 @@ impl CacheStore for RedisStore {
                 Err(error)
             }
         }
+    }
+
+    /// One `MGET` on a single Redis; on a cluster one per slot (a resource's keys share one),
+    /// over one connection.
+    async fn get_many(&self, keys: &[CacheKey]) -> Result<Vec<Option<Arc<Entry>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raws: Vec<Option<Vec<u8>>> = self
+            .guarded(self.inner.op_timeout, |mut conn| async move {
+                let generation = self.generation(&mut conn).await?;
+                let entry_keys: Vec<String> =
+                    keys.iter().map(|k| self.entry_key(generation, k)).collect();
+                if !self.is_cluster() {
+                    return redis::cmd("MGET")
+                        .arg(&entry_keys)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(StoreError::backend);
+                }
+                let mut by_slot: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+                for (at, key) in keys.iter().enumerate() {
+                    by_slot
+                        .entry(self.slot_tag(key.resource()))
+                        .or_default()
+                        .push(at);
+                }
+                let mut raws = vec![None; keys.len()];
+                for positions in by_slot.values() {
+                    let got: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+                        .arg(
+                            positions
+                                .iter()
+                                .map(|&at| &entry_keys[at])
+                                .collect::<Vec<_>>(),
+                        )
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(StoreError::backend)?;
+                    for (&at, raw) in positions.iter().zip(got) {
+                        raws[at] = raw;
+                    }
+                }
+                Ok(raws)
+            })
+            .await?;
+        let mut found = Vec::with_capacity(keys.len());
+        for (key, raw) in keys.iter().zip(raws) {
+            found.push(match raw.map(|raw| Entry::decode(&raw)) {
+                None => None,
+                Some(Ok(entry)) => Some(Arc::new(entry)),
+                Some(Err(error)) => {
+                    self.inner.stats.corrupt.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%key, %error, "undecodable value in redis; deleting it");
+                    let _ = self.delete(key).await;
+                    None
+                }
+            });
+        }
+        Ok(found)
+    }
+
+    /// One pipeline on a single Redis (each entry, its resource index and its tag sets); on a
+    /// cluster, where a pipeline stays in one slot, each entry is written as `put` writes it.
+    async fn put_many(
+        &self,
+        items: Vec<(CacheKey, Entry)>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if ttl.is_zero() || self.is_cluster() {
+            for (key, entry) in items {
+                self.put(&key, entry, ttl).await?;
+            }
+            return Ok(());
+        }
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let items = &items;
+        self.guarded(self.inner.op_timeout, |mut conn| async move {
+            let generation = self.generation(&mut conn).await?;
+            let mut pipe = redis::pipe();
+            for (key, entry) in items {
+                let entry_key = self.entry_key(generation, key);
+                pipe.cmd("SET")
+                    .arg(&entry_key)
+                    .arg(&entry.encode()[..])
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .ignore();
+                let index_key = self.resource_index_key(generation, key.resource());
+                add_to_set(&mut pipe, &index_key, &entry_key, ttl_ms);
+                for tag in entry.tags() {
+                    add_to_set(&mut pipe, &self.tag_key(tag), &entry_key, ttl_ms);
+                }
+            }
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(StoreError::backend)
+        })
+        .await
     }
 
     async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {

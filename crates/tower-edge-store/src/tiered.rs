@@ -197,6 +197,21 @@ impl<L1: CacheStore, L2: CacheStore> Tiered<L1, L2> {
 
     /// Whether L2 may be read: no invalidation is waiting to reach it. Replays those waiting
     /// (at most `REPLAY_BATCH` per call, one replay at a time) unless a retry is not due yet.
+    /// Copies what was read from L2 into L1 for what is left of its life (at most the L1
+    /// bound), unless an invalidation since `ticket` may have removed it from L2 after the read:
+    /// promoting it then would bring it back.
+    async fn promote(&self, key: &CacheKey, entry: &Arc<Entry>, ticket: Option<fence::Ticket>) {
+        let ttl = remaining(entry, self.clock.now()).min(self.max_l1_ttl);
+        if ttl.is_zero() {
+            return;
+        }
+        let put = self.l1.put(key, Entry::clone(entry), ttl);
+        let undo = async {
+            let _ = self.l1.delete(key).await;
+        };
+        fence::fill(self.l1.fence(), ticket, key, entry.tags(), put, undo).await;
+    }
+
     async fn l2_readable(&self) -> bool {
         if !self.pending.any.load(SeqCst) {
             return true;
@@ -307,17 +322,53 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
         let Some(entry) = self.l2.get(key).await? else {
             return Ok(None);
         };
-        let ttl = remaining(&entry, self.clock.now()).min(self.max_l1_ttl);
-        if !ttl.is_zero() {
-            // An invalidation that overtook the read may have removed this from L2 after it
-            // was read: promoting it then would bring it back.
-            let put = self.l1.put(key, Entry::clone(&entry), ttl);
-            let undo = async {
-                let _ = self.l1.delete(key).await;
-            };
-            fence::fill(fence, ticket, key, entry.tags(), put, undo).await;
-        }
+        self.promote(key, &entry, ticket).await;
         Ok(Some(entry))
+    }
+
+    /// L1's hits, then the rest from L2 in one call ([`CacheStore::get_many`] of L2: one
+    /// round trip on Redis), promoted as `get` promotes.
+    async fn get_many(&self, keys: &[CacheKey]) -> Result<Vec<Option<Arc<Entry>>>, StoreError> {
+        let mut found = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for (at, key) in keys.iter().enumerate() {
+            let hit = self.l1.get(key).await.ok().flatten();
+            if hit.is_none() {
+                missing.push(at);
+            }
+            found.push(hit);
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let ticket = self.l1.fence().map(Fence::ticket);
+        if self.pending.any.load(SeqCst) && !Box::pin(self.l2_readable()).await {
+            return Ok(found);
+        }
+        let asked: Vec<CacheKey> = missing.iter().map(|&at| keys[at].clone()).collect();
+        let answers = self.l2.get_many(&asked).await?;
+        for (&at, entry) in missing.iter().zip(answers) {
+            if let Some(entry) = &entry {
+                self.promote(&keys[at], entry, ticket).await;
+            }
+            found[at] = entry;
+        }
+        Ok(found)
+    }
+
+    /// L1 each, then L2 in one call ([`CacheStore::put_many`] of L2).
+    async fn put_many(
+        &self,
+        items: Vec<(CacheKey, Entry)>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        for (key, entry) in &items {
+            let _ = self
+                .l1
+                .put(key, entry.clone(), ttl.min(self.max_l1_ttl))
+                .await;
+        }
+        self.l2.put_many(items, ttl).await
     }
 
     async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
