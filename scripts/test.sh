@@ -66,6 +66,37 @@ cargo test --workspace --all-features --doc
 step "docs build with broken links denied"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps -q
 
+step "the example server builds on its own, from the manifest the README shows"
+# The README's copy of the standalone manifest is the file's text.
+standalone="examples/server/Cargo.standalone.toml"
+diff <(awk '/^<!-- examples\/server\/Cargo.standalone.toml -->$/ { marker = 1; next }
+            marker && /^```toml$/ { block = 1; next }
+            block && /^```$/ { exit }
+            block { print }' README.md) "$standalone"
+# A copy outside the workspace, its tower-edge paths pointed at this checkout, with the
+# workspace's lock file; checked in the workspace's target directory, so the registry crates
+# compiled already are reused.
+copy="$run_tmp/example-server"
+cp -R examples/server "$copy"
+rm "$copy/Cargo.standalone.toml"
+sed "s|path = \"../tower-edge/|path = \"$PWD/|" "$standalone" > "$copy/Cargo.toml"
+grep -q "path = \"$PWD/crates/tower-edge\"" "$copy/Cargo.toml"
+cp Cargo.lock "$copy/Cargo.lock"
+started=$SECONDS
+# Not --locked: cargo drops the workspace's other packages from the copied lock file, which
+# --locked refuses. --offline and the check below keep every version the lock file's.
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" \
+  cargo check -q --offline --manifest-path "$copy/Cargo.toml"
+versions() { awk '/^name = / { name = $3 } /^version = / { print name, $3 }' "$1" | sort -u; }
+drifted="$(comm -23 <(versions "$copy/Cargo.lock") <(versions Cargo.lock))"
+if [ -n "$drifted" ]; then
+  echo "the standalone example resolved versions the workspace's Cargo.lock does not list:"
+  echo "$drifted"
+  exit 1
+fi
+rm -rf "$copy"
+echo "checked in $((SECONDS - started)) s"
+
 step "soak: 60 s of mixed load on the example server, Redis killed and handlers failing"
 cargo run -q -p tower-edge-tests --bin soak -- --duration 60
 
