@@ -75,7 +75,9 @@ pub fn app_with_state(state: AppState) -> Router {
 /// runs when `REDIS_URL` or `REDIS_CLUSTER_NODES` is set.
 pub fn app_on_redis(state: AppState, l2: tower_edge_store::RedisStore) -> Router {
     let memory = MokaStore::builder().max_bytes(64 * 1024 * 1024).build();
-    let store = tower_edge_store::tiered::Tiered::new(memory, l2).with_invalidation_bus();
+    let store = tower_edge_store::tiered::Tiered::new(memory, l2)
+        .clock(state.clock())
+        .with_invalidation_bus();
     app_with_store(state, store)
 }
 

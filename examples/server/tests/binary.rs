@@ -164,6 +164,16 @@ fn redis_url_and_cluster_nodes_together_are_refused() {
         .expect("run with an empty node list");
     assert_eq!(empty.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&empty.stderr).contains("lists no node URL"));
+    // An empty variable is no variable: `REDIS_URL=` does not count as a second choice.
+    let blank = Command::new(env!("CARGO_BIN_EXE_tower-edge-example-server"))
+        .args(["--addr", "127.0.0.1:0"])
+        .env("REDIS_URL", "")
+        .env("REDIS_CLUSTER_NODES", " , ")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run with an empty REDIS_URL");
+    assert_eq!(blank.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&blank.stderr).contains("lists no node URL"));
 }
 
 /// A binary copied away from its source tree serves the directory it is told to.
