@@ -53,7 +53,7 @@ for feature in etag last-modified axum cache compression-gzip compression-br com
 done
 
 cargo check -q -p tower-edge-store --no-default-features
-for feature in moka memo macros single-flight redis; do
+for feature in moka memo macros single-flight redis metrics; do
   cargo check -q -p tower-edge-store --no-default-features --features "$feature"
 done
 

@@ -147,6 +147,7 @@ mod redis_bus {
                     if !first {
                         // Messages sent while we were away are lost: forget everything.
                         tracing::info!("invalidation bus reconnected; emptying the local cache");
+                        crate::observe::count("tower_edge_bus_reconnects_total");
                         let _ = l1.purge().await;
                         store.refresh_generation();
                     }
@@ -160,7 +161,10 @@ mod redis_bus {
                         };
                         match decode(text) {
                             Some((from, _)) if from == instance => {}
-                            Some((_, message)) => apply(&l1, &store, message).await,
+                            Some((_, message)) => {
+                                crate::observe::count("tower_edge_bus_received_total");
+                                apply(&l1, &store, message).await;
+                            }
                             None => {
                                 tracing::warn!(payload = text, "unreadable invalidation message");
                             }

@@ -37,6 +37,7 @@
 //! | `macros` | [`memo::memoize`]: `#[memoize(memo = .., ttl = "60s")]` on an async function, keyed by its arguments |
 //! | `single-flight` (with `memo`) | [`single_flight`]: one call to the source per key, in a process and across processes sharing a store |
 //! | `redis` | [`RedisStore`] on deadpool-redis, failing open; [`tiered::Tiered`] memory-in-front-of-Redis with the cross-instance invalidation bus |
+//! | `metrics` | Redis operation durations, `Memo` events, and the gauges of [`CacheStore::record_metrics`], through the `metrics` facade |
 //! | `test-util` | [`testing::Scripted`]: a store wrapper that fails, stalls or races on cue, for tests of code built on a store |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -58,6 +59,7 @@ pub mod memo;
 #[cfg(feature = "moka")]
 #[cfg_attr(docsrs, doc(cfg(feature = "moka")))]
 pub mod moka;
+mod observe;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
@@ -395,6 +397,24 @@ pub trait CacheStore: CacheLock {
     fn bump_generation(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
         async move { self.invalidate(&Invalidation::Generation).await }
     }
+
+    /// Sets the gauges and totals that describe this store now, through the `metrics` facade
+    /// (feature `metrics`): call it before each scrape. Defaults to nothing.
+    ///
+    /// | metric | type | set by |
+    /// |---|---|---|
+    /// | `tower_edge_store_entries{backend}`, `tower_edge_store_bytes{backend}` | gauge | `MokaStore` (`backend="memory"`) |
+    /// | `tower_edge_redis_breaker_open` | gauge, 0 or 1 | `RedisStore` |
+    /// | `tower_edge_redis_timeouts_total`, `_errors_total`, `_short_circuited_total`, `_corrupt_total`, `_pool_waits_total` | counter | `RedisStore` ([`RedisStats`]) |
+    /// | `tower_edge_bus_connected` | gauge, 0 or 1 | `Tiered` with the invalidation bus |
+    /// | `tower_edge_invalidations_pending` | gauge | `Tiered`: invalidations waiting to be replayed on the shared tier |
+    /// | `tower_edge_invalidations_replayed_total` | counter | `Tiered` |
+    ///
+    /// Recorded as they happen rather than here: `tower_edge_store_operation_duration_seconds{backend,
+    /// op, result}` (a histogram of every Redis operation), `tower_edge_memo_total{namespace,
+    /// event}` (`hit`, `miss`, `stale`, `refresh`), `tower_edge_bus_reconnects_total` and
+    /// `tower_edge_bus_received_total`.
+    fn record_metrics(&self) {}
 
     /// Removes everything this store holds (under its namespace, for shared backends):
     /// [`Invalidation::Purge`].

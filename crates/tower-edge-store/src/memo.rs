@@ -224,6 +224,11 @@ impl<St: CacheStore + Clone> Memo<St> {
         self
     }
 
+    /// Counts one `event` of this memo (`tower_edge_memo_total`, feature `metrics`).
+    fn note(&self, event: &'static str) {
+        crate::observe::memo(&self.namespace, event);
+    }
+
     fn key(&self, key: &str) -> CacheKey {
         CacheKey::new(&format!("memo:{}:{key}", self.namespace))
     }
@@ -525,7 +530,10 @@ impl<St: CacheStore + Clone> Memo<St> {
     {
         let store_key = self.key(key);
         let stale = match self.load::<T>(&store_key).await {
-            Some((value, true)) => return Ok(value),
+            Some((value, true)) => {
+                self.note("hit");
+                return Ok(value);
+            }
             Some((value, false)) => Some(value),
             None => None,
         };
@@ -535,6 +543,7 @@ impl<St: CacheStore + Clone> Memo<St> {
             Joined::Lead(lead) => lead,
             Joined::Done(Finish::Stored) => {
                 if let Some((value, true)) = self.load::<T>(&store_key).await {
+                    self.note("hit");
                     return Ok(value);
                 }
                 // Written again, or not kept: compute, leading nobody.
@@ -553,6 +562,7 @@ impl<St: CacheStore + Clone> Memo<St> {
         // A flight may have ended between the load above and the join.
         if let Some((value, true)) = self.load::<T>(&store_key).await {
             lead.finish(Finish::Stored);
+            self.note("hit");
             return Ok(value);
         }
 
@@ -567,6 +577,7 @@ impl<St: CacheStore + Clone> Memo<St> {
         match lock_or_wait(&self.store, &lock_key, self.wait, fresh).await {
             Locked::Found(value) => {
                 lead.finish(Finish::Stored);
+                self.note("hit");
                 Ok(value)
             }
             Locked::Held(holder) => {
@@ -633,9 +644,13 @@ impl<St: CacheStore + Clone> Memo<St> {
             && let Some((value, stale_by)) = self.load_aged::<T>(&store_key).await
         {
             match stale_by {
-                None => return Ok(value),
+                None => {
+                    self.note("hit");
+                    return Ok(value);
+                }
                 Some(by) if by < self.refresh_window => {
                     self.refresh_in_background(key, ttl, compute).await;
+                    self.note("stale");
                     return Ok(value);
                 }
                 Some(_) => {}
@@ -666,6 +681,7 @@ impl<St: CacheStore + Clone> Memo<St> {
             return;
         };
         lead.hold(&self.store, Holder::new(lock_key, token));
+        self.note("refresh");
         let memo = self.clone();
         let key = key.to_owned();
         runtime.spawn(async move {
@@ -696,6 +712,7 @@ impl<St: CacheStore + Clone> Memo<St> {
     {
         // Taken before the computation reads anything, so a write that follows the read shows.
         let ticket = self.store.fence().map(Fence::ticket);
+        self.note("miss");
         match compute().await {
             Ok(value) => {
                 let stored = self.fill(key, &value, ttl, ticket, holder).await;
@@ -703,7 +720,10 @@ impl<St: CacheStore + Clone> Memo<St> {
             }
             // Those waiting compute themselves: a failure is not shared.
             Err(error) => match stale {
-                Some(value) => (Ok(value), Finish::NotStored),
+                Some(value) => {
+                    self.note("stale");
+                    (Ok(value), Finish::NotStored)
+                }
                 None => (Err(error), Finish::NotStored),
             },
         }

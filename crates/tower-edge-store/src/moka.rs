@@ -323,6 +323,20 @@ impl CacheStore for MokaStore {
         Some(self.read(key))
     }
 
+    #[allow(clippy::cast_precision_loss)] // a gauge is a float; sizes far below 2^52
+    fn record_metrics(&self) {
+        crate::observe::gauge(
+            "tower_edge_store_entries",
+            "memory",
+            self.entry_count() as f64,
+        );
+        crate::observe::gauge(
+            "tower_edge_store_bytes",
+            "memory",
+            self.weighted_size() as f64,
+        );
+    }
+
     async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
         self.put_now(key, entry, ttl);
         Ok(())

@@ -273,6 +273,8 @@ pub struct RedisStats {
     /// they do not count toward the circuit breaker. Many of them mean the pool is too small
     /// for the load ([`RedisStoreBuilder::pool_size`]).
     pub pool_waits: u64,
+    /// Whether the circuit breaker is open now (calls refused, or one probe under way).
+    pub breaker_open: bool,
 }
 
 #[derive(Default)]
@@ -292,6 +294,13 @@ struct Breaker {
 }
 
 impl Breaker {
+    fn is_open(&self) -> bool {
+        self.open_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     /// Whether a call may go to Redis. When the back-off has passed, the caller that asks first
     /// is the probe; the others keep being refused until it reports.
     fn allow(&self) -> bool {
@@ -419,6 +428,7 @@ impl RedisStore {
             short_circuited: get(&c.short_circuited),
             corrupt: get(&c.corrupt),
             pool_waits: get(&c.pool_waits),
+            breaker_open: self.inner.breaker.is_open(),
         }
     }
 
@@ -452,6 +462,22 @@ impl RedisStore {
     /// would open the breaker with Redis healthy, and every request would go to the origin for
     /// the breaker's backoff.
     async fn guarded<T, Fut>(
+        &self,
+        name: &'static str,
+        limit: Duration,
+        op: impl FnOnce(Conn) -> Fut,
+    ) -> Result<T, StoreError>
+    where
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let began = Instant::now();
+        let result = self.run_guarded(limit, op).await;
+        crate::observe::store_operation("redis", name, began.elapsed(), result.is_ok());
+        result
+    }
+
+    /// [`guarded`](Self::guarded) but for its timing.
+    async fn run_guarded<T, Fut>(
         &self,
         limit: Duration,
         op: impl FnOnce(Conn) -> Fut,
@@ -613,7 +639,7 @@ impl RedisStore {
 
     /// Publishes `payload` on `channel` (the invalidation bus), within the operation timeout.
     pub(crate) async fn publish(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
-        self.guarded(self.inner.op_timeout, |mut conn| async move {
+        self.guarded("publish", self.inner.op_timeout, |mut conn| async move {
             redis::cmd("PUBLISH")
                 .arg(channel)
                 .arg(payload)
@@ -632,7 +658,7 @@ impl RedisStore {
         value: &[u8],
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.guarded(self.inner.op_timeout, |mut conn| async move {
+        self.guarded("put", self.inner.op_timeout, |mut conn| async move {
             let generation = self.generation(&mut conn).await?;
             redis::cmd("SET")
                 .arg(self.entry_key(generation, key))
@@ -650,7 +676,7 @@ impl RedisStore {
 impl CacheStore for RedisStore {
     async fn get(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>, StoreError> {
         let raw: Option<Vec<u8>> = self
-            .guarded(self.inner.op_timeout, |mut conn| async move {
+            .guarded("get", self.inner.op_timeout, |mut conn| async move {
                 let generation = self.generation(&mut conn).await?;
                 redis::cmd("GET")
                     .arg(self.entry_key(generation, key))
@@ -680,7 +706,7 @@ impl CacheStore for RedisStore {
             return Ok(Vec::new());
         }
         let raws: Vec<Option<Vec<u8>>> = self
-            .guarded(self.inner.op_timeout, |mut conn| async move {
+            .guarded("get_many", self.inner.op_timeout, |mut conn| async move {
                 let generation = self.generation(&mut conn).await?;
                 let entry_keys: Vec<String> =
                     keys.iter().map(|k| self.entry_key(generation, k)).collect();
@@ -748,7 +774,7 @@ impl CacheStore for RedisStore {
         }
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let items = &items;
-        self.guarded(self.inner.op_timeout, |mut conn| async move {
+        self.guarded("put_many", self.inner.op_timeout, |mut conn| async move {
             let generation = self.generation(&mut conn).await?;
             let mut pipe = redis::pipe();
             for (key, entry) in items {
@@ -770,6 +796,24 @@ impl CacheStore for RedisStore {
                 .map_err(StoreError::backend)
         })
         .await
+    }
+
+    fn record_metrics(&self) {
+        use crate::observe::{gauge, total};
+        let stats = self.stats();
+        gauge(
+            "tower_edge_redis_breaker_open",
+            "redis",
+            f64::from(u8::from(stats.breaker_open)),
+        );
+        total("tower_edge_redis_timeouts_total", stats.timeouts);
+        total("tower_edge_redis_errors_total", stats.errors);
+        total(
+            "tower_edge_redis_short_circuited_total",
+            stats.short_circuited,
+        );
+        total("tower_edge_redis_corrupt_total", stats.corrupt);
+        total("tower_edge_redis_pool_waits_total", stats.pool_waits);
     }
 
     async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
@@ -803,7 +847,7 @@ impl CacheStore for RedisStore {
     /// trip. (Not a script: Lua holds numbers as doubles, which would round large counts.)
     async fn incr(&self, key: &CacheKey, delta: i64, ttl: Duration) -> Result<i64, StoreError> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.guarded(self.inner.op_timeout, |mut conn| async move {
+        self.guarded("incr", self.inner.op_timeout, |mut conn| async move {
             let generation = self.generation(&mut conn).await?;
             let entry_key = self.entry_key(generation, key);
             let mut pipe = redis::pipe();
@@ -879,7 +923,7 @@ impl RedisStore {
     ) -> Result<bool, StoreError> {
         let value = entry.encode();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.guarded(self.inner.op_timeout, |mut conn| async move {
+        self.guarded("put", self.inner.op_timeout, |mut conn| async move {
             let generation = self.generation(&mut conn).await?;
             let entry_key = self.entry_key(generation, key);
             // The resource's index: invalidating it costs its variants, not a keyspace scan.
@@ -953,7 +997,7 @@ impl RedisStore {
     }
 
     async fn unlink_key(&self, key: &CacheKey) -> Result<u64, StoreError> {
-        self.guarded(self.inner.op_timeout, |mut conn| async move {
+        self.guarded("delete", self.inner.op_timeout, |mut conn| async move {
             let generation = self.generation(&mut conn).await?;
             redis::cmd("UNLINK")
                 .arg(self.entry_key(generation, key))
@@ -966,63 +1010,71 @@ impl RedisStore {
 
     async fn unlink_resource(&self, resource: &str) -> Result<u64, StoreError> {
         let resource = CacheKey::new(resource);
-        self.guarded(self.inner.op_timeout, |mut conn| async move {
-            let generation = self.generation(&mut conn).await?;
-            // One script, so that no variant put between reading the index and removing it
-            // drops out of the index while its entry stays.
-            redis::cmd("EVAL")
-                .arg(UNLINK_INDEXED)
-                .arg(1)
-                .arg(self.resource_index_key(generation, resource.resource()))
-                .query_async(&mut conn)
-                .await
-                .map_err(StoreError::backend)
-        })
+        self.guarded(
+            "delete_resource",
+            self.inner.op_timeout,
+            |mut conn| async move {
+                let generation = self.generation(&mut conn).await?;
+                // One script, so that no variant put between reading the index and removing it
+                // drops out of the index while its entry stays.
+                redis::cmd("EVAL")
+                    .arg(UNLINK_INDEXED)
+                    .arg(1)
+                    .arg(self.resource_index_key(generation, resource.resource()))
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(StoreError::backend)
+            },
+        )
         .await
     }
 
     async fn unlink_tag(&self, tag: &str) -> Result<u64, StoreError> {
-        self.guarded(self.inner.admin_timeout, |mut conn| async move {
-            let tag_key = self.tag_key(tag);
-            let members: Vec<String> = redis::cmd("SMEMBERS")
-                .arg(&tag_key)
-                .query_async(&mut conn)
-                .await
-                .map_err(StoreError::backend)?;
-            let mut removed = 0;
-            for chunk in members.chunks(256) {
-                let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-                    .arg(chunk)
+        self.guarded(
+            "delete_tag",
+            self.inner.admin_timeout,
+            |mut conn| async move {
+                let tag_key = self.tag_key(tag);
+                let members: Vec<String> = redis::cmd("SMEMBERS")
+                    .arg(&tag_key)
                     .query_async(&mut conn)
                     .await
                     .map_err(StoreError::backend)?;
-                // A key rewritten since without this tag is not addressed by it any more.
-                let doomed: Vec<&String> = chunk
-                    .iter()
-                    .zip(values)
-                    .filter(|(_, v)| {
-                        v.as_deref()
-                            .and_then(|v| Entry::decode(v).ok())
-                            .is_none_or(|e| e.tags().iter().any(|t| t == tag))
-                    })
-                    .map(|(k, _)| k)
-                    .collect();
-                if !doomed.is_empty() {
-                    let n: u64 = redis::cmd("UNLINK")
-                        .arg(&doomed)
+                let mut removed = 0;
+                for chunk in members.chunks(256) {
+                    let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+                        .arg(chunk)
                         .query_async(&mut conn)
                         .await
                         .map_err(StoreError::backend)?;
-                    removed += n;
+                    // A key rewritten since without this tag is not addressed by it any more.
+                    let doomed: Vec<&String> = chunk
+                        .iter()
+                        .zip(values)
+                        .filter(|(_, v)| {
+                            v.as_deref()
+                                .and_then(|v| Entry::decode(v).ok())
+                                .is_none_or(|e| e.tags().iter().any(|t| t == tag))
+                        })
+                        .map(|(k, _)| k)
+                        .collect();
+                    if !doomed.is_empty() {
+                        let n: u64 = redis::cmd("UNLINK")
+                            .arg(&doomed)
+                            .query_async(&mut conn)
+                            .await
+                            .map_err(StoreError::backend)?;
+                        removed += n;
+                    }
                 }
-            }
-            redis::cmd("UNLINK")
-                .arg(&tag_key)
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(StoreError::backend)?;
-            Ok(removed)
-        })
+                redis::cmd("UNLINK")
+                    .arg(&tag_key)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(StoreError::backend)?;
+                Ok(removed)
+            },
+        )
         .await
     }
 
@@ -1038,27 +1090,31 @@ impl RedisStore {
         let floor = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        self.guarded(self.inner.op_timeout, |mut conn| async move {
-            let generation: u64 = redis::cmd("EVAL")
-                .arg(BUMP)
-                .arg(1)
-                .arg(self.generation_key())
-                .arg(floor)
-                .query_async(&mut conn)
-                .await
-                .map_err(StoreError::backend)?;
-            *self
-                .inner
-                .generation
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some((generation, Instant::now()));
-            Ok(generation)
-        })
+        self.guarded(
+            "bump_generation",
+            self.inner.op_timeout,
+            |mut conn| async move {
+                let generation: u64 = redis::cmd("EVAL")
+                    .arg(BUMP)
+                    .arg(1)
+                    .arg(self.generation_key())
+                    .arg(floor)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(StoreError::backend)?;
+                *self
+                    .inner
+                    .generation
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some((generation, Instant::now()));
+                Ok(generation)
+            },
+        )
         .await
     }
 
     async fn unlink_all(&self) -> Result<u64, StoreError> {
-        self.guarded(self.inner.admin_timeout, |mut conn| async move {
+        self.guarded("purge", self.inner.admin_timeout, |mut conn| async move {
             let prefix = glob_escape(&self.inner.prefix);
             // Hash-tagged keys (on a cluster) start with their tag.
             let patterns = [format!("{prefix}*"), format!("\\{{*\\}}{prefix}*")];
@@ -1080,7 +1136,7 @@ impl CacheLock for RedisStore {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let text = token.as_str();
         let taken: Option<String> = self
-            .guarded(self.inner.op_timeout, |mut conn| async move {
+            .guarded("lock", self.inner.op_timeout, |mut conn| async move {
                 redis::cmd("SET")
                     .arg(self.lock_key(key))
                     .arg(text)
@@ -1101,7 +1157,7 @@ impl CacheLock for RedisStore {
         const UNLOCK: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
                               return redis.call('DEL', KEYS[1]) else return 0 end";
         let removed: u64 = self
-            .guarded(self.inner.op_timeout, |mut conn| async move {
+            .guarded("unlock", self.inner.op_timeout, |mut conn| async move {
                 redis::cmd("EVAL")
                     .arg(UNLOCK)
                     .arg(1)
@@ -1118,16 +1174,20 @@ impl CacheLock for RedisStore {
 
 impl RedisStore {
     async fn delete_escaped_prefix(&self, escaped: &str) -> Result<u64, StoreError> {
-        self.guarded(self.inner.admin_timeout, |mut conn| async move {
-            let generation = self.generation(&mut conn).await?;
-            let tag = if self.is_cluster() { "\\{*\\}" } else { "" };
-            let pattern = format!(
-                "{tag}{}{generation}:{}*",
-                glob_escape(&self.inner.prefix),
-                glob_escape(escaped)
-            );
-            self.unlink_matching(&mut conn, &[pattern], &[]).await
-        })
+        self.guarded(
+            "delete_prefix",
+            self.inner.admin_timeout,
+            |mut conn| async move {
+                let generation = self.generation(&mut conn).await?;
+                let tag = if self.is_cluster() { "\\{*\\}" } else { "" };
+                let pattern = format!(
+                    "{tag}{}{generation}:{}*",
+                    glob_escape(&self.inner.prefix),
+                    glob_escape(escaped)
+                );
+                self.unlink_matching(&mut conn, &[pattern], &[]).await
+            },
+        )
         .await
     }
 }

@@ -69,6 +69,8 @@ struct Pending {
     any: AtomicBool,
     /// Whether a replay is running; one at a time.
     replaying: AtomicBool,
+    /// How many invalidations were replayed, since the store was made.
+    replayed: std::sync::atomic::AtomicU64,
     state: std::sync::Mutex<PendingState>,
 }
 
@@ -246,6 +248,7 @@ impl<L1: CacheStore, L2: CacheStore> Tiered<L1, L2> {
             // Other instances may have missed it as well. Published before it leaves the
             // queue: a replay cut short here repeats it, which is harmless.
             self.broadcast(&head).await;
+            self.pending.replayed.fetch_add(1, SeqCst);
             let mut state = self.pending.state();
             if state.queue.front() == Some(&head) {
                 state.queue.pop_front();
@@ -369,6 +372,26 @@ impl<L1: CacheStore, L2: CacheStore> CacheStore for Tiered<L1, L2> {
                 .await;
         }
         self.l2.put_many(items, ttl).await
+    }
+
+    /// Both tiers', then the bus's state and the replay queue's.
+    #[allow(clippy::cast_precision_loss)] // a queue far shorter than 2^52
+    fn record_metrics(&self) {
+        self.l1.record_metrics();
+        self.l2.record_metrics();
+        if let Some(bus) = &self.bus {
+            crate::observe::gauge(
+                "tower_edge_bus_connected",
+                "redis",
+                f64::from(u8::from(bus.connected())),
+            );
+        }
+        let pending = self.pending.state().queue.len();
+        crate::observe::gauge("tower_edge_invalidations_pending", "redis", pending as f64);
+        crate::observe::total(
+            "tower_edge_invalidations_replayed_total",
+            self.pending.replayed.load(SeqCst),
+        );
     }
 
     async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {

@@ -104,6 +104,7 @@ impl Outcome {
     pub(crate) fn apply(self, headers: &mut HeaderMap) {
         const CACHE: &str = "tower-edge; ";
         crate::observe::count("tower_edge_cache_total", "event", self.event());
+        crate::observe::scope::cache_outcome(self.event());
         if let Some(value) = crate::http::value::formatted(format_args!("{CACHE}{self}")) {
             // The span field is the member's parameters, without the cache's name.
             if let Some(text) = value.to_str().ok().and_then(|v| v.strip_prefix(CACHE)) {

@@ -320,7 +320,9 @@ where
                 && shared.config.invalidate_on_unsafe
                 && (status.is_success() || status.is_redirection())
             {
-                invalidate_after_unsafe(&handle, &own, &origin, &uri, res.headers(), &shared).await;
+                let invalidate =
+                    invalidate_after_unsafe(&handle, &own, &origin, &uri, res.headers(), &shared);
+                crate::observe::scope::store(invalidate).await;
             }
             return Ok(res.map(CacheBody::stream));
         }

@@ -109,7 +109,7 @@ pub(super) async fn store_entry<St: CacheStore>(
 ) -> bool {
     let marker = marker_for(ctx, headers, ttl);
     let shared = &ctx.shared;
-    fill(
+    crate::observe::scope::store(fill(
         &shared.store,
         &shared.counters,
         claim,
@@ -117,7 +117,7 @@ pub(super) async fn store_entry<St: CacheStore>(
         marker,
         entry,
         ttl,
-    )
+    ))
     .await
 }
 

@@ -135,7 +135,8 @@ impl<'a, St: CacheStore + Clone> Forwarding<'a, St> {
     where
         S: Service<Request<ReqB>, Response = Response<ResB>>,
     {
-        let result = inner.call(Request::from_parts(parts, body)).await;
+        let result =
+            crate::observe::scope::origin(inner.call(Request::from_parts(parts, body))).await;
         let may_stand_in = self.stale_for_error().is_some();
         let reply = match result {
             Ok(res) if res.status().is_server_error() && may_stand_in => {

@@ -147,7 +147,7 @@ fn after_variant(key: CacheKey, entry: Option<Arc<Entry>>) -> Result<Found, Cach
 }
 
 pub(super) async fn get<St: CacheStore>(ctx: &Ctx<St>, key: &CacheKey) -> Option<Arc<Entry>> {
-    match ctx.shared.store.get(key).await {
+    match crate::observe::scope::store(ctx.shared.store.get(key)).await {
         Ok(entry) => entry,
         Err(error) => {
             bump(&ctx.shared.counters.store_errors);

@@ -19,8 +19,34 @@
 //! `tower_edge_compression_total{encoding}`, `tower_edge_compression_bytes_in_total`,
 //! `tower_edge_compression_bytes_out_total`, `tower_edge_validator_total{status}`,
 //! `tower_edge_range_total{status}`. Without a recorder installed the facade does nothing.
+//!
+//! [`ObserveLayer`], outside the others, times every request to the end of its body:
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `tower_edge_request_duration_seconds` | histogram | `route` (template), `cache` ([`CACHE_LABELS`]), `status` ([`STATUS_LABELS`]) |
+//! | `tower_edge_origin_duration_seconds` | histogram | `route`: the time a cache waited on the inner service, for the requests it forwarded |
+//! | `tower_edge_cache_total` | counter | `event` |
+//! | `tower_edge_compression_total` | counter | `encoding` |
+//! | `tower_edge_compression_bytes_in_total`, `tower_edge_compression_bytes_out_total` | counter | |
+//! | `tower_edge_validator_total`, `tower_edge_range_total` | counter | `status` |
+//!
+//! The stores' own metrics (operation durations, the Redis breaker, entries and bytes) are
+//! `tower-edge-store`'s, under the same `tower_edge_` prefix. Give the exporter
+//! [`DURATION_BUCKETS`] for the histograms.
+//!
+//! With [`ObserveLayer::slow_after`], requests slower than a threshold are logged once each,
+//! with their route, cache outcome, and the time spent on the origin and the store.
 
 use tracing::Span;
+
+mod layer;
+pub(crate) mod scope;
+
+pub use self::layer::{
+    CACHE_LABELS, DURATION_BUCKETS, Observe, ObserveBody, ObserveLayer, ResponseFuture,
+    STATUS_LABELS,
+};
 
 /// The span fields the layers record (see the module docs).
 pub const SPAN_FIELDS: [&str; 7] = [
