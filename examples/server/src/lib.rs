@@ -38,6 +38,7 @@ use tower_edge::{
     etag::ETagLayer,
     fs::ServeDir,
     last_modified::LastModifiedLayer,
+    observe::ObserveLayer,
     stack::EdgeStack,
 };
 
@@ -104,12 +105,22 @@ pub(crate) fn routes(state: AppState) -> Router {
 /// offloaded to a front server).
 pub(crate) struct Edge<St> {
     stack: EdgeStack<ResponseCacheLayer<St>, CompressionLayer, ETagLayer, LastModifiedLayer>,
+    observe: ObserveLayer,
     downloads: ServeDir,
     offloaded: bool,
 }
 
 impl<St: CacheStore + Clone> Edge<St> {
     pub(crate) fn new(store: St, state: &AppState) -> Self {
+        // `/metrics` asks the store for its gauges (entries, bytes, the Redis breaker...).
+        let metered = store.clone();
+        let _ = state
+            .store_metrics
+            .set(Box::new(move || metered.record_metrics()));
+        let observe = match state.slow_after {
+            Some(threshold) => ObserveLayer::new().slow_after(threshold),
+            None => ObserveLayer::new(),
+        };
         let stack = EdgeStack::new(store)
             // The articles say when they last changed through a response extension; the
             // preset's LastModifiedLayer turns it into `Last-Modified`.
@@ -123,13 +134,16 @@ impl<St: CacheStore + Clone> Edge<St> {
             .cache(|cache| cache.clock(state.clock()));
         Self {
             stack,
+            observe,
             downloads: files::downloads(state),
             offloaded: state.offloads_downloads(),
         }
     }
 
+    /// The routes with the edge stack around them, and around everything the observe layer:
+    /// request durations by route and cache outcome, and the slow-request log.
     pub(crate) fn around(self, routes: Router) -> Router {
-        if self.offloaded {
+        let routes = if self.offloaded {
             // Outside the stack: an offloaded answer carries no bytes of its own (nginx sends
             // the file, with its own validators and ranges), so an `ETag` hashed from its empty
             // body, or a cached copy of it answering a `Range`, would describe the wrong bytes.
@@ -140,7 +154,8 @@ impl<St: CacheStore + Clone> Edge<St> {
             routes
                 .nest_service("/download", self.downloads)
                 .layer(self.stack)
-        }
+        };
+        routes.layer(self.observe)
     }
 }
 

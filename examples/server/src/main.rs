@@ -68,6 +68,16 @@ struct Cli {
     )]
     header_timeout: NonZeroU64,
 
+    /// Log each request that takes at least this many milliseconds (to the end of its body),
+    /// once, with its route, cache outcome, and origin and store time; 0 turns the log off.
+    #[arg(
+        long,
+        env = "SLOW_REQUEST_MS",
+        value_name = "MS",
+        default_value = "1000"
+    )]
+    slow_request_ms: u64,
+
     /// Comma-separated paths fetched into the cache at start.
     #[arg(
         long,
@@ -143,6 +153,9 @@ impl Cli {
     /// The application state the options describe.
     fn state(&self) -> AppState {
         let mut state = AppState::new();
+        if self.slow_request_ms > 0 {
+            state = state.with_slow_requests(Duration::from_millis(self.slow_request_ms));
+        }
         if let Some(token) = &self.purge_token {
             state = state.with_purge_token(token);
         }
@@ -189,7 +202,12 @@ async fn main() -> ExitCode {
     // `--help` and mistakes end here (exit 0 and 2).
     let cli = Cli::from_env();
     let _telemetry = tower_edge_example_server::telemetry::init();
-    let metrics = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+    // Buckets for the duration histograms that suit a cache: 50 µs to 10 s.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().set_buckets_for_metric(
+        metrics_exporter_prometheus::Matcher::Prefix("tower_edge_".to_owned()),
+        &tower_edge::observe::DURATION_BUCKETS,
+    );
+    let metrics = match recorder.and_then(|recorder| recorder.install_recorder()) {
         Ok(handle) => Some(handle),
         Err(e) => {
             tracing::warn!(error = %e, "no metrics recorder; /metrics answers 404");

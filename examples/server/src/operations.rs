@@ -110,14 +110,19 @@ async fn cache_purge(
 /// `GET /metrics`: the Prometheus text format, when the server installed a recorder.
 async fn metrics(State(state): State<AppState>) -> Response {
     match &state.metrics {
-        Some(handle) => (
-            [
-                (header::CONTENT_TYPE, "text/plain; version=0.0.4"),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            handle.render(),
-        )
-            .into_response(),
+        Some(handle) => {
+            if let Some(record) = state.store_metrics.get() {
+                record();
+            }
+            (
+                [
+                    (header::CONTENT_TYPE, "text/plain; version=0.0.4"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                handle.render(),
+            )
+                .into_response()
+        }
         None => (StatusCode::NOT_FOUND, "no metrics recorder installed\n").into_response(),
     }
 }

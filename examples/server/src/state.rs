@@ -3,7 +3,7 @@
 use std::{
     collections::BTreeMap,
     path::PathBuf,
-    sync::{Arc, RwLock, atomic::AtomicU64},
+    sync::{Arc, OnceLock, RwLock, atomic::AtomicU64},
     time::{Duration, SystemTime},
 };
 
@@ -31,6 +31,10 @@ pub struct AppState {
     pub(crate) memo: Memo<MokaStore>,
     pub(crate) purge_token: Option<Arc<str>>,
     pub(crate) metrics: Option<PrometheusHandle>,
+    // Sets the response cache's store gauges; `/metrics` calls it before rendering.
+    pub(crate) store_metrics: Arc<OnceLock<StoreMetrics>>,
+    // Requests at least this slow are logged, once each.
+    pub(crate) slow_after: Option<Duration>,
     pub(crate) downloads: Downloads,
     // What `/static` serves.
     pub(crate) static_dir: Arc<PathBuf>,
@@ -65,6 +69,8 @@ impl AppState {
             memo: product_memo(&clock),
             purge_token: None,
             metrics: None,
+            store_metrics: Arc::default(),
+            slow_after: None,
             downloads: Downloads::sample(),
             static_dir: Arc::new(crate::files::default_static_dir()),
             clock,
@@ -116,6 +122,16 @@ impl AppState {
         self
     }
 
+    /// Logs every request that takes at least `threshold` (to the end of its body), once,
+    /// with its route, cache outcome, and the time spent on the origin and the cache's store.
+    ///
+    /// Defaults to no log.
+    #[must_use]
+    pub fn with_slow_requests(mut self, threshold: Duration) -> Self {
+        self.slow_after = Some(threshold);
+        self
+    }
+
     /// Reads the time from `clock`: the response cache's ages and freshness, the memoized
     /// lookups and the handlers' timestamps alike. Tests pass a
     /// [`ManualClock`](tower_edge::clock::ManualClock) and move it.
@@ -139,6 +155,9 @@ impl AppState {
         move || clock.now()
     }
 }
+
+/// What records the response cache's store gauges (`CacheStore::record_metrics`).
+pub(crate) type StoreMetrics = Box<dyn Fn() + Send + Sync>;
 
 fn product_memo(clock: &Arc<dyn Clock>) -> Memo<MokaStore> {
     let clock = Arc::clone(clock);

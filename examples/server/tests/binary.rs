@@ -214,3 +214,162 @@ async fn download_dir_and_x_accel_redirect_offload_the_downloads() {
     let (status, _, _) = get(addr, "/download/sample.bin", &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// One sample line of the Prometheus text format: its name, labels and value.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+impl Sample {
+    fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The samples and the `# TYPE` of each metric family, from the text format (no escaped
+/// quotes in the label values this server writes).
+fn parse_exposition(text: &str) -> (Vec<Sample>, std::collections::HashMap<String, String>) {
+    let mut samples = Vec::new();
+    let mut types = std::collections::HashMap::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            types.insert(name.to_owned(), kind.to_owned());
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("a series and its value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("a number in {line:?}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((name, labels)) => {
+                let labels = labels.strip_suffix('}').expect("labels end with }");
+                let labels = labels
+                    .split("\",")
+                    .filter(|l| !l.is_empty())
+                    .map(|l| {
+                        let (k, v) = l.split_once("=\"").expect("k=\"v\"");
+                        (k.to_owned(), v.trim_end_matches('"').to_owned())
+                    })
+                    .collect();
+                (name, labels)
+            }
+            None => (series, Vec::new()),
+        };
+        samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    (samples, types)
+}
+
+#[tokio::test]
+async fn metrics_after_a_short_load_have_the_histograms_and_gauges() {
+    let (_server, addr) = start();
+    for round in 0..3 {
+        for id in 1..=5 {
+            let (status, _, _) = get(addr, &format!("/api/products/{id}"), &[]).await;
+            assert_eq!(status, StatusCode::OK, "round {round}");
+        }
+    }
+    get(addr, "/no/such/page", &[]).await;
+    let (status, headers, body) = get(addr, "/metrics", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let (samples, types) = parse_exposition(std::str::from_utf8(&body).unwrap());
+    let find = |name: &str, labels: &[(&str, &str)]| -> Vec<&Sample> {
+        samples
+            .iter()
+            .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+            .collect()
+    };
+
+    for histogram in [
+        "tower_edge_request_duration_seconds",
+        "tower_edge_origin_duration_seconds",
+    ] {
+        assert_eq!(
+            types.get(histogram).map(String::as_str),
+            Some("histogram"),
+            "{histogram}"
+        );
+    }
+    let product = [("route", "/api/products/{id}"), ("status", "2xx")];
+    let count = |cache: &str| {
+        let labels = [product[0], product[1], ("cache", cache)];
+        find("tower_edge_request_duration_seconds_count", &labels)
+            .first()
+            .map_or(0.0, |s| s.value)
+    };
+    assert_eq!(count("miss"), 5.0, "one miss per product");
+    assert_eq!(count("hit"), 10.0, "then hits");
+    // The buckets suit a cache: the first is 50 µs.
+    let buckets = find(
+        "tower_edge_request_duration_seconds_bucket",
+        &[product[0], ("cache", "hit")],
+    );
+    assert!(
+        buckets.iter().any(|s| s.label("le") == Some("0.00005")),
+        "{buckets:?}"
+    );
+    assert!(
+        buckets
+            .iter()
+            .any(|s| s.label("le") == Some("+Inf") && s.value == 10.0)
+    );
+    // Route templates, never raw paths.
+    assert!(
+        samples
+            .iter()
+            .filter_map(|s| s.label("route"))
+            .all(|route| !route.contains("/api/products/1") && !route.contains("/no/such")),
+        "a raw path became a label"
+    );
+    assert!(
+        !find(
+            "tower_edge_request_duration_seconds_count",
+            &[("route", "unmatched"), ("status", "4xx")]
+        )
+        .is_empty()
+    );
+    let origin = find("tower_edge_origin_duration_seconds_count", &[product[0]]);
+    assert_eq!(
+        origin.first().map(|s| s.value),
+        Some(5.0),
+        "the origin, on misses"
+    );
+
+    // The store's gauges, set as the page was rendered.
+    assert_eq!(
+        types.get("tower_edge_store_entries").map(String::as_str),
+        Some("gauge")
+    );
+    let entries = find("tower_edge_store_entries", &[("backend", "memory")]);
+    assert!(
+        entries.first().is_some_and(|s| s.value >= 5.0),
+        "{entries:?}"
+    );
+    assert!(
+        find("tower_edge_store_bytes", &[("backend", "memory")])
+            .first()
+            .is_some_and(|s| s.value > 0.0)
+    );
+    // And the memo of the product lookups.
+    assert!(!find("tower_edge_memo_total", &[("namespace", "products")]).is_empty());
+}
