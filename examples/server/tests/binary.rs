@@ -44,9 +44,15 @@ fn start() -> (Server, SocketAddr) {
 
 /// The server with `extra` flags after the test's own.
 fn start_with(extra: &[&str]) -> (Server, SocketAddr) {
+    start_with_env(extra, &[])
+}
+
+/// The server with `extra` flags and `env` variables.
+fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> (Server, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tower-edge-example-server"))
         .args(["--addr", "127.0.0.1:0", "--warm", "/"])
         .args(extra)
+        .envs(env.iter().copied())
         .env_remove("REDIS_URL")
         .env_remove("ADDR")
         .env("RUST_LOG", "warn")
@@ -372,4 +378,84 @@ async fn metrics_after_a_short_load_have_the_histograms_and_gauges() {
     );
     // And the memo of the product lookups.
     assert!(!find("tower_edge_memo_total", &[("namespace", "products")]).is_empty());
+}
+
+/// With feature `otel`, the server exports its request spans over OTLP/HTTP: a collector in
+/// this test receives them (decoded with the protocol's own types) with the route and the
+/// `edge.*` fields the layers recorded.
+#[cfg(feature = "otel")]
+#[tokio::test]
+async fn request_spans_reach_an_otlp_collector_with_the_edge_fields() {
+    use std::{
+        collections::HashMap,
+        sync::{Arc, Mutex},
+    };
+
+    use axum::{body::Bytes, routing::post};
+    use opentelemetry_proto::tonic::{
+        collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse},
+        common::v1::any_value::Value,
+    };
+    use prost::Message as _;
+
+    let received: Arc<Mutex<Vec<ExportTraceServiceRequest>>> = Arc::default();
+    let collector = axum::Router::new().route(
+        "/v1/traces",
+        post({
+            let received = Arc::clone(&received);
+            move |body: Bytes| async move {
+                let request = ExportTraceServiceRequest::decode(body).expect("an OTLP export");
+                received.lock().unwrap().push(request);
+                (
+                    [("content-type", "application/x-protobuf")],
+                    ExportTraceServiceResponse::default().encode_to_vec(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let collecting = tokio::spawn(async move { axum::serve(listener, collector).await });
+
+    let (server, addr) = start_with_env(&[], &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+    let br = [("accept-encoding", "br")];
+    let (status, _, _) = get(addr, "/api/products", &br).await; // a miss, compressed
+    assert_eq!(status, StatusCode::OK);
+    let (_, headers, _) = get(addr, "/api/products", &br).await; // a hit
+    assert!(headers["cache-status"].to_str().unwrap().contains("hit"));
+    // Stopped as a service manager stops it: the exporter flushes before the process ends.
+    // (Waited for off this runtime's thread, which serves the collector meanwhile.)
+    tokio::task::spawn_blocking(move || drop(server)).await.unwrap();
+
+    let spans: Vec<HashMap<String, String>> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|export| &export.resource_spans)
+        .flat_map(|resource| &resource.scope_spans)
+        .flat_map(|scope| &scope.spans)
+        .filter(|span| span.name == "request")
+        .map(|span| {
+            span.attributes
+                .iter()
+                .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    Value::StringValue(s) => Some((kv.key.clone(), s.clone())),
+                    Value::IntValue(n) => Some((kv.key.clone(), n.to_string())),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    let products: Vec<_> = spans
+        .iter()
+        .filter(|attrs| attrs.get("route").map(String::as_str) == Some("/api/products"))
+        .collect();
+    assert_eq!(products.len(), 2, "{spans:?}");
+    let (miss, hit) = (products[0], products[1]);
+    assert!(miss["edge.cache"].starts_with("fwd=miss"), "{miss:?}");
+    assert_eq!(miss["edge.encoding"], "br");
+    assert_eq!(miss["path"], "/api/products");
+    assert_eq!(miss["edge.cache_key"].len(), 16);
+    assert!(hit["edge.cache"].starts_with("hit"), "{hit:?}");
+    collecting.abort();
 }

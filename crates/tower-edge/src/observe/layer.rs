@@ -470,13 +470,13 @@ impl Routes {
 }
 
 #[cfg(feature = "axum")]
-fn template<B>(req: &Request<B>) -> Option<&str> {
+pub(super) fn template<B>(req: &Request<B>) -> Option<&str> {
     req.extensions()
         .get::<axum::extract::MatchedPath>()
         .map(axum::extract::MatchedPath::as_str)
 }
 
 #[cfg(not(feature = "axum"))]
-fn template<B>(_: &Request<B>) -> Option<&str> {
+pub(super) fn template<B>(_: &Request<B>) -> Option<&str> {
     None
 }

@@ -59,12 +59,15 @@ pub const SPAN_FIELDS: [&str; 7] = [
     "edge.range",
 ];
 
-/// An `INFO` span for one request, with the method, the path and every field the layers record.
+/// An `INFO` span for one request, with the method, the path, the route template (axum's
+/// `MatchedPath`, feature `axum`, when the span is made inside the router) and every field the
+/// layers record.
 pub fn request_span<B>(request: &http::Request<B>) -> Span {
     tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
+        route = layer::template(request),
         edge.cache = tracing::field::Empty,
         edge.cache_key = tracing::field::Empty,
         edge.encoding = tracing::field::Empty,
