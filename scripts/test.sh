@@ -33,6 +33,9 @@ command -v pkg-config >/dev/null 2>&1 || apt_install pkg-config
 # The Redis tests start their own redis-server on a free loopback port.
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 redis-server --version
+# The example server's live page is tested in a real headless browser.
+command -v chromium >/dev/null 2>&1 || apt_install chromium
+chromium --version 2>/dev/null | head -1
 
 # Everything the tests make in the temporary directory (files, Redis Cluster directories, the
 # example server's download) must be gone when they end: a directory of this run's own, checked

@@ -33,6 +33,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ),
     ("/cache/stats", "the response cache's counters (JSON)"),
     (
+        "/dashboard",
+        "live page: hit ratio, request rate, p50/p99 by cache outcome, store health (from /metrics)",
+    ),
+    (
         "/events",
         "server-sent events, compressed and flushed one by one (CompressionLayer)",
     ),

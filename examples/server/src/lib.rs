@@ -19,6 +19,7 @@
 //! | `GET /cache/stats`           | the response cache's counters                                   |
 //! | `POST /cache/purge`          | empties the response cache, or one tag of it (bearer token)     |
 //! | `GET /metrics`               | Prometheus metrics, when the binary installed a recorder        |
+//! | `GET /dashboard`             | a live page drawn from `/metrics`: hit ratio, request rate, p50/p99 by cache outcome and route, store health |
 //! | `GET /healthz`               | liveness                                                        |
 //!
 //! Every route sits behind [`EdgeStack`], the preset (response cache, compression, `ETag`,
@@ -131,7 +132,10 @@ impl<St: CacheStore + Clone> Edge<St> {
             )
             // Ages and freshness on the application's clock, so tests move time without
             // sleeping.
-            .cache(|cache| cache.clock(state.clock()));
+            .cache(|cache| cache.clock(state.clock()))
+            // What an operator reads is never a cached copy, and it does not count in the hit
+            // ratio: the cache passes it by (`Cache-Status: ...; fwd=bypass`).
+            .unless(|parts| operator_route(parts.uri.path()));
         Self {
             stack,
             observe,
@@ -157,6 +161,11 @@ impl<St: CacheStore + Clone> Edge<St> {
         };
         routes.layer(self.observe)
     }
+}
+
+/// The routes an operator reads: metrics, the live page, health, the cache's own counters.
+fn operator_route(path: &str) -> bool {
+    matches!(path, "/metrics" | "/dashboard" | "/healthz") || path.starts_with("/cache/")
 }
 
 /// Where the response cache keeps what is shared between instances, as the environment of

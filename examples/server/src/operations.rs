@@ -20,6 +20,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/cache/stats", get(cache_stats))
         .route("/cache/purge", post(cache_purge))
         .route("/metrics", get(metrics))
+        .route("/dashboard", get(dashboard))
         .route("/healthz", get(|| async { "ok" }));
     #[cfg(feature = "profiling")]
     let routes = routes.route("/debug/pprof/flamegraph", get(crate::profile::flamegraph));
@@ -105,6 +106,28 @@ async fn cache_purge(
         )
             .into_response(),
     }
+}
+
+/// The live page: one self-contained HTML file whose script reads `/metrics` every 2 s and
+/// draws the hit ratio, the request rate, p50 and p99 by cache outcome and by route, and the
+/// store's health. Its policy lets it fetch from this server only.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// `GET /dashboard`: the live page (it needs the recorder `/metrics` serves).
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'",
+            ),
+        ],
+        DASHBOARD,
+    )
+        .into_response()
 }
 
 /// `GET /metrics`: the Prometheus text format, when the server installed a recorder.
