@@ -125,6 +125,9 @@ mod redis_bus {
         let channel = channel(&store);
         let mut backoff = Duration::from_millis(50);
         let mut first = true;
+        // At zero from the start, so that a dashboard shows 0 rather than no data.
+        crate::observe::count_by("tower_edge_bus_reconnects_total", 0);
+        crate::observe::count_by("tower_edge_bus_received_total", 0);
         loop {
             let pubsub = async {
                 // The first node that answers (one, or any of a cluster's).

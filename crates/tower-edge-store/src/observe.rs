@@ -31,10 +31,16 @@ pub(crate) fn memo(namespace: &str, event: &'static str) {
 }
 
 /// Adds one to the counter `name`.
-#[allow(unused_variables, dead_code)] // used by the Redis backend only
+#[allow(dead_code)] // used by the Redis backend only
 pub(crate) fn count(name: &'static str) {
+    count_by(name, 1);
+}
+
+/// Adds `n` to the counter `name` (0 makes it exist).
+#[allow(unused_variables, dead_code)] // used by the Redis backend only
+pub(crate) fn count_by(name: &'static str, n: u64) {
     #[cfg(feature = "metrics")]
-    metrics::counter!(name).increment(1);
+    metrics::counter!(name).increment(n);
 }
 
 /// Sets the gauge `name{backend}`.

@@ -234,19 +234,8 @@ fn finish<B: Body>(
             };
             Response::from_parts(parts, body)
         }
-        Resolution::Unsatisfiable => {
-            crate::observe::record("edge.range", "416");
-            crate::observe::count("tower_edge_range_total", "status", "416");
-            unsatisfiable(parts, len)
-        }
+        Resolution::Unsatisfiable => unsatisfiable(parts, len),
         Resolution::Partial(ranges) => {
-            let what = if ranges.len() == 1 {
-                "206"
-            } else {
-                "206 multipart"
-            };
-            crate::observe::record("edge.range", what);
-            crate::observe::count("tower_edge_range_total", "status", what);
             let whole = collected.into_bytes();
             partial(parts, &whole, &ranges)
         }
@@ -279,6 +268,14 @@ pub(crate) fn partial_parts_with(
     ranges: &[ByteRange],
     slice: impl Fn(&ByteRange) -> Bytes,
 ) -> (Parts, VecDeque<Bytes>) {
+    // Counted and recorded on the request span here, for this layer and the cache alike.
+    let what = if ranges.len() == 1 {
+        "206"
+    } else {
+        "206 multipart"
+    };
+    crate::observe::record("edge.range", what);
+    crate::observe::count("tower_edge_range_total", "status", what);
     parts.status = StatusCode::PARTIAL_CONTENT;
     let body: VecDeque<Bytes> = if let [range] = ranges {
         // §14.4: a single part carries its Content-Range in the header block.
@@ -319,7 +316,10 @@ fn unsatisfiable<B: Body>(parts: Parts, complete: u64) -> Response<RangeBody<B>>
 
 /// The head and body of the `416` for a representation of `complete` bytes; shared with the
 /// response cache.
+/// Counted and recorded on the request span here, for this layer and the cache alike.
 pub(crate) fn unsatisfiable_parts(mut parts: Parts, complete: u64) -> (Parts, Bytes) {
+    crate::observe::record("edge.range", "416");
+    crate::observe::count("tower_edge_range_total", "status", "416");
     let (status, body) = Short::RangeNotSatisfiable { complete }.head(&mut parts.headers);
     parts.status = status;
     (parts, body)
