@@ -202,7 +202,7 @@ async fn main() -> ExitCode {
     // `--help` and mistakes end here (exit 0 and 2).
     let cli = Cli::from_env();
     let _telemetry = tower_edge_example_server::telemetry::init();
-    // Buckets for the duration histograms that suit a cache: 50 µs to 10 s.
+    // Buckets for the duration histograms that suit a cache: 10 µs to 10 s.
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().set_buckets_for_metric(
         metrics_exporter_prometheus::Matcher::Prefix("tower_edge_".to_owned()),
         &tower_edge::observe::DURATION_BUCKETS,

@@ -35,13 +35,13 @@ pub const CACHE_LABELS: [&str; 8] = [
 /// failed instead of answering.
 pub const STATUS_LABELS: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
 
-/// Histogram bucket boundaries, in seconds, that suit a cache: from 50 µs (a memory hit is a
-/// few microseconds of the server's time, tens with the network) to 10 s (a slow origin).
-/// `metrics` leaves buckets to the exporter; give it these, e.g. with
+/// Histogram bucket boundaries, in seconds, that suit a cache: from 10 µs (a memory hit takes
+/// a few tens of microseconds of the server's time, to the end of its body) to 10 s (a slow
+/// origin). `metrics` leaves buckets to the exporter; give it these, e.g. with
 /// `PrometheusBuilder::set_buckets_for_metric(Matcher::Prefix("tower_edge_".into()), &DURATION_BUCKETS)`.
-pub const DURATION_BUCKETS: [f64; 16] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 10.0,
+pub const DURATION_BUCKETS: [f64; 18] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
 /// The route label of requests no route template matched.
@@ -53,7 +53,8 @@ const OTHER: &str = "other";
 ///
 /// - `tower_edge_request_duration_seconds{route, cache, status}`: a histogram (feature
 ///   `metrics`). `route` is the route's template (axum's `MatchedPath`, feature `axum`), never
-///   the raw path, so the label stays bounded: `unmatched` without one, `other` past
+///   the raw path, so the label stays bounded: `unmatched` without one (the router's fallback,
+///   and services mounted with `nest_service`, for which axum gives no template), `other` past
 ///   [`max_routes`](Self::max_routes). `cache` is one of [`CACHE_LABELS`], `status` one of
 ///   [`STATUS_LABELS`].
 /// - `tower_edge_origin_duration_seconds{route}`: the time a cache inside this layer waited on
