@@ -227,7 +227,8 @@ impl Pending {
         if let (Some(threshold), Some((method, uri))) = (self.shared.slow_after, &self.seen)
             && took >= threshold
         {
-            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            // Milliseconds to the microsecond.
+            let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
             tracing::warn!(
                 target: "tower_edge::slow",
                 route = %self.route.name,
