@@ -199,6 +199,21 @@ pub fn preset_app() -> Router {
     cacheable_router().layer(tower_edge::stack::EdgeStack::new(MokaStore::default()))
 }
 
+/// The preset observed (`EdgeStack::observe`), as the README builds it. The load bench gives
+/// its server thread a Prometheus recorder for the scenarios named `*-observed` ([`observed`]),
+/// so that the histograms and counters are really kept, as the example server keeps them.
+pub fn observed_preset_app() -> Router {
+    cacheable_router().layer(
+        tower_edge::stack::EdgeStack::new(MokaStore::default())
+            .observe(tower_edge::observe::ObserveLayer::new()),
+    )
+}
+
+/// Whether a scenario runs with a metrics recorder on its server thread.
+pub fn observed(name: &str) -> bool {
+    name.ends_with("-observed")
+}
+
 /// A handler using the `Preconditions` extractor with its own version-number ETag.
 pub fn extractor_app() -> Router {
     Router::new().route("/data", get(versioned_handler))
@@ -241,6 +256,7 @@ pub fn paired_baseline(name: &str) -> Option<&'static str> {
     match name {
         "redis-hit" => Some("redis-bare"),
         "tiered-hit" => Some("cache-hit"),
+        "preset-hit-observed" => Some("preset-hit"),
         _ => fs::paired(name).or_else(|| compression::paired(name)),
     }
 }
@@ -302,6 +318,13 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "preset-hit",
             description: "EdgeStack::new(MokaStore::default()) as the README builds it, identity hit",
             app: preset_app,
+            request: get_data(Vec::new()),
+            expect: full,
+        },
+        Scenario {
+            name: "preset-hit-observed",
+            description: "preset-hit with ObserveLayer outside and a Prometheus recorder: what metrics cost a hit",
+            app: observed_preset_app,
             request: get_data(Vec::new()),
             expect: full,
         },

@@ -553,6 +553,7 @@ fn run_scenario(
     let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<(SocketAddr, std::path::PathBuf)>>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let router = (scenario.app)();
+    let observed = tower_edge_benches::observed(scenario.name);
     // Named threads, so a profiler can tell the server's samples from the client's.
     let server = std::thread::Builder::new()
         .name("lb-server".into())
@@ -560,6 +561,20 @@ fn run_scenario(
             if let Some(core) = server_core {
                 core_affinity::set_for_current(core);
             }
+            // A recorder for this thread only (the server's runtime runs on it alone): the
+            // other scenarios run with none, as the facade does without one.
+            let recorder = observed.then(|| {
+                metrics_exporter_prometheus::PrometheusBuilder::new()
+                    .set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Prefix("tower_edge_".to_owned()),
+                        &tower_edge::observe::DURATION_BUCKETS,
+                    )
+                    .expect("valid buckets")
+                    .build_recorder()
+            });
+            let _recording = recorder
+                .as_ref()
+                .map(|r| metrics::set_default_local_recorder(r));
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -105,7 +105,13 @@ pub(crate) fn routes(state: AppState) -> Router {
 /// What goes around the routes: the preset, and the downloads (inside it too, unless they are
 /// offloaded to a front server).
 pub(crate) struct Edge<St> {
-    stack: EdgeStack<ResponseCacheLayer<St>, CompressionLayer, ETagLayer, LastModifiedLayer>,
+    stack: EdgeStack<
+        ResponseCacheLayer<St>,
+        CompressionLayer,
+        ETagLayer,
+        LastModifiedLayer,
+        ObserveLayer,
+    >,
     observe: ObserveLayer,
     downloads: ServeDir,
     offloaded: bool,
@@ -135,7 +141,10 @@ impl<St: CacheStore + Clone> Edge<St> {
             .cache(|cache| cache.clock(state.clock()))
             // What an operator reads is never a cached copy, and it does not count in the hit
             // ratio: the cache passes it by (`Cache-Status: ...; fwd=bypass`).
-            .unless(|parts| operator_route(parts.uri.path()));
+            .unless(|parts| operator_route(parts.uri.path()))
+            // Outside it all, request durations by route and cache outcome, and the
+            // slow-request log.
+            .observe(observe.clone());
         Self {
             stack,
             observe,
@@ -144,22 +153,24 @@ impl<St: CacheStore + Clone> Edge<St> {
         }
     }
 
-    /// The routes with the edge stack around them, and around everything the observe layer:
-    /// request durations by route and cache outcome, and the slow-request log.
+    /// The routes with the edge stack around them.
     pub(crate) fn around(self, routes: Router) -> Router {
-        let routes = if self.offloaded {
+        if self.offloaded {
             // Outside the stack: an offloaded answer carries no bytes of its own (nginx sends
             // the file, with its own validators and ranges), so an `ETag` hashed from its empty
             // body, or a cached copy of it answering a `Range`, would describe the wrong bytes.
+            // Observed all the same.
+            let downloads = tower::ServiceBuilder::new()
+                .layer(self.observe)
+                .service(self.downloads);
             routes
                 .layer(self.stack)
-                .nest_service("/download", self.downloads)
+                .nest_service("/download", downloads)
         } else {
             routes
                 .nest_service("/download", self.downloads)
                 .layer(self.stack)
-        };
-        routes.layer(self.observe)
+        }
     }
 }
 

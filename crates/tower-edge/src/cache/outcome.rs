@@ -6,6 +6,7 @@ use std::{fmt, time::Duration};
 
 use http::{HeaderMap, HeaderName, StatusCode};
 
+use super::stats::Counters;
 use crate::http::cache_status::CacheStatus;
 
 /// Why a request went to the inner service (RFC 9211 §2.2 `fwd`).
@@ -100,10 +101,10 @@ impl Outcome {
     }
 
     /// Appends this outcome's `Cache-Status` member, records it on the request span and
-    /// counts it.
-    pub(crate) fn apply(self, headers: &mut HeaderMap) {
+    /// counts it in `counters`' event family.
+    pub(crate) fn apply(self, headers: &mut HeaderMap, counters: &Counters) {
         const CACHE: &str = "tower-edge; ";
-        crate::observe::count("tower_edge_cache_total", "event", self.event());
+        counters.events.count(self.event());
         crate::observe::scope::cache_outcome(self.event());
         if let Some(value) = crate::http::value::formatted(format_args!("{CACHE}{self}")) {
             // The span field is the member's parameters, without the cache's name.
@@ -262,7 +263,7 @@ mod tests {
             assert_eq!(outcome.to_string(), text);
             assert_eq!(outcome.event(), event, "{text}");
             let mut headers = HeaderMap::new();
-            outcome.apply(&mut headers);
+            outcome.apply(&mut headers, &Counters::default());
             assert_eq!(
                 headers["cache-status"],
                 format!("tower-edge; {text}").as_str()

@@ -175,7 +175,7 @@ enum Start<St> {
         keyed: bool,
     },
     /// Not answered from the cache: no key, or the layer's bypass.
-    Bypass(request::Parts),
+    Bypass(request::Parts, Arc<Shared<St>>),
     /// A GET or HEAD to look up.
     // Not boxed: this is the hit path, and a box would be one allocation per request for an
     // enum that lives on the stack until the miss path moves it into its (boxed) future.
@@ -231,7 +231,7 @@ fn start<St: CacheStore + Clone>(shared: &Arc<Shared<St>>, mut parts: request::P
     if bypass {
         bump(&shared.counters.bypassed);
         parts.extensions.insert(CacheHandle::new(shared, origin));
-        return Start::Bypass(parts);
+        return Start::Bypass(parts, Arc::clone(shared));
     }
 
     let request_cc = CacheControl::parse(parts.headers.get_all(header::CACHE_CONTROL));
@@ -326,9 +326,9 @@ where
             }
             return Ok(res.map(CacheBody::stream));
         }
-        Start::Bypass(parts) => {
+        Start::Bypass(parts, shared) => {
             let mut res = inner.call(Request::from_parts(parts, body)).await?;
-            Outcome::Bypass.apply(res.headers_mut());
+            Outcome::Bypass.apply(res.headers_mut(), &shared.counters);
             return Ok(res.map(CacheBody::stream));
         }
         Start::Lookup(begun) => begun,
@@ -374,7 +374,7 @@ where
             return Ok(res);
         }
         if ctx.only_if_cached {
-            return Ok(only_if_cached(Fwd::Miss));
+            return Ok(only_if_cached(Fwd::Miss, &ctx.shared.counters));
         }
         flight_key
     };
@@ -463,11 +463,8 @@ where
     }
     if ctx.only_if_cached && !(may_serve_stale && stale_by < found.entry.stale_while_revalidate()) {
         // RFC 9111 §5.2.1.7: what is stored does not do, and the origin is not to be asked.
-        return Ok(only_if_cached(if refused {
-            Fwd::Request
-        } else {
-            Fwd::Stale
-        }));
+        let fwd = if refused { Fwd::Request } else { Fwd::Stale };
+        return Ok(only_if_cached(fwd, &shared.counters));
     }
     if may_serve_stale && stale_by < found.entry.stale_while_revalidate() {
         bump(&shared.counters.stale);
@@ -562,9 +559,9 @@ fn fresh_hit<St, B>(found: &Found, ctx: &Ctx<St>) -> Option<Response<CacheBody<B
 }
 
 /// The `504` of RFC 9111 §5.2.1.7: `only-if-cached`, and nothing stored that may answer.
-fn only_if_cached<B>(fwd: Fwd) -> Response<CacheBody<B>> {
+fn only_if_cached<B>(fwd: Fwd, counters: &stats::Counters) -> Response<CacheBody<B>> {
     let mut res = Response::new(CacheBody::empty());
     *res.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-    Outcome::OnlyIfCached { fwd }.apply(res.headers_mut());
+    Outcome::OnlyIfCached { fwd }.apply(res.headers_mut(), counters);
     res
 }

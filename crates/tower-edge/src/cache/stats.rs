@@ -31,8 +31,12 @@ pub struct CacheStats {
     pub bytes_stored: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
+    /// `tower_edge_cache_total{event}`, and the cache's own 304s in
+    /// `tower_edge_validator_total`, counted through kept handles.
+    pub(crate) events: crate::observe::CounterFamily<7>,
+    pub(crate) validators: crate::observe::CounterFamily<1>,
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) stale: AtomicU64,
@@ -43,6 +47,41 @@ pub(crate) struct Counters {
     pub(crate) fenced: AtomicU64,
     pub(crate) store_errors: AtomicU64,
     pub(crate) bytes_stored: AtomicU64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            events: crate::observe::CounterFamily::new(
+                "tower_edge_cache_total",
+                "event",
+                [
+                    "hit",
+                    "stale",
+                    "revalidate",
+                    "collapsed",
+                    "miss",
+                    "forward",
+                    "bypass",
+                ],
+            ),
+            validators: crate::observe::CounterFamily::new(
+                "tower_edge_validator_total",
+                "status",
+                ["304"],
+            ),
+            hits: AtomicU64::default(),
+            misses: AtomicU64::default(),
+            stale: AtomicU64::default(),
+            revalidated: AtomicU64::default(),
+            coalesced: AtomicU64::default(),
+            bypassed: AtomicU64::default(),
+            stored: AtomicU64::default(),
+            fenced: AtomicU64::default(),
+            store_errors: AtomicU64::default(),
+            bytes_stored: AtomicU64::default(),
+        }
+    }
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {

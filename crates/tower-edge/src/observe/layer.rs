@@ -151,6 +151,7 @@ impl<S> Layer<S> for ObserveLayer {
         Observe {
             inner,
             shared: Arc::clone(&self.shared),
+            seen: Arc::default(),
         }
     }
 }
@@ -160,6 +161,10 @@ impl<S> Layer<S> for ObserveLayer {
 pub struct Observe<S> {
     inner: S,
     shared: Arc<Shared>,
+    /// The first route template this service saw. `Router::layer` gives every route a
+    /// service of its own, whose requests all carry the same template: they find their labels
+    /// here, with one comparison instead of the shared map's lock and hash.
+    seen: Arc<std::sync::OnceLock<Arc<Route>>>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Observe<S> {
@@ -185,7 +190,18 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let began = Instant::now();
-        let route = self.shared.routes.of(&req);
+        let route = match template(&req) {
+            Some(template) => match self.seen.get() {
+                Some(route) if *route.name == *template => Arc::clone(route),
+                Some(_) => self.shared.routes.named(template),
+                None => {
+                    let route = self.shared.routes.named(template);
+                    let _ = self.seen.set(Arc::clone(&route));
+                    route
+                }
+            },
+            None => Arc::clone(&self.shared.routes.unmatched),
+        };
         // What the log names, kept only when there is a log: a `Uri` clone shares its bytes.
         let seen = self
             .shared
@@ -196,7 +212,7 @@ where
         ResponseFuture {
             inner,
             state: Some(Pending {
-                shared: Arc::clone(&self.shared),
+                slow_after: self.shared.slow_after,
                 route,
                 seen,
                 began,
@@ -209,7 +225,7 @@ where
 
 /// What a request carries until it ends.
 struct Pending {
-    shared: Arc<Shared>,
+    slow_after: Option<Duration>,
     route: Arc<Route>,
     seen: Option<(Method, Uri)>,
     began: Instant,
@@ -224,7 +240,7 @@ impl Pending {
         let cache = self.record.cache.unwrap_or("none");
         self.route
             .record(cache, self.status, took, self.record.origin);
-        if let (Some(threshold), Some((method, uri))) = (self.shared.slow_after, &self.seen)
+        if let (Some(threshold), Some((method, uri))) = (self.slow_after, &self.seen)
             && took >= threshold
         {
             // Milliseconds to the microsecond.
@@ -439,13 +455,6 @@ impl Routes {
             known: RwLock::default(),
             unmatched: Arc::new(Route::new(UNMATCHED)),
             other: Arc::new(Route::new(OTHER)),
-        }
-    }
-
-    fn of<B>(&self, req: &Request<B>) -> Arc<Route> {
-        match template(req) {
-            Some(template) => self.named(template),
-            None => Arc::clone(&self.unmatched),
         }
     }
 

@@ -67,7 +67,7 @@ pub(super) async fn answer_from_parts<St: CacheStore, B>(
     let ttl = entry.fresh_for().saturating_sub(found.age(ctx.now));
     res.headers_mut()
         .insert(header::AGE, policy::seconds_value(found.age(ctx.now)));
-    Outcome::Hit { ttl }.apply(res.headers_mut());
+    Outcome::Hit { ttl }.apply(res.headers_mut(), &ctx.shared.counters);
     let (parts, ()) = res.into_parts();
     Some(match ranges {
         Some(ranges) => {
@@ -136,7 +136,7 @@ where
                 not_modified: false,
                 stored: Stored::No(reason),
             }
-            .apply(&mut rparts.headers);
+            .apply(&mut rparts.headers, &ctx.shared.counters);
             return answer_uncached(ctx, rparts, rbody);
         }
     };
@@ -156,7 +156,7 @@ where
             not_modified: false,
             stored: Stored::Unclaimed,
         }
-        .apply(&mut rparts.headers);
+        .apply(&mut rparts.headers, &ctx.shared.counters);
         return match client_precondition(ctx, &rparts) {
             Precondition::Proceed => Response::from_parts(rparts, CacheBody::full(bytes)),
             other => short_answer(rparts, other),
@@ -203,7 +203,7 @@ where
         not_modified: false,
         stored: Stored::kept(stored),
     }
-    .apply(&mut rparts.headers);
+    .apply(&mut rparts.headers, &ctx.shared.counters);
     // The client's conditionals come before its range (RFC 9110 §13.2.2).
     match client_precondition(ctx, &rparts) {
         Precondition::Proceed => Response::from_parts(rparts, CacheBody::full(bytes)),
