@@ -88,8 +88,10 @@ cp Cargo.lock "$copy/Cargo.lock"
 started=$SECONDS
 # Not --locked: cargo drops the workspace's other packages from the copied lock file, which
 # --locked refuses. --offline and the check below keep every version the lock file's.
+# Every target and feature, so that a dependency the workspace's manifest has and the
+# standalone one lacks (for the tests, say) fails here.
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" \
-  cargo check -q --offline --manifest-path "$copy/Cargo.toml"
+  cargo check -q --offline --all-targets --all-features --manifest-path "$copy/Cargo.toml"
 versions() { awk '/^name = / { name = $3 } /^version = / { print name, $3 }' "$1" | sort -u; }
 drifted="$(comm -23 <(versions "$copy/Cargo.lock") <(versions Cargo.lock))"
 if [ -n "$drifted" ]; then

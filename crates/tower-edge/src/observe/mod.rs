@@ -84,6 +84,8 @@ pub(crate) fn record(field: &'static str, value: &str) {
     Span::current().record(field, value);
 }
 
+// Used by the cache alone, so far.
+#[cfg(feature = "cache")]
 /// The handles of one counter family, `name{label}` over a fixed set of label values, each
 /// registered with the recorder on its first count and kept. On a hot path the facade's
 /// registration (a key built, hashed and looked up, then dropped) costs several times the count
@@ -102,6 +104,7 @@ pub(crate) struct CounterFamily<const N: usize> {
     cells: [std::sync::OnceLock<metrics::Counter>; N],
 }
 
+#[cfg(feature = "cache")]
 impl<const N: usize> CounterFamily<N> {
     pub(crate) const fn new(
         name: &'static str,
@@ -131,6 +134,7 @@ impl<const N: usize> CounterFamily<N> {
     }
 }
 
+#[cfg(feature = "cache")]
 impl<const N: usize> std::fmt::Debug for CounterFamily<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CounterFamily")
