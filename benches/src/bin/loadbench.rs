@@ -575,6 +575,10 @@ fn run_scenario(
             let _recording = recorder
                 .as_ref()
                 .map(|r| metrics::set_default_local_recorder(r));
+            // The exporter's upkeep (folding the histograms' samples in), which an installed
+            // recorder runs every 5 s on a thread of its own; here every second on the server's
+            // thread, its cost charged to the server. Without it the samples pile up unbounded.
+            let upkeep = recorder.as_ref().map(|r| r.handle());
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -596,6 +600,15 @@ fn run_scenario(
                     }
                 };
                 let _ = ready_tx.send(Ok((addr, cpu_path)));
+                if let Some(handle) = upkeep {
+                    tokio::spawn(async move {
+                        let mut every = tokio::time::interval(Duration::from_secs(1));
+                        loop {
+                            every.tick().await;
+                            handle.run_upkeep();
+                        }
+                    });
+                }
                 // TCP_NODELAY, as the example server sets it and nginx does (`tcp_nodelay on`):
                 // without it, a server that writes a response's head and body apart waits out
                 // the client's delayed ACK (about 40 ms) on kept-alive connections.
