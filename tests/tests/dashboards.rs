@@ -128,12 +128,14 @@ async fn every_metric_the_dashboard_queries_is_exported() {
             .lines()
             .find_map(|l| l.strip_prefix("tower_edge_bus_received_total "))
             .is_some_and(|n| n.trim() != "0");
-        if received {
+        // The Redis database's size is read in the background at each scrape.
+        let sized = scrape.contains("tower_edge_redis_keys{");
+        if received && sized {
             break scrape;
         }
         assert!(
             Instant::now() < deadline,
-            "the bus never delivered the write:\n{scrape}"
+            "the bus never delivered the write, or Redis was never sized:\n{scrape}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };

@@ -197,3 +197,43 @@ fn memo_events_are_counted_by_namespace() {
         "{values:?}"
     );
 }
+
+#[test]
+fn the_redis_database_size_is_read_in_the_background() {
+    let server = RedisServer::start();
+    let store = RedisStore::builder(&server.url()).build().unwrap();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let read = metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            for i in 0..5 {
+                let key = CacheKey::new(&format!("GET http://example.com/{i}"));
+                store
+                    .put(&key, entry(), Duration::from_secs(60))
+                    .await
+                    .unwrap();
+            }
+            store.record_metrics();
+            // The reading runs in a task of its own: wait for it, bounded.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let now = values(&snapshotter);
+                if now.contains_key("tower_edge_redis_keys{backend=redis}") {
+                    break now;
+                }
+                assert!(std::time::Instant::now() < deadline, "no reading: {now:?}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    });
+    // Five entries and their resource indexes, at least.
+    assert!(
+        read["tower_edge_redis_keys{backend=redis}"] >= 5.0,
+        "{read:?}"
+    );
+    assert!(read["tower_edge_redis_used_memory_bytes{backend=redis}"] > 0.0);
+}

@@ -405,6 +405,7 @@ pub trait CacheStore: CacheLock {
     /// |---|---|---|
     /// | `tower_edge_store_entries{backend}`, `tower_edge_store_bytes{backend}` | gauge | `MokaStore` (`backend="memory"`) |
     /// | `tower_edge_redis_breaker_open` | gauge, 0 or 1 | `RedisStore` |
+    /// | `tower_edge_redis_keys`, `tower_edge_redis_used_memory_bytes` | gauge | `RedisStore` on a single Redis: the whole database's `DBSIZE` and `used_memory`, read in the background at each call (a scrape shows the previous reading) |
     /// | `tower_edge_redis_timeouts_total`, `_errors_total`, `_short_circuited_total`, `_corrupt_total`, `_pool_waits_total` | counter | `RedisStore` ([`RedisStats`]) |
     /// | `tower_edge_bus_connected` | gauge, 0 or 1 | `Tiered` with the invalidation bus |
     /// | `tower_edge_invalidations_pending` | gauge | `Tiered`: invalidations waiting to be replayed on the shared tier |

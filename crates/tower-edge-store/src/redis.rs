@@ -76,6 +76,8 @@ struct Inner {
     breaker: Breaker,
     stats: Counters,
     fence: Fence,
+    /// Whether a reading of the database's size (for `record_metrics`) is under way.
+    sizing: std::sync::atomic::AtomicBool,
 }
 
 /// Builds a [`RedisStore`].
@@ -251,6 +253,7 @@ impl RedisStoreBuilder {
                 },
                 stats: Counters::default(),
                 fence: Fence::new(),
+                sizing: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -430,6 +433,55 @@ impl RedisStore {
             pool_waits: get(&c.pool_waits),
             breaker_open: self.inner.breaker.is_open(),
         }
+    }
+
+    /// Reads, in a task of its own, the size of the Redis database this store is in:
+    /// `DBSIZE` and `used_memory`, into `tower_edge_redis_keys` and
+    /// `tower_edge_redis_used_memory_bytes` (gauges, feature `metrics`). Each call starts one
+    /// reading unless one is under way, so a scrape shows the previous call's figures. Those are
+    /// the whole database's, other applications' keys included: counting this store's own keys
+    /// would scan them all. A single Redis only (a cluster's figures are each node's); nothing
+    /// without a Tokio runtime.
+    fn read_size(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if !cfg!(feature = "metrics") || self.is_cluster() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.inner.sizing.swap(true, SeqCst) {
+            return;
+        }
+        let store = self.clone();
+        runtime.spawn(async move {
+            let read = store
+                .guarded("size", store.inner.admin_timeout, |mut conn| async move {
+                    let keys: u64 = redis::cmd("DBSIZE")
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(StoreError::backend)?;
+                    let info: String = redis::cmd("INFO")
+                        .arg("memory")
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(StoreError::backend)?;
+                    let memory = info
+                        .lines()
+                        .find_map(|line| line.strip_prefix("used_memory:"))
+                        .and_then(|n| n.trim().parse::<u64>().ok());
+                    Ok((keys, memory))
+                })
+                .await;
+            #[allow(clippy::cast_precision_loss)] // gauges are floats
+            if let Ok((keys, memory)) = read {
+                crate::observe::gauge("tower_edge_redis_keys", "redis", keys as f64);
+                if let Some(bytes) = memory {
+                    crate::observe::gauge("tower_edge_redis_used_memory_bytes", "redis", bytes as f64);
+                }
+            }
+            store.inner.sizing.store(false, SeqCst);
+        });
     }
 
     /// The clients of the configured URLs, for a pub/sub connection of the invalidation bus.
@@ -814,6 +866,7 @@ impl CacheStore for RedisStore {
         );
         total("tower_edge_redis_corrupt_total", stats.corrupt);
         total("tower_edge_redis_pool_waits_total", stats.pool_waits);
+        self.read_size();
     }
 
     async fn put(&self, key: &CacheKey, entry: Entry, ttl: Duration) -> Result<(), StoreError> {
