@@ -477,7 +477,11 @@ impl RedisStore {
             if let Ok((keys, memory)) = read {
                 crate::observe::gauge("tower_edge_redis_keys", "redis", keys as f64);
                 if let Some(bytes) = memory {
-                    crate::observe::gauge("tower_edge_redis_used_memory_bytes", "redis", bytes as f64);
+                    crate::observe::gauge(
+                        "tower_edge_redis_used_memory_bytes",
+                        "redis",
+                        bytes as f64,
+                    );
                 }
             }
             store.inner.sizing.store(false, SeqCst);
