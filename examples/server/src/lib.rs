@@ -113,6 +113,8 @@ pub(crate) struct Edge<St> {
         ObserveLayer,
     >,
     observe: ObserveLayer,
+    #[cfg(feature = "profiling")]
+    profiling: std::sync::Arc<profile::RouteProfiling>,
     downloads: ServeDir,
     offloaded: bool,
 }
@@ -148,6 +150,8 @@ impl<St: CacheStore + Clone> Edge<St> {
         Self {
             stack,
             observe,
+            #[cfg(feature = "profiling")]
+            profiling: std::sync::Arc::clone(&state.route_profiling),
             downloads: files::downloads(state),
             offloaded: state.offloads_downloads(),
         }
@@ -155,6 +159,13 @@ impl<St: CacheStore + Clone> Edge<St> {
 
     /// The routes with the edge stack around them.
     pub(crate) fn around(self, routes: Router) -> Router {
+        // Outside the stack, so that a profiled route's requests run all of it on the
+        // profiled thread (`GET /debug/pprof/route`).
+        #[cfg(feature = "profiling")]
+        let routes = routes.layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::clone(&self.profiling),
+            profile::run_profiled,
+        ));
         if self.offloaded {
             // Outside the stack: an offloaded answer carries no bytes of its own (nginx sends
             // the file, with its own validators and ranges), so an `ETag` hashed from its empty

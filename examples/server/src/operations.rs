@@ -1,5 +1,6 @@
 //! What an operator uses: the cache's counters and a purge, Prometheus metrics, a liveness
-//! check, and (feature `profiling`) a CPU flamegraph. The purge and the flamegraph need the
+//! check, and (feature `profiling`) a CPU flamegraph of the process or of one route's requests
+//! (`/debug/pprof/route?route=/api/products/{id}`). The purge and the flamegraphs need the
 //! bearer token the server was started with (`PURGE_TOKEN`); without one they are off.
 
 use std::collections::BTreeMap;
@@ -23,7 +24,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/dashboard", get(dashboard))
         .route("/healthz", get(|| async { "ok" }));
     #[cfg(feature = "profiling")]
-    let routes = routes.route("/debug/pprof/flamegraph", get(crate::profile::flamegraph));
+    let routes = routes
+        .route("/debug/pprof/flamegraph", get(crate::profile::flamegraph))
+        .route("/debug/pprof/route", get(crate::profile::route_flamegraph));
     routes
 }
 
@@ -203,6 +206,67 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         let (_, headers, _) = send(&app, get("/articles/validators")).await;
         assert!(cache_status(&headers).contains("fwd=miss"));
+    }
+
+    #[cfg(feature = "profiling")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_route_profile_has_that_routes_work_only() {
+        let app = app_with_state(AppState::new().with_purge_token("t"));
+        let authorized = |uri: &str| {
+            Request::get(uri)
+                .header(header::AUTHORIZATION, "Bearer t")
+                .body(Body::empty())
+                .unwrap()
+        };
+        let anonymous = get("/debug/pprof/route?route=/api/products/{id}&seconds=1");
+        assert_eq!(send(&app, anonymous).await.0, StatusCode::UNAUTHORIZED);
+        for bad in [
+            "/debug/pprof/route?seconds=1",
+            "/debug/pprof/route?route=x&seconds=1",
+        ] {
+            assert_eq!(
+                send(&app, authorized(bad)).await.0,
+                StatusCode::BAD_REQUEST,
+                "{bad}"
+            );
+        }
+
+        // Requests to the profiled route and to another, while it samples; each must be
+        // answered as usual, the profiled ones from the profiled thread.
+        let profile = tokio::spawn({
+            let app = app.clone();
+            async move {
+                send(
+                    &app,
+                    authorized("/debug/pprof/route?route=/api/products/{id}&seconds=2"),
+                )
+                .await
+            }
+        });
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(2300);
+        let mut n = 0u32;
+        while std::time::Instant::now() < until {
+            n += 1;
+            // A new query each time: a miss, so the handler and the layers work.
+            let (status, _, body) =
+                send(&app, get(&format!("/api/products/{}?n={n}", n % 40 + 1))).await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(body.starts_with(b"{"), "a product's JSON");
+            let (status, _, _) = send(&app, get(&format!("/articles/validators?n={n}"))).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        let (status, headers, body) = profile.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(headers[header::CONTENT_TYPE], "image/svg+xml", "{text}");
+        assert!(text.contains("catalogue"), "the route's handler is in it");
+        assert!(
+            !text.contains("articles::article"),
+            "another route's is not"
+        );
+        // Once done, the route runs where it did, and another profile may start.
+        let (status, _, _) = send(&app, get("/api/products/1")).await;
+        assert_eq!(status, StatusCode::OK);
     }
 
     #[cfg(feature = "profiling")]

@@ -35,6 +35,9 @@ pub struct AppState {
     pub(crate) store_metrics: Arc<OnceLock<StoreMetrics>>,
     // Requests at least this slow are logged, once each.
     pub(crate) slow_after: Option<Duration>,
+    // The route `GET /debug/pprof/route` is profiling, if any.
+    #[cfg(feature = "profiling")]
+    pub(crate) route_profiling: Arc<crate::profile::RouteProfiling>,
     pub(crate) downloads: Downloads,
     // What `/static` serves.
     pub(crate) static_dir: Arc<PathBuf>,
@@ -71,6 +74,8 @@ impl AppState {
             metrics: None,
             store_metrics: Arc::default(),
             slow_after: None,
+            #[cfg(feature = "profiling")]
+            route_profiling: Arc::default(),
             downloads: Downloads::sample(),
             static_dir: Arc::new(crate::files::default_static_dir()),
             clock,
