@@ -208,9 +208,14 @@ mod tests {
         assert!(cache_status(&headers).contains("fwd=miss"));
     }
 
+    /// One sampling profiler per process: the tests that start one take turns.
+    #[cfg(feature = "profiling")]
+    static PROFILER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     #[cfg(feature = "profiling")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_route_profile_has_that_routes_work_only() {
+        let _turn = PROFILER.lock().await;
         let app = app_with_state(AppState::new().with_purge_token("t"));
         let authorized = |uri: &str| {
             Request::get(uri)
@@ -272,6 +277,7 @@ mod tests {
     #[cfg(feature = "profiling")]
     #[tokio::test]
     async fn the_flamegraph_needs_the_token_and_is_an_svg() {
+        let _turn = PROFILER.lock().await;
         let app = app_with_state(AppState::new().with_purge_token("t"));
         let anonymous = get("/debug/pprof/flamegraph?seconds=1");
         assert_eq!(send(&app, anonymous).await.0, StatusCode::UNAUTHORIZED);
