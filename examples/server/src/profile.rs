@@ -23,19 +23,37 @@ pub(crate) async fn flamegraph(
     if let Err(refused) = state.authorize(&headers) {
         return refused;
     }
-    let seconds = match query.get("seconds").map(|s| s.parse::<u64>()) {
-        None => 10,
-        Some(Ok(s)) if (1..=60).contains(&s) => s,
-        Some(_) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                "seconds must be a whole number from 1 to 60\n",
-            )
-                .into_response();
-        }
+    let seconds = match seconds(&query) {
+        Ok(seconds) => seconds,
+        Err(refused) => return refused,
     };
+    sample(seconds, 99, |_| true, "the process was idle the whole time").await
+}
+
+/// The `seconds` parameter: 1 to 60, 10 when absent; `Err` is the 400 to send.
+#[allow(clippy::result_large_err)] // the error is the response itself
+fn seconds(query: &BTreeMap<String, String>) -> Result<u64, Response> {
+    match query.get("seconds").map(|s| s.parse::<u64>()) {
+        None => Ok(10),
+        Some(Ok(s)) if (1..=60).contains(&s) => Ok(s),
+        Some(_) => Err((
+            StatusCode::BAD_REQUEST,
+            "seconds must be a whole number from 1 to 60\n",
+        )
+            .into_response()),
+    }
+}
+
+/// Samples the process's CPU `frequency` times a second for `seconds`, and answers an SVG
+/// flamegraph of the samples `keep` keeps, or `none` when there is none.
+async fn sample(
+    seconds: u64,
+    frequency: i32,
+    keep: impl Fn(&pprof::Frames) -> bool,
+    none: &str,
+) -> Response {
     let guard = match pprof::ProfilerGuardBuilder::default()
-        .frequency(99)
+        .frequency(frequency)
         .blocklist(&["libc", "libgcc", "pthread", "vdso"])
         .build()
     {
@@ -50,11 +68,17 @@ pub(crate) async fn flamegraph(
         .report()
         .build()
         .map_err(|e| e.to_string())
-        .and_then(|report| report.flamegraph(&mut svg).map_err(|e| e.to_string()));
+        .and_then(|mut report| {
+            report.data.retain(|frames, _| keep(frames));
+            if report.data.is_empty() {
+                return Ok(());
+            }
+            report.flamegraph(&mut svg).map_err(|e| e.to_string())
+        });
     match rendered {
         Ok(()) if svg.is_empty() => (
             [(header::CACHE_CONTROL, "no-store")],
-            "no samples: the process was idle the whole time\n",
+            format!("no samples: {none}\n"),
         )
             .into_response(),
         Ok(()) => (
@@ -193,16 +217,9 @@ pub(crate) async fn route_flamegraph(
         )
             .into_response();
     };
-    let seconds = match query.get("seconds").map(|s| s.parse::<u64>()) {
-        None => 10,
-        Some(Ok(s)) if (1..=60).contains(&s) => s,
-        Some(_) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                "seconds must be a whole number from 1 to 60\n",
-            )
-                .into_response();
-        }
+    let seconds = match seconds(&query) {
+        Ok(seconds) => seconds,
+        Err(refused) => return refused,
     };
     let profiling = &state.route_profiling;
     {
@@ -219,51 +236,13 @@ pub(crate) async fn route_flamegraph(
             *self.0.route.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
     }
-    let stop = Stop(profiling);
-    let guard = match pprof::ProfilerGuardBuilder::default()
-        .frequency(199)
-        .blocklist(&["libc", "libgcc", "pthread", "vdso"])
-        .build()
-    {
-        Ok(guard) => guard,
-        Err(e) => {
-            return (StatusCode::CONFLICT, format!("cannot profile now: {e}\n")).into_response();
-        }
-    };
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    drop(stop);
-    let mut svg = Vec::new();
-    let rendered = guard
-        .report()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|mut report| {
-            report
-                .data
-                .retain(|frames, _| frames.thread_name == PROFILED_THREAD);
-            if report.data.is_empty() {
-                return Ok(());
-            }
-            report.flamegraph(&mut svg).map_err(|e| e.to_string())
-        });
-    match rendered {
-        Ok(()) if svg.is_empty() => (
-            [(header::CACHE_CONTROL, "no-store")],
-            format!("no samples: no request of {route} ran while sampling\n"),
-        )
-            .into_response(),
-        Ok(()) => (
-            [
-                (header::CONTENT_TYPE, "image/svg+xml"),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            svg,
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("profile failed: {e}\n"),
-        )
-            .into_response(),
-    }
+    let _stop = Stop(profiling);
+    let none = format!("no request of {route} ran while sampling");
+    sample(
+        seconds,
+        199,
+        |frames| frames.thread_name == PROFILED_THREAD,
+        &none,
+    )
+    .await
 }
