@@ -3,6 +3,7 @@
 
 pub mod redis_server;
 pub mod store_suite;
+pub mod tls_origin;
 
 use std::net::SocketAddr;
 

@@ -14,27 +14,36 @@ use std::{
 
 use axum::body::Body;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header, uri::PathAndQuery};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioTimer},
 };
 use tower::Service;
+use tower_edge::cache::CacheTags;
 
 use crate::{
-    ProxyConfig,
+    HostHeader, ProxyConfig,
     body::IdleTimeoutBody,
     hop::{append_via, remove_hop_by_hop},
+    tls,
 };
 
-/// Forwards every request to the upstream over a pooled HTTP/1.1 connection and answers with
-/// the upstream's response, hop-by-hop fields removed. Never fails: an upstream that cannot be
-/// reached or is too slow gives `502` or `504`.
+/// Forwards every request to the upstream over a pooled connection and answers with the
+/// upstream's response, hop-by-hop fields removed. Never fails: an upstream that cannot be
+/// reached, fails its TLS handshake or is too slow gives `502` or `504`.
+///
+/// An `http` upstream is spoken to in HTTP/1.1. An `https` one gets TLS with the upstream's
+/// host name as SNI, its certificate checked against the system's CAs or
+/// [`ProxyConfig::upstream_ca`]'s, and HTTP/2 when the upstream offers it (ALPN) and
+/// [`HostHeader::Upstream`] is in force (HTTP/2 carries the host in `:authority`, which must
+/// name the same host as `Host`); otherwise HTTP/1.1. It never falls back to plain text.
 ///
 /// [`proxy`](crate::proxy) puts the cache in front of it; use it directly to compose other
 /// layers. Clones share one connection pool.
 #[derive(Clone)]
 pub struct Forward {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
     upstream: Arc<Upstream>,
     read_timeout: Duration,
     via: bool,
@@ -43,20 +52,40 @@ pub struct Forward {
 struct Upstream {
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
+    host: HostHeader,
 }
 
 impl Forward {
-    /// A forwarding service for `config`'s upstream, timeouts and `Via` setting; the cache
-    /// settings are not used.
+    /// A forwarding service for `config`'s upstream, TLS, `Host`, timeouts and `Via` settings;
+    /// the cache settings are not used.
     ///
     /// Must be called inside a Tokio runtime.
     pub fn new(config: ProxyConfig) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
+        // The TLS connector checks the scheme itself; the plain one would refuse `https`.
+        connector.enforce_http(false);
+        let https = config.upstream.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let host = config.forwarded_host();
+        // Read only for an https upstream: loading the system's CAs reads a directory.
+        let tls_config = if https {
+            tls::client_config(&config.roots)
+        } else {
+            tls::client_config(&tls::Roots::Only(Arc::new([])))
+        };
+        let builder = HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config)
+            .https_or_http();
+        let connector = if matches!(host, HostHeader::Upstream) {
+            builder.enable_all_versions().wrap_connector(connector)
+        } else {
+            builder.enable_http1().wrap_connector(connector)
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
+            .timer(TokioTimer::new())
             .build(connector);
         let parts = config.upstream.into_parts();
         Self {
@@ -64,6 +93,7 @@ impl Forward {
             upstream: Arc::new(Upstream {
                 scheme: parts.scheme.expect("checked by ProxyConfig::new"),
                 authority: parts.authority.expect("checked by ProxyConfig::new"),
+                host,
             }),
             read_timeout: config.read_timeout,
             via: config.via,
@@ -92,8 +122,20 @@ impl Forward {
         if self.via {
             append_via(&mut parts.headers, parts.version);
         }
-        // The upstream connection is HTTP/1.1 whatever the client spoke. `Host` stays as the
-        // client sent it: the client only adds one when it is missing.
+        match &self.upstream.host {
+            // The client adds one only when it is missing.
+            HostHeader::Client => {}
+            // The client writes the upstream's authority: as `Host` in HTTP/1.1, as
+            // `:authority` in HTTP/2.
+            HostHeader::Upstream => {
+                parts.headers.remove(header::HOST);
+            }
+            HostHeader::Fixed(name) => {
+                parts.headers.insert(header::HOST, name.clone());
+            }
+        }
+        // The request's version belongs to the client's connection. HTTP/1.1 here lets the
+        // pool use whichever connection it has: HTTP/1.1, or HTTP/2 when ALPN chose it.
         parts.version = Version::HTTP_11;
         let sent = self.client.request(Request::from_parts(parts, body));
         let res = match tokio::time::timeout(self.read_timeout, sent).await {
@@ -103,6 +145,12 @@ impl Forward {
             }
             Ok(Err(error)) if error.is_connect() => {
                 log_failure(&error);
+                if let Some(reason) = tls::tls_failure(&error) {
+                    return failure_with(
+                        StatusCode::BAD_GATEWAY,
+                        format!("upstream TLS handshake failed: {reason}"),
+                    );
+                }
                 return failure(StatusCode::BAD_GATEWAY, "upstream unreachable");
             }
             Ok(Err(error)) => {
@@ -115,6 +163,7 @@ impl Forward {
         };
         let (mut parts, body) = res.into_parts();
         remove_hop_by_hop(&mut parts.headers);
+        surrogate_keys_to_tags(&mut parts);
         if self.via {
             append_via(&mut parts.headers, parts.version);
         }
@@ -126,6 +175,26 @@ impl Forward {
         Response::from_parts(parts, body)
     }
 }
+
+/// `Surrogate-Key` (space-separated, as object stores' CDNs use it) becomes cache tags, like
+/// `Cache-Tag` (comma-separated), which the cache reads itself. Neither reaches the client.
+fn surrogate_keys_to_tags(parts: &mut http::response::Parts) {
+    if !parts.headers.contains_key(SURROGATE_KEY) {
+        return;
+    }
+    let tags: Vec<String> = parts
+        .headers
+        .get_all(SURROGATE_KEY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(str::split_ascii_whitespace)
+        .map(str::to_owned)
+        .collect();
+    parts.headers.remove(SURROGATE_KEY);
+    parts.extensions.insert(CacheTags(tags));
+}
+
+const SURROGATE_KEY: &str = "surrogate-key";
 
 fn log_failure(error: &hyper_util::client::legacy::Error) {
     let mut message = error.to_string();
@@ -155,7 +224,12 @@ fn is_timeout(error: &hyper_util::client::legacy::Error) -> bool {
 
 /// The proxy's own answer when the upstream gave none; never stored.
 fn failure(status: StatusCode, reason: &'static str) -> Response<Body> {
-    let mut res = Response::new(Body::from(format!("{reason}\n")));
+    failure_with(status, reason.to_owned())
+}
+
+fn failure_with(status: StatusCode, mut reason: String) -> Response<Body> {
+    reason.push('\n');
+    let mut res = Response::new(Body::from(reason));
     *res.status_mut() = status;
     let headers = res.headers_mut();
     headers.insert(
@@ -173,6 +247,7 @@ impl fmt::Debug for Forward {
                 "upstream",
                 &format_args!("{}://{}", self.upstream.scheme, self.upstream.authority),
             )
+            .field("host", &self.upstream.host)
             .field("read_timeout", &self.read_timeout)
             .field("via", &self.via)
             .finish_non_exhaustive()

@@ -87,21 +87,24 @@
 //! representation the proxy holds it as a `200` and answers every `GET` and range from it. A
 //! video or a large download behind the proxy fills the cache as clients fetch it.
 
+mod admin;
 mod body;
+pub mod file;
 mod forward;
 mod hop;
+mod sites;
+mod tls;
 
-use std::{fmt, time::Duration};
+use std::{fmt, path::Path, str::FromStr, time::Duration};
 
 use axum::Router;
-use http::Uri;
-use tower::Layer;
-use tower_edge::{
-    cache::{MokaStore, ResponseCacheLayer},
-    compression::CompressionLayer,
-};
+use http::{HeaderValue, Uri};
 
-pub use self::forward::Forward;
+pub use self::{
+    admin::{Admin, Purge, PurgeError},
+    forward::Forward,
+    sites::{Built, Proxy},
+};
 
 /// Where the proxy sends requests and how it caches and forwards them.
 #[derive(Clone, Debug)]
@@ -117,19 +120,61 @@ pub struct ProxyConfig {
     cdn_cache_control: bool,
     stale_if_error: Duration,
     store_set_cookie: bool,
+    roots: tls::Roots,
+    host_header: Option<HostHeader>,
+}
+
+/// The `Host` the upstream receives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostHeader {
+    /// The client's, unchanged: the upstream builds links and picks virtual hosts by the
+    /// public name, as it would with the proxy absent. The default for `http` upstreams.
+    Client,
+    /// The upstream's own `host[:port]`, as in the upstream URL: what an origin behind TLS
+    /// expects (an object store's bucket host, a CDN origin), since its certificate names the
+    /// same host. The default for `https` upstreams, and the only mode in which the proxy
+    /// speaks HTTP/2 to the upstream.
+    Upstream,
+    /// This name, whatever the client sent.
+    Fixed(HeaderValue),
+}
+
+impl FromStr for HostHeader {
+    type Err = ConfigError;
+
+    /// `client`, `upstream`, or a host name (with an optional port) to send.
+    fn from_str(value: &str) -> Result<Self, ConfigError> {
+        match value {
+            "client" => Ok(Self::Client),
+            "upstream" => Ok(Self::Upstream),
+            name => {
+                let valid = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+                match HeaderValue::from_str(name) {
+                    Ok(value) if valid => Ok(Self::Fixed(value)),
+                    _ => Err(ConfigError(format!(
+                        "host header {name:?}: expected client, upstream, or a host[:port]"
+                    ))),
+                }
+            }
+        }
+    }
 }
 
 impl ProxyConfig {
-    /// A configuration for `upstream`, an `http://host[:port]` URL with no path beyond `/`.
+    /// A configuration for `upstream`, an `http://host[:port]` or `https://host[:port]` URL
+    /// with no path beyond `/`.
     pub fn new(upstream: &str) -> Result<Self, ConfigError> {
         let uri: Uri = upstream
             .parse()
             .map_err(|e| ConfigError(format!("invalid upstream {upstream:?}: {e}")))?;
         match uri.scheme_str() {
-            Some("http") => {}
+            Some("http" | "https") => {}
             Some(other) => {
                 return Err(ConfigError(format!(
-                    "upstream scheme {other:?} is not supported, only http"
+                    "upstream scheme {other:?} is not supported, only http and https"
                 )));
             }
             None => {
@@ -158,6 +203,36 @@ impl ProxyConfig {
             cdn_cache_control: true,
             stale_if_error: Duration::ZERO,
             store_set_cookie: false,
+            roots: tls::Roots::System,
+            host_header: None,
+        })
+    }
+
+    /// Trusts only the certificate authorities in this PEM file for an `https` upstream (a
+    /// private CA), instead of the system's. The file is read and checked now.
+    pub fn upstream_ca(mut self, pem_file: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        self.roots = tls::Roots::from_pem_file(pem_file.as_ref())?;
+        Ok(self)
+    }
+
+    /// The `Host` the upstream receives; see [`HostHeader`].
+    ///
+    /// Defaults to [`HostHeader::Client`] for an `http` upstream and [`HostHeader::Upstream`]
+    /// for an `https` one.
+    #[must_use]
+    pub fn host_header(mut self, host: HostHeader) -> Self {
+        self.host_header = Some(host);
+        self
+    }
+
+    /// The `Host` mode in force: the one set, or the default for the upstream's scheme.
+    pub(crate) fn forwarded_host(&self) -> HostHeader {
+        self.host_header.clone().unwrap_or_else(|| {
+            if self.upstream.scheme() == Some(&http::uri::Scheme::HTTPS) {
+                HostHeader::Upstream
+            } else {
+                HostHeader::Client
+            }
         })
     }
 
@@ -270,9 +345,10 @@ impl ProxyConfig {
     }
 }
 
-/// A mistake in a [`ProxyConfig`]: an upstream URL the proxy cannot use.
+/// A mistake in the proxy's configuration: an upstream URL it cannot use, a CA file it cannot
+/// read, a configuration file that does not parse. The message says which and why.
 #[derive(Clone, Debug)]
-pub struct ConfigError(String);
+pub struct ConfigError(pub(crate) String);
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -282,30 +358,19 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The caching proxy as an axum [`Router`]: every request goes through the cache to the
-/// upstream. Serve it with [`axum::serve()`].
+/// The caching proxy as an axum [`Router`]: every request goes through an in-memory cache of
+/// [`ProxyConfig::cache_bytes`] to the upstream. Serve it with [`axum::serve()`]. [`Proxy`]
+/// builds the rest: several upstreams by `Host`, a cache shared through Redis, and the
+/// operator's [`Purge`].
 ///
 /// Must be called inside a Tokio runtime (the client's connection pool runs on it).
 pub fn proxy(config: ProxyConfig) -> Router {
-    let store = MokaStore::builder().max_bytes(config.cache_bytes).build();
-    let mut cache = ResponseCacheLayer::new(store)
-        .heuristic_freshness(config.heuristic)
-        .cdn_cache_control(config.cdn_cache_control)
-        .stale_if_error(config.stale_if_error)
-        .store_set_cookie(config.store_set_cookie);
-    if let Some(ttl) = config.default_ttl {
-        cache = cache.default_ttl(ttl);
-    }
-    let compress = config.compress;
-    let forward = Forward::new(config);
-    if compress {
-        let compression = CompressionLayer::new();
-        // The cache keys variants by the coding this layer will pick, not the raw header.
-        let cache = cache.encoding(Some(compression.negotiator()));
-        Router::new().fallback_service(cache.layer(compression.layer(forward)))
-    } else {
-        Router::new().fallback_service(cache.layer(forward))
-    }
+    let bytes = config.cache_bytes;
+    Proxy::new()
+        .upstream(config)
+        .cache_bytes(bytes)
+        .build()
+        .router
 }
 
 #[cfg(test)]
@@ -321,8 +386,9 @@ mod tests {
 
     #[test]
     fn rejects_upstreams_it_cannot_forward_to() {
+        assert!(ProxyConfig::new("https://bucket.s3.example:8443").is_ok());
         for bad in [
-            "https://example.com",
+            "ftp://example.com",
             "127.0.0.1:8000",
             "/relative",
             "http://example.com/base",

@@ -1,100 +1,279 @@
 //! Runs the tower-edge caching proxy. `--help` lists every option.
 
-use std::{net::SocketAddr, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
-use clap::Parser;
-use tower_edge_caching_proxy::{ProxyConfig, proxy};
+use clap::{CommandFactory, FromArgMatches, Parser};
+use tower_edge_caching_proxy::{Admin, HostHeader, Proxy, ProxyConfig, file::FileConfig};
+use tower_edge_store::RedisStore;
 
-/// tower-edge caching proxy: an RFC 9111 shared cache in front of an HTTP/1.1 upstream.
+/// tower-edge caching proxy: an RFC 9111 shared cache in front of HTTP and HTTPS upstreams.
 #[derive(Debug, Parser)]
 #[command(
     version,
-    after_help = "The client's Host header is forwarded unchanged, so the upstream sees the \
-                  public host name."
+    after_help = "One upstream from the flags, or several by Host from --config FILE (TOML). \
+                  With --config, the flags of the whole proxy (--addr, --cache-mib, Redis, \
+                  admin) override the file's."
 )]
 struct Cli {
-    /// Upstream to forward to.
+    /// Upstream to forward to (http:// or https://).
+    #[arg(long, env = "UPSTREAM", value_name = "URL", conflicts_with = "config")]
+    upstream: Option<String>,
+
+    /// Several upstreams by Host, and the other settings, from this TOML file.
+    #[arg(long, env = "PROXY_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Check the configuration (flags and file, CA files included), print a summary, and exit.
+    #[arg(long)]
+    check_config: bool,
+
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "ADDR", value_name = "HOST:PORT")]
+    addr: Option<SocketAddr>,
+
+    /// In-memory cache size in MiB [default: 256].
+    #[arg(long, env = "CACHE_MIB", value_name = "N")]
+    cache_mib: Option<u64>,
+
+    /// Share the cache through this Redis: memory in front, invalidations on the bus.
+    #[arg(long, env = "REDIS_URL", value_name = "URL")]
+    redis_url: Option<String>,
+
+    /// Or through this Redis Cluster: comma-separated node URLs (not both).
+    #[arg(long, env = "REDIS_CLUSTER_NODES", value_name = "URLS")]
+    redis_cluster_nodes: Option<String>,
+
+    /// Serve POST /purge and GET /metrics on this address (keep it private); needs
+    /// ADMIN_TOKEN.
+    #[arg(long, env = "ADMIN_ADDR", value_name = "HOST:PORT")]
+    admin_addr: Option<SocketAddr>,
+
+    /// Bearer token of the admin listener, at least 16 characters. Prefer the environment
+    /// variable: other users can read a process's flags.
     #[arg(
         long,
-        env = "UPSTREAM",
-        value_name = "URL",
-        default_value = "http://127.0.0.1:8000"
+        env = "ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
     )]
-    upstream: String,
+    admin_token: Option<String>,
 
-    /// Address to listen on.
+    #[command(flatten)]
+    upstream_options: UpstreamOptions,
+}
+
+/// The options of the one upstream given by `--upstream`; a file gives them per upstream.
+#[derive(Debug, clap::Args)]
+struct UpstreamOptions {
+    /// Trust only the CAs in this PEM file for an https upstream (a private CA).
     #[arg(
         long,
-        env = "ADDR",
-        value_name = "HOST:PORT",
-        default_value = "127.0.0.1:8080"
+        env = "UPSTREAM_CA",
+        value_name = "FILE",
+        conflicts_with = "config"
     )]
-    addr: SocketAddr,
+    upstream_ca: Option<PathBuf>,
 
-    /// In-memory cache size in MiB.
-    #[arg(long, env = "CACHE_MIB", value_name = "N", default_value = "256")]
-    cache_mib: u64,
+    /// Host sent upstream: client, upstream, or a host name [default: client for http,
+    /// upstream for https].
+    #[arg(long, value_name = "MODE", conflicts_with = "config")]
+    host_header: Option<String>,
 
-    /// Upstream connect timeout, then 504.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = seconds)]
-    connect_timeout: Duration,
+    /// Upstream connect timeout, then 504 [default: 5].
+    #[arg(long, value_name = "SECS", value_parser = seconds, conflicts_with = "config")]
+    connect_timeout: Option<Duration>,
 
-    /// Wait this long for the upstream's response head, then 504.
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = seconds)]
-    read_timeout: Duration,
+    /// Wait this long for the upstream's response head, then 504 [default: 30].
+    #[arg(long, value_name = "SECS", value_parser = seconds, conflicts_with = "config")]
+    read_timeout: Option<Duration>,
 
     /// Add Via to forwarded requests and responses.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "config")]
     via: bool,
 
     /// Compress responses for clients that accept it (off: no transformation).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "config")]
     compress: bool,
 
     /// Heuristic freshness for responses with Last-Modified only (RFC 9111 §4.2.2).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "config")]
     heuristic: bool,
 
     /// TTL for responses with no freshness information at all [default: none].
-    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    #[arg(long, value_name = "SECS", value_parser = seconds, conflicts_with = "config")]
     default_ttl: Option<Duration>,
 
     /// Serve a stored response up to SECS past its freshness while the upstream fails
     /// (RFC 5861) [default: none].
-    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    #[arg(long, value_name = "SECS", value_parser = seconds, conflicts_with = "config")]
     stale_if_error: Option<Duration>,
 
     /// Ignore CDN-Cache-Control (RFC 9213; read by default).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "config")]
     no_cdn_cache_control: bool,
 
     /// Store responses with Set-Cookie and replay them (RFC 9111 §7.3); only for an upstream
     /// that marks personal cookies private.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "config")]
     store_set_cookie: bool,
 }
 
+/// What the proxy runs with, flags and file combined.
+#[derive(Debug)]
+struct Settings {
+    proxy: Proxy,
+    addr: SocketAddr,
+    cache_mib: u64,
+    redis: Option<RedisStore>,
+    redis_shown: Option<String>,
+    admin: Option<(SocketAddr, String)>,
+    upstreams: String,
+}
+
 impl Cli {
-    /// The proxy's configuration; `Err` for an upstream it cannot forward to.
+    /// The options from the command line, then the environment. An empty variable counts as
+    /// unset (`REDIS_URL=` in a compose file means no Redis), where clap alone would read an
+    /// empty value.
+    fn from_env() -> Self {
+        let command = Self::command().mut_args(|arg| {
+            let empty = arg
+                .get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|value| value.is_empty());
+            if empty { arg.env(None) } else { arg }
+        });
+        let matches = command.get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    /// The one upstream of `--upstream` and its options.
     fn config(&self) -> Result<ProxyConfig, String> {
-        let mut config = ProxyConfig::new(&self.upstream)
+        let options = &self.upstream_options;
+        let upstream = self.upstream.as_deref().unwrap_or("http://127.0.0.1:8000");
+        let mut config = ProxyConfig::new(upstream)
             .map_err(|e| e.to_string())?
-            .via(self.via)
-            .compress(self.compress)
-            .heuristic(self.heuristic)
-            .cdn_cache_control(!self.no_cdn_cache_control)
-            .store_set_cookie(self.store_set_cookie)
-            .cache_bytes(self.cache_mib.saturating_mul(1024 * 1024))
-            .connect_timeout(self.connect_timeout)
-            .read_timeout(self.read_timeout);
-        if let Some(ttl) = self.default_ttl {
+            .via(options.via)
+            .compress(options.compress)
+            .heuristic(options.heuristic)
+            .cdn_cache_control(!options.no_cdn_cache_control)
+            .store_set_cookie(options.store_set_cookie);
+        if let Some(ca) = &options.upstream_ca {
+            config = config.upstream_ca(ca).map_err(|e| e.to_string())?;
+        }
+        if let Some(mode) = &options.host_header {
+            let mode: HostHeader = mode
+                .parse()
+                .map_err(|e: tower_edge_caching_proxy::ConfigError| e.to_string())?;
+            config = config.host_header(mode);
+        }
+        if let Some(timeout) = options.connect_timeout {
+            config = config.connect_timeout(timeout);
+        }
+        if let Some(timeout) = options.read_timeout {
+            config = config.read_timeout(timeout);
+        }
+        if let Some(ttl) = options.default_ttl {
             config = config.default_ttl(ttl);
         }
-        if let Some(window) = self.stale_if_error {
+        if let Some(window) = options.stale_if_error {
             config = config.stale_if_error(window);
         }
         Ok(config)
     }
+
+    /// Everything checked: the upstreams (from the flags or the file), the addresses, Redis
+    /// and the admin token. Redis is not contacted here.
+    fn settings(&self) -> Result<Settings, String> {
+        let file = self
+            .config
+            .as_deref()
+            .map(FileConfig::load)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let (proxy, upstreams) = match &file {
+            Some(file) => {
+                let (upstreams, hosts) = file.summary();
+                (
+                    file.proxy().map_err(|e| e.to_string())?,
+                    format!("{upstreams} upstream(s) for {hosts} host name(s) from the file"),
+                )
+            }
+            None => {
+                let config = self.config()?;
+                let shown = config.upstream().to_string();
+                (Proxy::new().upstream(config), shown)
+            }
+        };
+        let addr = self
+            .addr
+            .or(file.as_ref().and_then(|f| f.addr))
+            .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("a valid address"));
+        let cache_mib = self
+            .cache_mib
+            .or(file.as_ref().and_then(|f| f.cache_mib))
+            .unwrap_or(256);
+        let nodes_from_file = file
+            .as_ref()
+            .and_then(|f| f.redis_cluster_nodes.as_ref())
+            .map(|nodes| nodes.join(","));
+        let (url, nodes) = if self.redis_url.is_some() || self.redis_cluster_nodes.is_some() {
+            (self.redis_url.clone(), self.redis_cluster_nodes.clone())
+        } else {
+            (
+                file.as_ref().and_then(|f| f.redis_url.clone()),
+                nodes_from_file,
+            )
+        };
+        let redis = shared_store(url.as_deref(), nodes.as_deref())?;
+        let admin_addr = self
+            .admin_addr
+            .or(file.as_ref().and_then(|f| f.admin.as_ref()).map(|a| a.addr));
+        let admin = match (admin_addr, &self.admin_token) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(
+                    "the admin listener needs ADMIN_TOKEN (at least 16 characters)".to_owned(),
+                );
+            }
+            (Some(addr), Some(token)) => Some((addr, token.clone())),
+        };
+        Ok(Settings {
+            proxy,
+            addr,
+            cache_mib,
+            redis,
+            redis_shown: url.or(nodes),
+            admin,
+            upstreams,
+        })
+    }
+}
+
+/// The Redis (or Redis Cluster) the cache is shared through, if one is given.
+fn shared_store(url: Option<&str>, nodes: Option<&str>) -> Result<Option<RedisStore>, String> {
+    let builder = match (url, nodes) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err("set REDIS_URL or REDIS_CLUSTER_NODES, not both".to_owned());
+        }
+        (Some(url), None) => RedisStore::builder(url),
+        (None, Some(nodes)) => {
+            let nodes: Vec<&str> = nodes
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .collect();
+            if nodes.is_empty() {
+                return Err("REDIS_CLUSTER_NODES lists no node URL".to_owned());
+            }
+            RedisStore::cluster_builder(nodes)
+        }
+    };
+    builder
+        .prefix("tower-edge-proxy:")
+        .build()
+        .map(Some)
+        .map_err(|e| format!("Redis {}: {e}", url.or(nodes).unwrap_or_default()))
 }
 
 /// A positive number of seconds, fractions allowed.
@@ -107,50 +286,124 @@ fn seconds(value: &str) -> Result<Duration, String> {
         .ok_or_else(|| "expected a positive number of seconds".to_owned())
 }
 
+async fn listen(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // `--help` and mistakes end here (exit 0 and 2).
-    let cli = Cli::parse();
-    let config = match cli.config() {
-        Ok(config) => config,
+    let cli = Cli::from_env();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let settings = match cli.settings() {
+        Ok(settings) => settings,
         Err(message) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);
         }
     };
-    let addr = cli.addr;
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("error: cannot listen on {addr}: {e}");
-            return ExitCode::FAILURE;
+    if cli.check_config {
+        eprintln!(
+            "configuration OK: {}; listen on {}; {} MiB in memory{}{}",
+            settings.upstreams,
+            settings.addr,
+            settings.cache_mib,
+            settings
+                .redis_shown
+                .as_deref()
+                .map(|r| format!(", shared through Redis {r}"))
+                .unwrap_or_default(),
+            settings
+                .admin
+                .as_ref()
+                .map(|(addr, _)| format!(", admin on {addr}"))
+                .unwrap_or_default(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    match run(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
         }
-    };
-    let local = listener.local_addr().map_or(addr, |a| a);
+    }
+}
+
+async fn run(settings: Settings) -> Result<(), String> {
+    let mut proxy = settings
+        .proxy
+        .cache_bytes(settings.cache_mib.saturating_mul(1024 * 1024));
+    if let Some(l2) = settings.redis {
+        proxy = proxy.shared(l2);
+    }
+    let built = proxy.build();
+    let listener = listen(settings.addr, "proxy").await?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    if let Some((addr, token)) = settings.admin {
+        let admin = Admin::new(built.purge.clone(), &token).map_err(|e| e.to_string())?;
+        let admin = match metrics_recorder() {
+            Some(handle) => admin.metrics(handle),
+            None => admin,
+        };
+        let admin_listener = listen(addr, "admin").await?;
+        let admin_local = admin_listener.local_addr().map_err(|e| e.to_string())?;
+        eprintln!("admin (purge, metrics) on http://{admin_local}/");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(admin_listener, admin.router()).await {
+                eprintln!("error: admin listener: {e}");
+            }
+        });
+    }
     eprintln!(
         "tower-edge caching proxy on http://{local}/ in front of {}",
-        config.upstream()
+        settings.upstreams
     );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
         eprintln!("shutting down");
     };
-    match axum::serve(listener, proxy(config))
+    axum::serve(listener, built.router)
         .with_graceful_shutdown(shutdown)
         .await
-    {
-        Ok(()) => ExitCode::SUCCESS,
+        .map_err(|e| e.to_string())
+}
+
+/// A Prometheus recorder for `/metrics`, with buckets that suit a cache (10 µs to 10 s).
+fn metrics_recorder() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().set_buckets_for_metric(
+        metrics_exporter_prometheus::Matcher::Prefix("tower_edge_".to_owned()),
+        &tower_edge::observe::DURATION_BUCKETS,
+    );
+    match recorder.and_then(|recorder| recorder.install_recorder()) {
+        Ok(handle) => {
+            let upkeep = handle.clone();
+            // Drains the histograms' buffers, as the exporter expects of its user.
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    upkeep.run_upkeep();
+                }
+            });
+            Some(handle)
+        }
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+            eprintln!("warning: no metrics recorder ({e}); /metrics answers 404");
+            None
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -171,8 +424,14 @@ mod tests {
             "--via",
         ])
         .unwrap();
-        assert_eq!(cli.addr, "0.0.0.0:80".parse().unwrap());
+        assert_eq!(cli.addr, Some("0.0.0.0:80".parse().unwrap()));
         assert_eq!(cli.config().unwrap().upstream(), "http://10.0.0.1:9000/");
+        let settings = parse(&["--upstream", "https://bucket.example"])
+            .unwrap()
+            .settings()
+            .unwrap();
+        assert_eq!(settings.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(settings.cache_mib, 256);
     }
 
     #[test]
@@ -186,17 +445,34 @@ mod tests {
             &["--bogus"],
             &["--stale-if-error", "soon"],
             &["--cache-mib", "lots"],
+            &["--config", "proxy.toml", "--upstream", "http://x"],
+            &["--config", "proxy.toml", "--via"],
         ] {
             let error = parse(wrong).expect_err("refused");
             assert_eq!(error.exit_code(), 2, "{wrong:?}");
         }
-        // Parsed, but not an upstream this proxy forwards to.
-        assert!(
-            parse(&["--upstream", "https://x"])
-                .unwrap()
-                .config()
-                .is_err()
-        );
+        // Parsed, but not a configuration the proxy can run.
+        for wrong in [
+            &["--upstream", "ftp://x"][..],
+            &[
+                "--upstream",
+                "https://x",
+                "--upstream-ca",
+                "/no/such/ca.pem",
+            ],
+            &["--host-header", "a b"],
+            &["--admin-addr", "127.0.0.1:0"],
+            &[
+                "--redis-url",
+                "redis://a",
+                "--redis-cluster-nodes",
+                "redis://b",
+            ],
+            &["--config", "/no/such/proxy.toml"],
+        ] {
+            let error = parse(wrong).unwrap().settings().expect_err("refused");
+            assert!(!error.is_empty(), "{wrong:?}");
+        }
     }
 
     #[test]
@@ -207,6 +483,7 @@ mod tests {
             "--no-cdn-cache-control",
             "--store-set-cookie",
             "--connect-timeout=0.5",
+            "--host-header=upstream",
         ])
         .unwrap();
         let shown = format!("{:?}", cli.config().unwrap());
@@ -214,6 +491,7 @@ mod tests {
         assert!(shown.contains("cdn_cache_control: false"), "{shown}");
         assert!(shown.contains("store_set_cookie: true"), "{shown}");
         assert!(shown.contains("connect_timeout: 500ms"), "{shown}");
+        assert!(shown.contains("host_header: Some(Upstream)"), "{shown}");
         let defaults = format!("{:?}", parse(&[]).unwrap().config().unwrap());
         assert!(defaults.contains("cdn_cache_control: true"), "{defaults}");
     }

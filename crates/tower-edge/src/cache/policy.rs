@@ -227,9 +227,11 @@ fn warn_invalid_freshness(name: &str, value: Option<&str>) {
 /// Whether the default TTLs ([`Config::default_ttl`], the `DefaultTtl` extension) may give
 /// `status` a freshness its response did not state: the codes RFC 9110 §15.1 lets a cache keep
 /// without explicit freshness, errors excepted (a 404 or 410 kept for the default TTL would
-/// hide a resource created meanwhile). `206` is stored as a part, by its own rules.
+/// hide a resource created meanwhile). A `206` is a part of a `200` (RFC 9110 §15.3.7, also
+/// heuristically cacheable): its part is fresh for as long as the whole would be, so ranges of
+/// an object sent without freshness (an object store's) are answered from the parts held.
 fn default_ttl_applies(status: http::StatusCode) -> bool {
-    matches!(status.as_u16(), 200 | 203 | 204 | 300 | 301 | 308)
+    matches!(status.as_u16(), 200 | 203 | 204 | 206 | 300 | 301 | 308)
 }
 
 /// Whether a stored response must not be served stale (RFC 9111 §4.2.4), as a shared cache
