@@ -29,6 +29,7 @@ use crate::ConfigError;
 pub struct Purge {
     handle: CacheHandle,
     record_metrics: Arc<dyn Fn() + Send + Sync>,
+    bus: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
 
 impl fmt::Debug for Purge {
@@ -64,14 +65,25 @@ impl From<StoreError> for PurgeError {
 }
 
 impl Purge {
-    pub(crate) fn new<St: CacheStore + Clone>(store: St) -> Self {
+    pub(crate) fn new<St: CacheStore + Clone>(
+        store: St,
+        bus: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    ) -> Self {
         // A layer of the proxy's default key rules over the same store: its handle addresses
         // what every site's layer stored.
         let handle = ResponseCacheLayer::new(store.clone()).handle("http://localhost");
         Self {
             handle,
             record_metrics: Arc::new(move || store.record_metrics()),
+            bus,
         }
+    }
+
+    /// With a shared cache, whether this instance is subscribed to the invalidation bus (it
+    /// connects in the background when the proxy starts, and again after Redis comes back);
+    /// `None` for a cache in memory only.
+    pub fn bus_connected(&self) -> Option<bool> {
+        self.bus.as_ref().map(|connected| connected())
     }
 
     /// Removes every stored variant of `url` (`http://host/path?query`); returns how many

@@ -114,12 +114,20 @@ impl Proxy {
             .max_bytes(self.cache_bytes.unwrap_or(256 * 1024 * 1024))
             .build();
         match self.shared.clone() {
-            None => self.assemble(memory),
-            Some(l2) => self.assemble(Tiered::new(memory, l2).with_invalidation_bus()),
+            None => self.assemble(memory, None),
+            Some(l2) => {
+                let store = Tiered::new(memory, l2).with_invalidation_bus();
+                let probe = store.clone();
+                self.assemble(store, Some(Arc::new(move || probe.bus_connected())))
+            }
         }
     }
 
-    fn assemble<St: CacheStore + Clone>(self, store: St) -> Built {
+    fn assemble<St: CacheStore + Clone>(
+        self,
+        store: St,
+        bus: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    ) -> Built {
         let sites: HashMap<String, Router> = self
             .sites
             .into_iter()
@@ -135,7 +143,7 @@ impl Proxy {
         };
         Built {
             router: Router::new().fallback_service(dispatch),
-            purge: Purge::new(store),
+            purge: Purge::new(store, bus),
         }
     }
 }
