@@ -8,6 +8,7 @@ pub mod chart;
 pub mod compression;
 pub mod fs;
 pub mod nginx;
+pub mod proxy;
 pub mod redis;
 
 use std::sync::OnceLock;
@@ -257,7 +258,9 @@ pub fn paired_baseline(name: &str) -> Option<&'static str> {
         "redis-hit" => Some("redis-bare"),
         "tiered-hit" => Some("cache-hit"),
         "preset-hit-observed" => Some("preset-hit"),
-        _ => fs::paired(name).or_else(|| compression::paired(name)),
+        _ => fs::paired(name)
+            .or_else(|| compression::paired(name))
+            .or_else(|| proxy::paired(name)),
     }
 }
 
@@ -356,6 +359,7 @@ pub fn scenarios() -> Vec<Scenario> {
     all.extend(redis::scenarios(full));
     all.extend(fs::scenarios());
     all.extend(compression::scenarios());
+    all.extend(proxy::scenarios(full));
     all
 }
 

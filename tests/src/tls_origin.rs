@@ -42,6 +42,11 @@ impl TestCa {
         }
     }
 
+    /// The CA's certificate, as PEM.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
     /// Writes the CA's certificate as PEM to `path`.
     pub fn write_pem(&self, path: &Path) {
         std::fs::write(path, &self.pem).expect("write the CA file");

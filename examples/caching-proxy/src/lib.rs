@@ -1,12 +1,17 @@
-//! An RFC 9111 shared cache in front of any HTTP/1.1 upstream, built from tower-edge layers.
+//! An RFC 9111 shared cache in front of HTTP and HTTPS upstreams, built from tower-edge layers.
 //!
 //! ```text
 //! client ──▶ ResponseCacheLayer ──▶ [CompressionLayer] ──▶ Forward ──▶ upstream
 //! ```
 //!
 //! [`proxy`] returns an axum [`Router`] that sends every request, whatever its method, to the
-//! upstream through a pooled HTTP/1.1 client, with a [`ResponseCacheLayer`] (over a
-//! [`MokaStore`]) in front. The cache does what a shared cache does: it stores what RFC 9111
+//! upstream through a pooled client (HTTP/1.1, or HTTP/2 over TLS when the upstream offers it;
+//! see [`Forward`]), with a [`ResponseCacheLayer`](tower_edge::cache::ResponseCacheLayer) (over a
+//! [`MokaStore`](tower_edge::cache::MokaStore)) in front. [`Proxy`] builds the same for several
+//! upstreams chosen by `Host`, over a cache shared by every instance through Redis, and gives
+//! the [`Purge`] an operator's [`Admin`] listener serves; [`mod@file`] reads all of it from TOML.
+//!
+//! The cache does what a shared cache does: it stores what RFC 9111
 //! lets it store, answers fresh hits itself with `Age` and `Cache-Status`, answers the client's
 //! `If-None-Match` / `If-Modified-Since` with `304` and `Range` with `206` from the stored
 //! response, revalidates stale entries with a conditional request, and removes a URL's entries
@@ -49,9 +54,10 @@
 //! - Every request and response header except the hop-by-hop ones (RFC 9110 §7.6.1):
 //!   `Connection` and the fields it names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
 //!   `Transfer-Encoding` and `Upgrade`.
-//! - `Host` as the client sent it, so the origin builds links and virtual hosts for the public
-//!   name, as it would with the proxy absent. An origin that only answers to its own name needs
-//!   a client (or a proxy in front) that sends that name. The cache keys by this `Host` as well.
+//! - `Host` as the client sent it for an `http` upstream, so the origin builds links and
+//!   virtual hosts for the public name, as it would with the proxy absent; the upstream's own
+//!   name for an `https` upstream, whose certificate names it. [`HostHeader`] chooses otherwise.
+//!   The cache keys by the client's `Host` in every case.
 //! - `Via` (RFC 9110 §7.6.3) only with [`ProxyConfig::via`].
 //! - Not interim responses. An upstream's `100 Continue` or `103 Early Hints` is read and
 //!   dropped; the client gets the final response, and nothing of the `103` is stored with it.
@@ -60,7 +66,8 @@
 //!   before the final response, so the proxy cannot forward them. The conformance tests check
 //!   that a `100` or `103` before a `200` or a `304` changes nothing else.
 //!
-//! Nothing is transformed unless [`ProxyConfig::compress`] is on: then a [`CompressionLayer`]
+//! Nothing is transformed unless [`ProxyConfig::compress`] is on: then a
+//! [`CompressionLayer`](tower_edge::compression::CompressionLayer)
 //! sits inside the cache, and the cache keys variants by the encoding that layer negotiates, so
 //! each stored variant is compressed once.
 //!
@@ -69,7 +76,9 @@
 //! An upstream that refuses the connection, or breaks it before answering, gives `502 Bad
 //! Gateway`; one that does not connect within [`ProxyConfig::connect_timeout`] or send its
 //! response head within [`ProxyConfig::read_timeout`] gives `504 Gateway Timeout`. Both carry a
-//! short `text/plain` reason and `Cache-Control: no-store`. A body that stalls for longer than
+//! short `text/plain` reason and `Cache-Control: no-store`. A TLS handshake that fails (an
+//! untrusted or expired certificate, one for another name) is a `502` that says why; the
+//! request is never sent in plain text instead. A body that stalls for longer than
 //! the read timeout between two chunks is cut off, and the client sees the connection end early.
 //!
 //! # Buffering
@@ -335,7 +344,8 @@ impl ProxyConfig {
     }
 
     /// Compresses responses the upstream sent uncompressed, for clients that accept it, with a
-    /// [`CompressionLayer`] inside the cache, so compressed variants are stored.
+    /// [`CompressionLayer`](tower_edge::compression::CompressionLayer) inside the cache, so
+    /// compressed variants are stored.
     ///
     /// Defaults to `false`: bodies reach the client as the upstream sent them.
     #[must_use]
