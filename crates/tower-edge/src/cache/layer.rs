@@ -177,7 +177,9 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
     /// response extension.
     ///
     /// It applies to the status codes a cache may keep without explicit freshness (RFC 9110
-    /// §15.1) that are not errors: 200, 203, 204, 300, 301 and 308; and only to bodies whose
+    /// §15.1) that are not errors: 200, 203, 204, 300, 301 and 308, and to the 206 parts of a
+    /// 200 (so ranges of an object sent without freshness are answered from the parts held);
+    /// and only to bodies whose
     /// length is known before they are read, never to a stream (server-sent events, a page
     /// sent in pieces). A 404 or a stream is stored only when its response says so itself
     /// (`Cache-Control: max-age`) or through [`CacheTtl`](super::CacheTtl).

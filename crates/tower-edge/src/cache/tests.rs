@@ -1629,6 +1629,34 @@ async fn a_stored_part_answers_ranges_within_it() {
     assert_eq!(calls.get(), 3);
 }
 
+/// An origin that sends no freshness at all (an object store): `default_ttl` makes its parts
+/// fresh as it would the whole, so a range within a stored part is a hit; without it, the part
+/// is fetched again.
+#[tokio::test]
+async fn default_ttl_makes_parts_of_an_object_without_freshness_fresh() {
+    const NO_FRESHNESS: &[(&str, &str)] = &[("etag", "\"v1\""), ("content-type", "video/mp4")];
+    for (ttl, calls_after) in [(Some(Duration::from_secs(60)), 1), (None, 2)] {
+        let calls = Calls::default();
+        let mut cache = layer(&clock());
+        if let Some(ttl) = ttl {
+            cache = cache.default_ttl(ttl);
+        }
+        let app = ranged(calls.clone(), NO_FRESHNESS).layer(cache);
+        assert_eq!(
+            send(&app, range("/v", "bytes=0-9")).await.text(),
+            "0123456789"
+        );
+        let again = send(&app, range("/v", "bytes=2-4")).await;
+        assert_eq!(again.text(), "234");
+        assert_eq!(
+            calls.get(),
+            calls_after,
+            "{ttl:?}: {}",
+            again.cache_status()
+        );
+    }
+}
+
 /// A range on a miss goes to the origin without waiting for another range of the same
 /// resource: a download's readers never queue behind each other's parts.
 #[tokio::test]
