@@ -58,7 +58,7 @@ pub struct FileConfig {
     /// The admin listener.
     pub admin: Option<AdminSection>,
     #[serde(default)]
-    upstream: Vec<UpstreamSection>,
+    upstream: Vec<Upstream>,
     #[serde(skip)]
     base: PathBuf,
 }
@@ -71,23 +71,38 @@ pub struct AdminSection {
     pub addr: SocketAddr,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[[upstream]]`: one upstream and its options, each `None` for [`ProxyConfig`]'s default.
+/// The command line's `--upstream` fills one too.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpstreamSection {
-    url: String,
+pub struct Upstream {
+    /// `http://host[:port]` or `https://host[:port]`.
+    pub url: String,
+    /// The `Host` names routed to it; none for the upstream of every other host.
     #[serde(default)]
-    hosts: Vec<String>,
-    ca_file: Option<PathBuf>,
-    host_header: Option<String>,
-    default_ttl: Option<f64>,
-    stale_if_error: Option<f64>,
-    connect_timeout: Option<f64>,
-    read_timeout: Option<f64>,
-    heuristic: Option<bool>,
-    compress: Option<bool>,
-    via: Option<bool>,
-    cdn_cache_control: Option<bool>,
-    store_set_cookie: Option<bool>,
+    pub hosts: Vec<String>,
+    /// [`ProxyConfig::upstream_ca`], relative to the file's directory.
+    pub ca_file: Option<PathBuf>,
+    /// [`ProxyConfig::host_header`]: `client`, `upstream` or a host name.
+    pub host_header: Option<String>,
+    /// [`ProxyConfig::default_ttl`], in seconds.
+    pub default_ttl: Option<f64>,
+    /// [`ProxyConfig::stale_if_error`], in seconds.
+    pub stale_if_error: Option<f64>,
+    /// [`ProxyConfig::connect_timeout`], in seconds.
+    pub connect_timeout: Option<f64>,
+    /// [`ProxyConfig::read_timeout`], in seconds.
+    pub read_timeout: Option<f64>,
+    /// [`ProxyConfig::heuristic`].
+    pub heuristic: Option<bool>,
+    /// [`ProxyConfig::compress`].
+    pub compress: Option<bool>,
+    /// [`ProxyConfig::via`].
+    pub via: Option<bool>,
+    /// [`ProxyConfig::cdn_cache_control`].
+    pub cdn_cache_control: Option<bool>,
+    /// [`ProxyConfig::store_set_cookie`].
+    pub store_set_cookie: Option<bool>,
 }
 
 impl FileConfig {
@@ -164,8 +179,9 @@ impl FileConfig {
     }
 }
 
-impl UpstreamSection {
-    fn config(&self, base: &Path) -> Result<ProxyConfig, ConfigError> {
+impl Upstream {
+    /// The [`ProxyConfig`] these options describe; a relative `ca_file` is taken from `base`.
+    pub fn config(&self, base: &Path) -> Result<ProxyConfig, ConfigError> {
         let mut config = ProxyConfig::new(&self.url)?;
         if let Some(ca) = &self.ca_file {
             config = config.upstream_ca(base.join(ca))?;

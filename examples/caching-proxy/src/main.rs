@@ -1,9 +1,17 @@
 //! Runs the tower-edge caching proxy. `--help` lists every option.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use tower_edge_caching_proxy::{Admin, HostHeader, Proxy, ProxyConfig, file::FileConfig};
+use tower_edge_caching_proxy::{
+    Admin, Proxy, ProxyConfig,
+    file::{self, FileConfig},
+};
 use tower_edge_store::RedisStore;
 
 /// tower-edge caching proxy: an RFC 9111 shared cache in front of HTTP and HTTPS upstreams.
@@ -149,36 +157,27 @@ impl Cli {
     /// The one upstream of `--upstream` and its options.
     fn config(&self) -> Result<ProxyConfig, String> {
         let options = &self.upstream_options;
-        let upstream = self.upstream.as_deref().unwrap_or("http://127.0.0.1:8000");
-        let mut config = ProxyConfig::new(upstream)
-            .map_err(|e| e.to_string())?
-            .via(options.via)
-            .compress(options.compress)
-            .heuristic(options.heuristic)
-            .cdn_cache_control(!options.no_cdn_cache_control)
-            .store_set_cookie(options.store_set_cookie);
-        if let Some(ca) = &options.upstream_ca {
-            config = config.upstream_ca(ca).map_err(|e| e.to_string())?;
-        }
-        if let Some(mode) = &options.host_header {
-            let mode: HostHeader = mode
-                .parse()
-                .map_err(|e: tower_edge_caching_proxy::ConfigError| e.to_string())?;
-            config = config.host_header(mode);
-        }
-        if let Some(timeout) = options.connect_timeout {
-            config = config.connect_timeout(timeout);
-        }
-        if let Some(timeout) = options.read_timeout {
-            config = config.read_timeout(timeout);
-        }
-        if let Some(ttl) = options.default_ttl {
-            config = config.default_ttl(ttl);
-        }
-        if let Some(window) = options.stale_if_error {
-            config = config.stale_if_error(window);
-        }
-        Ok(config)
+        let seconds = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+        let upstream = file::Upstream {
+            url: self
+                .upstream
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:8000".to_owned()),
+            hosts: Vec::new(),
+            ca_file: options.upstream_ca.clone(),
+            host_header: options.host_header.clone(),
+            default_ttl: seconds(options.default_ttl),
+            stale_if_error: seconds(options.stale_if_error),
+            connect_timeout: seconds(options.connect_timeout),
+            read_timeout: seconds(options.read_timeout),
+            heuristic: Some(options.heuristic),
+            compress: Some(options.compress),
+            via: Some(options.via),
+            cdn_cache_control: Some(!options.no_cdn_cache_control),
+            store_set_cookie: Some(options.store_set_cookie),
+        };
+        // A relative --upstream-ca is the working directory's.
+        upstream.config(Path::new("")).map_err(|e| e.to_string())
     }
 
     /// Everything checked: the upstreams (from the flags or the file), the addresses, Redis

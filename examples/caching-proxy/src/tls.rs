@@ -9,13 +9,22 @@ use rustls_pki_types::{CertificateDer, pem::PemObject};
 use crate::ConfigError;
 
 /// Certificate authorities to trust for an `https` upstream.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub(crate) enum Roots {
     /// The operating system's (on Linux, the PEM bundle `ca-certificates` installs).
     #[default]
     System,
     /// Only these, read from a PEM file.
     Only(Arc<[CertificateDer<'static>]>),
+}
+
+impl std::fmt::Debug for Roots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::System => f.write_str("System"),
+            Self::Only(certs) => write!(f, "Only({} certificates)", certs.len()),
+        }
+    }
 }
 
 impl Roots {
