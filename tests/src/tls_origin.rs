@@ -55,9 +55,27 @@ impl TestCa {
     /// A TLS server configuration with a certificate for `names` (DNS names or IP addresses)
     /// signed by this CA, offering `alpn` (e.g. `h2`, `http/1.1`).
     pub fn server_config(&self, names: &[&str], alpn: &[&[u8]]) -> Arc<ServerConfig> {
+        self.server_config_with(names, alpn, false)
+    }
+
+    /// [`TestCa::server_config`] with a certificate that expired in 2021.
+    pub fn expired_server_config(&self, names: &[&str], alpn: &[&[u8]]) -> Arc<ServerConfig> {
+        self.server_config_with(names, alpn, true)
+    }
+
+    fn server_config_with(
+        &self,
+        names: &[&str],
+        alpn: &[&[u8]],
+        expired: bool,
+    ) -> Arc<ServerConfig> {
         let key = KeyPair::generate().expect("a server key");
         let names: Vec<String> = names.iter().map(|&n| n.to_owned()).collect();
-        let params = CertificateParams::new(names).expect("server parameters");
+        let mut params = CertificateParams::new(names).expect("server parameters");
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
         let cert = params
             .signed_by(&key, &self.issuer)
             .expect("a certificate signed by the CA");

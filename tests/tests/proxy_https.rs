@@ -258,7 +258,8 @@ async fn the_client_host_mode_speaks_http1_with_the_clients_host() {
     assert_eq!(setup.store.log.all()[1].host, "origin.internal");
 }
 
-/// Certificates the proxy must refuse: one from a CA it does not trust, one for another name.
+/// Certificates the proxy must refuse: one from a CA it does not trust, one for another name,
+/// one expired.
 /// Each is a 502 that says why, and nothing reaches the origin in plain text or otherwise.
 #[tokio::test]
 async fn certificates_that_do_not_check_out_are_a_502_with_the_reason() {
@@ -284,9 +285,18 @@ async fn certificates_that_do_not_check_out_are_a_502_with_the_reason() {
     )
     .await;
 
+    // Signed by the trusted CA, for the right name, but expired.
+    let (expired_store, router) = store();
+    let expired = TlsServer::start(
+        router,
+        ca.expired_server_config(&["localhost", "127.0.0.1"], &[b"http/1.1"]),
+    )
+    .await;
+
     for (addr, ca_file, expected) in [
         (untrusted.addr(), &trusted.ca_file, "UnknownIssuer"),
         (misnamed.addr(), &ca_file, "not valid for name"),
+        (expired.addr(), &ca_file, "expired"),
     ] {
         let config = ProxyConfig::new(&format!("https://localhost:{}", addr.port()))
             .unwrap()
@@ -304,6 +314,7 @@ async fn certificates_that_do_not_check_out_are_a_502_with_the_reason() {
     }
     assert!(other_store.log.all().is_empty());
     assert!(misnamed_store.log.all().is_empty());
+    assert!(expired_store.log.all().is_empty());
 }
 
 /// An `https://` upstream where a plain HTTP server listens: the handshake fails, and the
