@@ -150,8 +150,10 @@ impl<S> Layer<S> for ObserveLayer {
     fn layer(&self, inner: S) -> Observe<S> {
         Observe {
             inner,
-            shared: Arc::clone(&self.shared),
-            seen: Arc::default(),
+            site: Arc::new(Site {
+                shared: Arc::clone(&self.shared),
+                seen: std::sync::OnceLock::new(),
+            }),
         }
     }
 }
@@ -160,11 +162,17 @@ impl<S> Layer<S> for ObserveLayer {
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,
+    // One `Arc`: axum clones a route's service for every request.
+    site: Arc<Site>,
+}
+
+/// What one application of the layer keeps.
+struct Site {
     shared: Arc<Shared>,
     /// The first route template this service saw. `Router::layer` gives every route a
     /// service of its own, whose requests all carry the same template: they find their labels
     /// here, with one comparison instead of the shared map's lock and hash.
-    seen: Arc<std::sync::OnceLock<Arc<Route>>>,
+    seen: std::sync::OnceLock<Arc<Route>>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Observe<S> {
@@ -190,31 +198,36 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let began = Instant::now();
+        let site = &*self.site;
+        let shared = &*site.shared;
         let route = match template(&req) {
-            Some(template) => match self.seen.get() {
+            Some(template) => match site.seen.get() {
                 Some(route) if *route.name == *template => Arc::clone(route),
-                Some(_) => self.shared.routes.named(template),
+                Some(_) => shared.routes.named(template),
                 None => {
-                    let route = self.shared.routes.named(template);
-                    let _ = self.seen.set(Arc::clone(&route));
+                    let route = shared.routes.named(template);
+                    let _ = site.seen.set(Arc::clone(&route));
                     route
                 }
             },
-            None => Arc::clone(&self.shared.routes.unmatched),
+            None => Arc::clone(&shared.routes.unmatched),
         };
-        // What the log names, kept only when there is a log: a `Uri` clone shares its bytes.
-        let seen = self
-            .shared
-            .slow_after
-            .map(|_| (req.method().clone(), req.uri().clone()));
+        // What the log names, kept only when there is a log (boxed: the future and the body
+        // carry this state, and every request without a log moves it several times).
+        let slow = shared.slow_after.map(|threshold| {
+            Box::new(Slow {
+                threshold,
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+            })
+        });
         let mut record = Record::default();
         let inner = scope::within(&mut record, || self.inner.call(req));
         ResponseFuture {
             inner,
             state: Some(Pending {
-                slow_after: self.shared.slow_after,
                 route,
-                seen,
+                slow,
                 began,
                 record,
                 status: 0,
@@ -225,9 +238,8 @@ where
 
 /// What a request carries until it ends.
 struct Pending {
-    slow_after: Option<Duration>,
     route: Arc<Route>,
-    seen: Option<(Method, Uri)>,
+    slow: Option<Box<Slow>>,
     began: Instant,
     record: Record,
     /// Index into [`STATUS_LABELS`].
@@ -240,9 +252,10 @@ impl Pending {
         let cache = self.record.cache.unwrap_or("none");
         self.route
             .record(cache, self.status, took, self.record.origin);
-        if let (Some(threshold), Some((method, uri))) = (self.slow_after, &self.seen)
-            && took >= threshold
+        if let Some(slow) = &self.slow
+            && took >= slow.threshold
         {
+            let (method, uri) = (&slow.method, &slow.uri);
             // Milliseconds to the microsecond.
             let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
             tracing::warn!(
@@ -259,6 +272,13 @@ impl Pending {
             );
         }
     }
+}
+
+/// The slow-request log's threshold, and what it names.
+struct Slow {
+    threshold: Duration,
+    method: Method,
+    uri: Uri,
 }
 
 pin_project! {
