@@ -23,7 +23,7 @@ use tower_edge_store::RedisStore;
                   admin) override the file's."
 )]
 struct Cli {
-    /// Upstream to forward to (http:// or https://).
+    /// Upstream to forward to (http:// or https://) [default: http://127.0.0.1:8000].
     #[arg(long, env = "UPSTREAM", value_name = "URL", conflicts_with = "config")]
     upstream: Option<String>,
 
