@@ -109,12 +109,17 @@ impl TlsServer {
         let addr = listener.local_addr().expect("local address");
         let acceptor = TlsAcceptor::from(config);
         let task = tokio::spawn(async move {
+            // Connections live in this set, so that aborting the server ends them too.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
+                let (tcp, _) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    // Out of descriptors, say: the test's requests fail rather than this loop
+                    // spinning.
+                    Err(_) => break,
                 };
                 let (acceptor, router) = (acceptor.clone(), router.clone());
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     // A failed handshake (an untrusting client) ends this connection only.
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
@@ -124,6 +129,8 @@ impl TlsServer {
                         .serve_connection(TokioIo::new(tls), service)
                         .await;
                 });
+                // Reap the connections that ended.
+                while connections.try_join_next().is_some() {}
             }
         });
         Self { addr, task }

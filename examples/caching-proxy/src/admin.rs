@@ -24,7 +24,8 @@ use crate::ConfigError;
 ///
 /// URLs are the ones clients ask the proxy for: `http://` (the proxy's listener speaks plain
 /// HTTP; `https://` is taken to mean the same), then the `Host` clients send (with its port
-/// if they send one), then the path and query.
+/// if they send one: `media.example` and `media.example:8080` are stored apart), then the path
+/// and query. Host names compare regardless of case.
 #[derive(Clone)]
 pub struct Purge {
     handle: CacheHandle,
@@ -43,7 +44,9 @@ impl fmt::Debug for Purge {
 pub enum PurgeError {
     /// The URL is not `http://host/path`: the message says what is wrong.
     BadUrl(String),
-    /// The store failed (Redis unreachable, say); nothing may have been removed.
+    /// The store failed (Redis unreachable, say). What is held in this instance's memory is
+    /// gone; a store with a shared tier keeps the invalidation and carries it out there when
+    /// it answers again, before it reads from it.
     Store(StoreError),
 }
 
@@ -51,7 +54,11 @@ impl fmt::Display for PurgeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadUrl(message) => f.write_str(message),
-            Self::Store(error) => write!(f, "the cache's store failed: {error}"),
+            Self::Store(error) => write!(
+                f,
+                "the cache's store failed: {error}; the purge is kept and carried out when it \
+                 answers again"
+            ),
         }
     }
 }
@@ -89,24 +96,32 @@ impl Purge {
     /// Removes every stored variant of `url` (`http://host/path?query`); returns how many
     /// entries went.
     pub async fn url(&self, url: &str) -> Result<u64, PurgeError> {
-        let (origin, path) = split(url)?;
-        Ok(self
-            .handle
-            .clone()
-            .with_origin(&origin)
-            .invalidate(&path)
-            .await?)
+        let (authority, path) = split(url)?;
+        let mut removed = 0;
+        for origin in origins(&authority) {
+            removed += self
+                .handle
+                .clone()
+                .with_origin(&origin)
+                .invalidate(&path)
+                .await?;
+        }
+        Ok(removed)
     }
 
     /// Removes every stored URL that starts with `url_prefix` (`http://host/videos/`).
     pub async fn prefix(&self, url_prefix: &str) -> Result<u64, PurgeError> {
-        let (origin, path) = split(url_prefix)?;
-        Ok(self
-            .handle
-            .clone()
-            .with_origin(&origin)
-            .invalidate_prefix(&path)
-            .await?)
+        let (authority, path) = split(url_prefix)?;
+        let mut removed = 0;
+        for origin in origins(&authority) {
+            removed += self
+                .handle
+                .clone()
+                .with_origin(&origin)
+                .invalidate_prefix(&path)
+                .await?;
+        }
+        Ok(removed)
     }
 
     /// Removes every response the upstream sent with this tag in `Cache-Tag` or
@@ -131,7 +146,16 @@ impl Purge {
     }
 }
 
-/// `http://host[:port]` and `/path?query` of an absolute URL.
+/// Both origins a host's responses can be stored under: `http://` as clients ask this
+/// listener, and `https://` for a request in absolute form that named that scheme.
+fn origins(authority: &str) -> [String; 2] {
+    [
+        format!("http://{authority}"),
+        format!("https://{authority}"),
+    ]
+}
+
+/// The lowercased `host[:port]` (as keys hold it) and `/path?query` of an absolute URL.
 fn split(url: &str) -> Result<(String, String), PurgeError> {
     let bad = |why: &str| PurgeError::BadUrl(format!("URL {url:?}: {why}"));
     let uri: Uri = url
@@ -142,7 +166,7 @@ fn split(url: &str) -> Result<(String, String), PurgeError> {
     }
     let authority = uri.authority().ok_or_else(|| bad("no host"))?;
     let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    Ok((format!("http://{authority}"), path.to_owned()))
+    Ok((authority.as_str().to_ascii_lowercase(), path.to_owned()))
 }
 
 /// The admin listener's routes: `POST /purge` and `GET /metrics`, all behind
@@ -177,16 +201,23 @@ impl Admin {
     /// The admin routes over `purge`, for holders of `token` (at least 16 characters, since it
     /// guards removing everything the cache holds).
     pub fn new(purge: Purge, token: &str) -> Result<Self, ConfigError> {
-        if token.chars().count() < 16 || token.contains(char::is_whitespace) {
-            return Err(ConfigError(
-                "the admin token must be at least 16 characters, without spaces".to_owned(),
-            ));
-        }
+        Self::check_token(token)?;
         Ok(Self {
             purge,
             token: Arc::from(token),
             metrics: None,
         })
+    }
+
+    /// Whether `token` may guard the admin routes: at least 16 characters, no spaces.
+    pub fn check_token(token: &str) -> Result<(), ConfigError> {
+        if token.chars().count() < 16 || token.contains(char::is_whitespace) {
+            return Err(ConfigError(
+                "the admin token (ADMIN_TOKEN) must be at least 16 characters, without spaces"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
     }
 
     /// Serves this recorder's metrics at `GET /metrics`.
@@ -210,11 +241,14 @@ impl Admin {
 }
 
 async fn authorize(token: Arc<str>, req: axum::extract::Request, next: Next) -> Response {
+    // The scheme's name is case-insensitive (RFC 9110 §11.1).
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim_start());
     if given.is_some_and(|given| same(given.as_bytes(), token.as_bytes())) {
         return next.run(req).await;
     }
@@ -317,10 +351,10 @@ mod tests {
 
     #[test]
     fn splits_urls_into_origin_and_path() {
-        let (origin, path) = split("http://Media.example:8080/a/b?c=1").unwrap();
-        assert_eq!(origin, "http://Media.example:8080");
+        let (authority, path) = split("http://Media.example:8080/a/b?c=1").unwrap();
+        assert_eq!(authority, "media.example:8080");
         assert_eq!(path, "/a/b?c=1");
-        assert_eq!(split("https://h").unwrap(), ("http://h".into(), "/".into()));
+        assert_eq!(split("https://h").unwrap(), ("h".into(), "/".into()));
         for bad in ["/relative", "ftp://h/x", "not a url", "http:///x"] {
             assert!(split(bad).is_err(), "{bad}");
         }

@@ -155,7 +155,8 @@ impl FileConfig {
                 continue;
             }
             for host in &section.hosts {
-                let name = host.trim().to_ascii_lowercase();
+                // As `Proxy::site` compares it: without a port, regardless of case.
+                let name = crate::sites::normalized_host(host).to_ascii_lowercase();
                 if name.is_empty() || name.contains(['/', ' ', ',']) {
                     return Err(ConfigError(format!(
                         "{which}: host {host:?} is not a host name"
@@ -223,13 +224,23 @@ impl Upstream {
 /// A positive number of seconds, if given.
 fn seconds(name: &str, value: Option<f64>) -> Result<Option<Duration>, ConfigError> {
     value
-        .map(|s| {
-            Duration::try_from_secs_f64(s)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| ConfigError(format!("{name} = {s}: expected positive seconds")))
-        })
+        .map(|s| positive_seconds(s).map_err(|e| ConfigError(format!("{name} = {s}: {e}"))))
         .transpose()
+}
+
+/// The longest duration an option takes: a year. Longer ones are mistakes, and past some
+/// point a deadline computed from one would not be representable.
+const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// `seconds` as a duration: positive, at most a year.
+pub fn positive_seconds(seconds: f64) -> Result<Duration, ConfigError> {
+    if !(seconds > 0.0 && seconds <= MAX_SECONDS) {
+        return Err(ConfigError(
+            "expected a positive number of seconds, at most a year (31536000)".to_owned(),
+        ));
+    }
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|e| ConfigError(format!("expected a number of seconds: {e}")))
 }
 
 #[cfg(test)]
@@ -292,6 +303,15 @@ mod tests {
             (
                 "[[upstream]]\nurl = \"http://a\"\nread_timeout = 0",
                 "read_timeout = 0",
+            ),
+            (
+                "[[upstream]]\nurl = \"http://a\"\nread_timeout = 1e19",
+                "at most a year",
+            ),
+            (
+                "[[upstream]]\nurl = \"http://a\"\nhosts = [\"x.example\"]\n\
+                 [[upstream]]\nurl = \"http://b\"\nhosts = [\"X.example:8080\"]",
+                "already given",
             ),
             (
                 "[[upstream]]\nurl = \"https://a\"\nca_file = \"no-such-ca.pem\"",

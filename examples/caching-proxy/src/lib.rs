@@ -57,7 +57,9 @@
 //! - `Host` as the client sent it for an `http` upstream, so the origin builds links and
 //!   virtual hosts for the public name, as it would with the proxy absent; the upstream's own
 //!   name for an `https` upstream, whose certificate names it. [`HostHeader`] chooses otherwise.
-//!   The cache keys by the client's `Host` in every case.
+//!   The cache keys by the client's `Host` in every case. A request in absolute form
+//!   (`GET http://host/path`) names its host in the target, and its `Host` is replaced by it
+//!   (RFC 9112 §3.2.2), so that the upstream answers for the host the cache keys by.
 //! - `Via` (RFC 9110 §7.6.3) only with [`ProxyConfig::via`].
 //! - Not interim responses. An upstream's `100 Continue` or `103 Early Hints` is read and
 //!   dropped; the client gets the final response, and nothing of the `103` is stored with it.

@@ -64,7 +64,7 @@ struct Cli {
         value_name = "TOKEN",
         hide_env_values = true
     )]
-    admin_token: Option<String>,
+    admin_token: Option<Secret>,
 
     #[command(flatten)]
     upstream_options: UpstreamOptions,
@@ -134,7 +134,7 @@ struct Settings {
     cache_mib: u64,
     redis: Option<RedisStore>,
     redis_shown: Option<String>,
-    admin: Option<(SocketAddr, String)>,
+    admin: Option<(SocketAddr, Secret)>,
     upstreams: String,
 }
 
@@ -234,14 +234,17 @@ impl Cli {
                     "the admin listener needs ADMIN_TOKEN (at least 16 characters)".to_owned(),
                 );
             }
-            (Some(addr), Some(token)) => Some((addr, token.clone())),
+            (Some(addr), Some(token)) => {
+                Admin::check_token(&token.0).map_err(|e| e.to_string())?;
+                Some((addr, token.clone()))
+            }
         };
         Ok(Settings {
             proxy,
             addr,
             cache_mib,
             redis,
-            redis_shown: url.or(nodes),
+            redis_shown: url.or(nodes).as_deref().map(without_passwords),
             admin,
             upstreams,
         })
@@ -272,17 +275,56 @@ fn shared_store(url: Option<&str>, nodes: Option<&str>) -> Result<Option<RedisSt
         .prefix("tower-edge-proxy:")
         .build()
         .map(Some)
-        .map_err(|e| format!("Redis {}: {e}", url.or(nodes).unwrap_or_default()))
+        .map_err(|e| {
+            let shown = without_passwords(url.or(nodes).unwrap_or_default());
+            format!("Redis {shown}: {e}")
+        })
 }
 
-/// A positive number of seconds, fractions allowed.
+/// A secret from the command line or the environment, never printed.
+#[derive(Clone)]
+struct Secret(String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self(value.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(hidden)")
+    }
+}
+
+/// Redis URLs (comma-separated) as they may be shown: any password replaced by `***`.
+fn without_passwords(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let Some((scheme, rest)) = url.split_once("://") else {
+                return url.to_owned();
+            };
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+                    format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
+                }
+                None => url.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A positive number of seconds, fractions allowed, up to a year.
 fn seconds(value: &str) -> Result<Duration, String> {
     value
         .parse::<f64>()
-        .ok()
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| "expected a positive number of seconds".to_owned())
+        .map_err(|_| "expected a positive number of seconds".to_owned())
+        .and_then(|s| file::positive_seconds(s).map_err(|e| e.to_string()))
 }
 
 async fn listen(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, String> {
@@ -347,7 +389,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     let listener = listen(settings.addr, "proxy").await?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     if let Some((addr, token)) = settings.admin {
-        let admin = Admin::new(built.purge.clone(), &token).map_err(|e| e.to_string())?;
+        let admin = Admin::new(built.purge.clone(), &token.0).map_err(|e| e.to_string())?;
         let admin = match metrics_recorder() {
             Some(handle) => admin.metrics(handle),
             None => admin,
@@ -443,6 +485,7 @@ mod tests {
             &["--read-timeout", "0"],
             &["--bogus"],
             &["--stale-if-error", "soon"],
+            &["--read-timeout", "1e19"],
             &["--cache-mib", "lots"],
             &["--config", "proxy.toml", "--upstream", "http://x"],
             &["--config", "proxy.toml", "--via"],
@@ -472,6 +515,31 @@ mod tests {
             let error = parse(wrong).unwrap().settings().expect_err("refused");
             assert!(!error.is_empty(), "{wrong:?}");
         }
+    }
+
+    #[test]
+    fn secrets_are_never_shown() {
+        assert_eq!(
+            without_passwords("redis://:s3cret@cache:6379/0,redis://u:pw@b:7000"),
+            "redis://:***@cache:6379/0,redis://u:***@b:7000"
+        );
+        assert_eq!(
+            without_passwords("redis://cache:6379"),
+            "redis://cache:6379"
+        );
+        let cli = parse(&[
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--admin-token",
+            "0123456789abcdef",
+        ])
+        .unwrap();
+        assert!(!format!("{cli:?}").contains("0123456789abcdef"));
+        let settings = cli.settings().unwrap();
+        assert!(!format!("{settings:?}").contains("0123456789abcdef"));
+        // Too short for the admin listener: refused before it starts, --check-config included.
+        let short = parse(&["--admin-addr", "127.0.0.1:0", "--admin-token", "short"]).unwrap();
+        assert!(short.settings().unwrap_err().contains("16 characters"));
     }
 
     #[test]

@@ -170,8 +170,8 @@ fn site<St: CacheStore + Clone>(store: St, config: ProxyConfig) -> Router {
     }
 }
 
-/// The host part of a `Host` value or site name, lowercased only when it has to be.
-fn normalized_host(host: &str) -> &str {
+/// The host part of a `Host` value or site name (not lowercased).
+pub(crate) fn normalized_host(host: &str) -> &str {
     let host = host.trim();
     // `[v6]:port`, `[v6]`, `name:port`, `name`.
     match host.rfind(':') {
@@ -219,9 +219,34 @@ impl Service<Request<Body>> for Dispatch {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        // An absolute-form target names the host, and a `Host` that says otherwise is to be
+        // replaced by it (RFC 9112 §3.2.2): the upstream must get the host the cache keys the
+        // response under, never another.
+        if let Some(authority) = req.uri().authority()
+            && req.uri().scheme().is_some()
+        {
+            let hostport = authority.as_str().rsplit('@').next().unwrap_or_default();
+            match http::HeaderValue::from_str(hostport) {
+                Ok(host) => {
+                    req.headers_mut().insert(header::HOST, host);
+                }
+                Err(_) => return bad_target().call(req),
+            }
+        }
         self.route(&req).clone().call(req)
     }
+}
+
+/// The answer for a target whose authority cannot be a `Host`.
+fn bad_target() -> Router {
+    Router::new().fallback(|| async {
+        (
+            StatusCode::BAD_REQUEST,
+            [(header::CACHE_CONTROL, "no-store")],
+            "the request target's host is not a valid Host\n",
+        )
+    })
 }
 
 /// The answer for a host no site names, without a default upstream.
@@ -279,7 +304,32 @@ mod tests {
         assert_eq!(res.status(), StatusCode::MISDIRECTED_REQUEST);
         assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
         // The named site's upstream is down: its own answer, not the 421.
-        let res = proxy.router.oneshot(get("a.EXAMPLE:8080")).await.unwrap();
+        let res = proxy
+            .router
+            .clone()
+            .oneshot(get("a.EXAMPLE:8080"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+        // An absolute-form target wins over `Host` (RFC 9112 §3.2.2), both ways.
+        let absolute = |target: &str, host: &str| {
+            Request::get(target)
+                .header(header::HOST, host)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let res = proxy
+            .router
+            .clone()
+            .oneshot(absolute("http://b.example/", "a.example"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::MISDIRECTED_REQUEST);
+        let res = proxy
+            .router
+            .oneshot(absolute("http://a.example/", "b.example"))
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
     }
 }

@@ -159,21 +159,29 @@ async fn a_configuration_file_routes_by_host_and_the_admin_listener_purges() {
         .expect("the proxy binary starts");
     let stderr = child.stderr.take().unwrap();
     let _running = Running(child);
-    // It prints the admin address, then the proxy's, once both listen.
+    // It prints the admin address, then the proxy's, once both listen. Read on a thread of its
+    // own, so that a proxy that never says so fails the test instead of hanging it.
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            if lines_tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
     let (mut proxy, mut admin) = (None, None);
     let deadline = Instant::now() + Duration::from_secs(30);
-    for line in BufReader::new(stderr).lines() {
-        let line = line.unwrap();
+    while proxy.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .expect("the proxy says it listens within 30 s");
         let addr = |marker: &str| -> Option<SocketAddr> {
             let rest = line.split(marker).nth(1)?;
             rest.split('/').next()?.parse().ok()
         };
         admin = admin.or_else(|| addr("admin (purge, metrics) on http://"));
         proxy = proxy.or_else(|| addr("caching proxy on http://"));
-        if proxy.is_some() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the proxy never said it listens");
     }
     let (proxy, admin) = (proxy.expect("proxy address"), admin.expect("admin address"));
 
