@@ -112,11 +112,10 @@ impl TlsServer {
             // Connections live in this set, so that aborting the server ends them too.
             let mut connections = tokio::task::JoinSet::new();
             loop {
-                let (tcp, _) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    // Out of descriptors, say: the test's requests fail rather than this loop
-                    // spinning.
-                    Err(_) => break,
+                // On an error (out of descriptors, say) the test's requests fail rather than
+                // this loop spinning.
+                let Ok((tcp, _)) = listener.accept().await else {
+                    break;
                 };
                 let (acceptor, router) = (acceptor.clone(), router.clone());
                 connections.spawn(async move {
