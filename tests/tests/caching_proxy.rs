@@ -216,13 +216,13 @@ async fn a_fresh_response_is_served_from_the_cache() {
     let first = proxy.get("/fresh", &[]).await;
     assert_eq!(first.status(), StatusCode::OK);
     assert_eq!(first.body(), "fresh body");
-    assert_eq!(cache_status(&first), "tower-edge; fwd=miss; stored");
+    assert_eq!(cache_status(&first), "tower-edge-proxy; fwd=miss; stored");
 
     let second = proxy.get("/fresh", &[]).await;
     assert_eq!(second.status(), StatusCode::OK);
     assert_eq!(second.body(), "fresh body");
     assert!(
-        cache_status(&second).starts_with("tower-edge; hit"),
+        cache_status(&second).starts_with("tower-edge-proxy; hit"),
         "{second:?}"
     );
     assert!(second.headers().contains_key(header::AGE));
@@ -242,7 +242,10 @@ async fn if_none_match_is_answered_304_from_the_cache() {
     assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
     assert!(res.body().is_empty());
     assert_eq!(res.headers()[header::ETAG], "\"v1\"");
-    assert!(cache_status(&res).starts_with("tower-edge; hit"), "{res:?}");
+    assert!(
+        cache_status(&res).starts_with("tower-edge-proxy; hit"),
+        "{res:?}"
+    );
 
     let other = proxy.get("/fresh", &[("if-none-match", "\"v0\"")]).await;
     assert_eq!(other.status(), StatusCode::OK);
@@ -260,14 +263,17 @@ async fn variants_of_accept_language_are_stored_apart() {
     for lang in ["en", "fr"] {
         let res = proxy.get("/lang", &[("accept-language", lang)]).await;
         assert_eq!(res.body(), format!("hello in {lang}").as_str());
-        assert_eq!(cache_status(&res), "tower-edge; fwd=miss; stored");
+        assert_eq!(cache_status(&res), "tower-edge-proxy; fwd=miss; stored");
     }
     assert_eq!(calls.get("GET /lang"), 2);
 
     for lang in ["fr", "en"] {
         let res = proxy.get("/lang", &[("accept-language", lang)]).await;
         assert_eq!(res.body(), format!("hello in {lang}").as_str());
-        assert!(cache_status(&res).starts_with("tower-edge; hit"), "{res:?}");
+        assert!(
+            cache_status(&res).starts_with("tower-edge-proxy; hit"),
+            "{res:?}"
+        );
         assert_eq!(res.headers()[header::VARY], "Accept-Language");
     }
     assert_eq!(
@@ -311,7 +317,10 @@ async fn a_range_is_answered_206_from_the_cache() {
     assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(res.body(), "cdef");
     assert_eq!(res.headers()[header::CONTENT_RANGE], "bytes 2-5/26");
-    assert!(cache_status(&res).starts_with("tower-edge; hit"), "{res:?}");
+    assert!(
+        cache_status(&res).starts_with("tower-edge-proxy; hit"),
+        "{res:?}"
+    );
     assert_eq!(calls.get("GET /alphabet"), 1);
 }
 
@@ -491,7 +500,7 @@ async fn compression_is_opt_in_and_keyed_by_the_negotiated_encoding() {
         .await;
     assert_eq!(again.headers()[header::CONTENT_ENCODING], "gzip");
     assert!(
-        cache_status(&again).starts_with("tower-edge; hit"),
+        cache_status(&again).starts_with("tower-edge-proxy; hit"),
         "{again:?}"
     );
     assert_eq!(again.body(), gzip.body());
@@ -534,7 +543,7 @@ async fn a_default_ttl_caches_responses_without_freshness_information() {
     let again = lenient.get("/plain", &[]).await;
     assert_eq!(again.body(), "call 3");
     assert!(
-        cache_status(&again).starts_with("tower-edge; hit"),
+        cache_status(&again).starts_with("tower-edge-proxy; hit"),
         "{}",
         cache_status(&again)
     );

@@ -121,7 +121,7 @@ async fn fetch(instance: &Instance, path: &str) -> (StatusCode, String) {
 }
 
 fn hit(status: &str) -> bool {
-    status.starts_with("tower-edge; hit")
+    status.starts_with("tower-edge-proxy; hit")
 }
 
 /// Fetches `path` through `instance` until it is not a hit any more: an invalidation made

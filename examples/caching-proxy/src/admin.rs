@@ -249,14 +249,12 @@ async fn authorize(token: Arc<str>, req: axum::extract::Request, next: Next) -> 
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim_start());
-    if given.is_some_and(|given| same(given.as_bytes(), token.as_bytes())) {
-        return next.run(req).await;
-    }
-    let mut res = (
-        StatusCode::UNAUTHORIZED,
-        "a bearer token is required: Authorization: Bearer <ADMIN_TOKEN>\n",
-    )
-        .into_response();
+    let reason = match given {
+        Some(given) if same(given.as_bytes(), token.as_bytes()) => return next.run(req).await,
+        Some(_) => "the bearer token does not match ADMIN_TOKEN\n",
+        None => "a bearer token is required: Authorization: Bearer <ADMIN_TOKEN>\n",
+    };
+    let mut res = (StatusCode::UNAUTHORIZED, reason).into_response();
     res.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"tower-edge proxy admin\""),

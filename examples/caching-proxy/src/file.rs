@@ -5,6 +5,7 @@
 //! ```toml
 //! addr = "0.0.0.0:8080"
 //! cache_mib = 512
+//! cache_name = "edge-eu-1"          # in Cache-Status (default: tower-edge-proxy)
 //! # A cache shared by every instance on this Redis (or redis_cluster_nodes = ["redis://…", …]).
 //! redis_url = "redis://127.0.0.1:6379/0"
 //!
@@ -51,6 +52,8 @@ pub struct FileConfig {
     pub addr: Option<SocketAddr>,
     /// The bound of the in-memory cache, in MiB.
     pub cache_mib: Option<u64>,
+    /// The proxy's name in `Cache-Status`.
+    pub cache_name: Option<String>,
     /// A Redis to share the cache through.
     pub redis_url: Option<String>,
     /// Or a Redis Cluster's node URLs.

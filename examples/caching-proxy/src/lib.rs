@@ -39,12 +39,12 @@
 //!     Request::get("/").header(header::HOST, "www.example.com").body(Body::empty()).unwrap()
 //! };
 //! let first = app.clone().oneshot(get()).await.unwrap();
-//! assert_eq!(first.headers()["cache-status"], "tower-edge; fwd=miss; stored");
+//! assert_eq!(first.headers()["cache-status"], "tower-edge-proxy; fwd=miss; stored");
 //! http_body_util::BodyExt::collect(first.into_body()).await.unwrap(); // stored at the end
 //! # tokio::task::yield_now().await;
 //!
 //! let second = app.oneshot(get()).await.unwrap();
-//! assert!(second.headers()["cache-status"].to_str().unwrap().starts_with("tower-edge; hit"));
+//! assert!(second.headers()["cache-status"].to_str().unwrap().starts_with("tower-edge-proxy; hit"));
 //! # }
 //! ```
 //!

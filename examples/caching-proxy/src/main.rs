@@ -8,6 +8,7 @@ use std::{
 };
 
 use clap::{CommandFactory, FromArgMatches, Parser};
+use tower_edge::cache::CacheName;
 use tower_edge_caching_proxy::{
     Admin, Proxy, ProxyConfig,
     file::{self, FileConfig},
@@ -38,6 +39,10 @@ struct Cli {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "ADDR", value_name = "HOST:PORT")]
     addr: Option<SocketAddr>,
+
+    /// The proxy's name in Cache-Status, after the upstream's own [default: tower-edge-proxy].
+    #[arg(long, env = "CACHE_NAME", value_name = "TOKEN")]
+    cache_name: Option<String>,
 
     /// In-memory cache size in MiB [default: 256].
     #[arg(long, env = "CACHE_MIB", value_name = "N")]
@@ -131,6 +136,7 @@ struct UpstreamOptions {
 struct Settings {
     proxy: Proxy,
     addr: SocketAddr,
+    cache_name: Option<CacheName>,
     cache_mib: u64,
     redis: Option<RedisStore>,
     redis_shown: Option<String>,
@@ -142,13 +148,26 @@ impl Cli {
     /// The options from the command line, then the environment. An empty variable counts as
     /// unset (`REDIS_URL=` in a compose file means no Redis), where clap alone would read an
     /// empty value.
+    ///
+    /// With a configuration file, the variables of a single upstream (`UPSTREAM`,
+    /// `UPSTREAM_CA`) are left unread, as the file names the upstreams: a variable left in an
+    /// environment does not make the file conflict with it. Their flags still do.
     fn from_env() -> Self {
+        let with_file = std::env::var_os("PROXY_CONFIG").is_some_and(|v| !v.is_empty())
+            || std::env::args_os().any(|arg| {
+                arg == "--config" || arg.to_str().is_some_and(|a| a.starts_with("--config="))
+            });
         let command = Self::command().mut_args(|arg| {
             let empty = arg
                 .get_env()
                 .and_then(std::env::var_os)
                 .is_some_and(|value| value.is_empty());
-            if empty { arg.env(None) } else { arg }
+            let single_upstream = matches!(arg.get_id().as_str(), "upstream" | "upstream_ca");
+            if empty || (with_file && single_upstream) {
+                arg.env(None)
+            } else {
+                arg
+            }
         });
         let matches = command.get_matches();
         Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
@@ -227,6 +246,18 @@ impl Cli {
         let admin_addr = self
             .admin_addr
             .or(file.as_ref().and_then(|f| f.admin.as_ref()).map(|a| a.addr));
+        if admin_addr.is_some_and(|admin| admin == addr && admin.port() != 0) {
+            return Err(format!(
+                "the admin listener and the proxy cannot both listen on {addr}"
+            ));
+        }
+        let cache_name = self
+            .cache_name
+            .clone()
+            .or(file.as_ref().and_then(|f| f.cache_name.clone()))
+            .map(|name| CacheName::new(&name))
+            .transpose()
+            .map_err(|e| e.to_string())?;
         let admin = match (admin_addr, &self.admin_token) {
             (None, _) => None,
             (Some(_), None) => {
@@ -242,6 +273,7 @@ impl Cli {
         Ok(Settings {
             proxy,
             addr,
+            cache_name,
             cache_mib,
             redis,
             redis_shown: url.or(nodes).as_deref().map(without_passwords),
@@ -382,6 +414,9 @@ async fn run(settings: Settings) -> Result<(), String> {
     let mut proxy = settings
         .proxy
         .cache_bytes(settings.cache_mib.saturating_mul(1024 * 1024));
+    if let Some(name) = settings.cache_name {
+        proxy = proxy.cache_name(name);
+    }
     if let Some(l2) = settings.redis {
         proxy = proxy.shared(l2);
     }
@@ -511,6 +546,15 @@ mod tests {
                 "redis://b",
             ],
             &["--config", "/no/such/proxy.toml"],
+            &[
+                "--addr",
+                "127.0.0.1:9000",
+                "--admin-addr",
+                "127.0.0.1:9000",
+                "--admin-token",
+                "0123456789abcdef",
+            ],
+            &["--cache-name", "two words"],
         ] {
             let error = parse(wrong).unwrap().settings().expect_err("refused");
             assert!(!error.is_empty(), "{wrong:?}");

@@ -17,7 +17,7 @@ use axum::{
 use http::{Request, StatusCode, header};
 use tower::{Layer, Service};
 use tower_edge::{
-    cache::{MokaStore, ResponseCacheLayer},
+    cache::{CacheName, MokaStore, ResponseCacheLayer},
     compression::CompressionLayer,
 };
 use tower_edge_store::{CacheStore, RedisStore, tiered::Tiered};
@@ -50,6 +50,7 @@ pub struct Proxy {
     sites: Vec<(String, ProxyConfig)>,
     cache_bytes: Option<u64>,
     shared: Option<RedisStore>,
+    cache_name: Option<CacheName>,
 }
 
 /// What [`Proxy::build`] returns.
@@ -97,6 +98,16 @@ impl Proxy {
         self
     }
 
+    /// The name the proxy gives itself in `Cache-Status`, after any the upstream sent (a
+    /// tower-edge application behind it says `tower-edge`).
+    ///
+    /// Defaults to `tower-edge-proxy`.
+    #[must_use]
+    pub fn cache_name(mut self, name: CacheName) -> Self {
+        self.cache_name = Some(name);
+        self
+    }
+
     /// Keeps what is stored in Redis as well, behind each instance's memory, so every proxy
     /// instance on that Redis answers from what any of them fetched. Invalidations (a `POST`
     /// through any instance, a purge) reach every instance's memory through the invalidation
@@ -128,14 +139,17 @@ impl Proxy {
         store: St,
         bus: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
     ) -> Built {
+        let name = self
+            .cache_name
+            .unwrap_or_else(|| CacheName::new("tower-edge-proxy").expect("a token"));
         let sites: HashMap<String, Router> = self
             .sites
             .into_iter()
-            .map(|(host, config)| (host, site(store.clone(), config)))
+            .map(|(host, config)| (host, site(store.clone(), config, &name)))
             .collect();
         let fallback = self.default.map_or_else(
             || Router::new().fallback(misdirected),
-            |config| site(store.clone(), config),
+            |config| site(store.clone(), config, &name),
         );
         let dispatch = Dispatch {
             sites: Arc::new(sites),
@@ -149,8 +163,9 @@ impl Proxy {
 }
 
 /// One upstream's cache and forwarding, over the proxy's `store`.
-fn site<St: CacheStore + Clone>(store: St, config: ProxyConfig) -> Router {
+fn site<St: CacheStore + Clone>(store: St, config: ProxyConfig, name: &CacheName) -> Router {
     let mut cache = ResponseCacheLayer::new(store)
+        .cache_name(name.clone())
         .heuristic_freshness(config.heuristic)
         .cdn_cache_control(config.cdn_cache_control)
         .stale_if_error(config.stale_if_error)
@@ -174,10 +189,12 @@ fn site<St: CacheStore + Clone>(store: St, config: ProxyConfig) -> Router {
 pub(crate) fn normalized_host(host: &str) -> &str {
     let host = host.trim();
     // `[v6]:port`, `[v6]`, `name:port`, `name`.
-    match host.rfind(':') {
+    let name = match host.rfind(':') {
         Some(colon) if !host[colon..].contains(']') => &host[..colon],
         _ => host,
-    }
+    };
+    // `example.com.` (fully qualified) names the same host as `example.com`.
+    name.strip_suffix('.').unwrap_or(name)
 }
 
 /// Sends each request to the site its `Host` names, or to the fallback.
@@ -281,6 +298,8 @@ mod tests {
         assert_eq!(normalized_host("example.com"), "example.com");
         assert_eq!(normalized_host("[::1]:80"), "[::1]");
         assert_eq!(normalized_host("[::1]"), "[::1]");
+        assert_eq!(normalized_host("example.com."), "example.com");
+        assert_eq!(normalized_host("example.com.:8080"), "example.com");
     }
 
     #[tokio::test]

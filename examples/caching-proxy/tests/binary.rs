@@ -93,9 +93,22 @@ fn check_config_accepts_a_good_file_and_explains_a_bad_one() {
         "{said}"
     );
 
-    // Upstream flags belong to the file once there is one.
+    // Upstream flags belong to the file once there is one; a variable left in the
+    // environment is not read then.
     let out = check(&good, &["--upstream", "http://127.0.0.1:9"]);
     assert_eq!(out.status.code(), Some(2));
+    let out = proxy_command()
+        .arg("--config")
+        .arg(&good)
+        .arg("--check-config")
+        .env("UPSTREAM", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // An admin listener needs its token.
     let out = check(&good, &["--admin-addr", "127.0.0.1:0"]);
     assert_eq!(out.status.code(), Some(2));
@@ -195,7 +208,7 @@ async fn a_configuration_file_routes_by_host_and_the_admin_listener_purges() {
     let again = get_host(proxy, "Media.Example:8080", "/v.mp4").await;
     assert!(again.ends_with("media"), "{again}");
     let hit = get_host(proxy, "media.example", "/v.mp4").await;
-    assert!(hit.contains("cache-status: tower-edge; hit"), "{hit}");
+    assert!(hit.contains("cache-status: tower-edge-proxy; hit"), "{hit}");
     assert_eq!(media_calls.load(Ordering::SeqCst), 2, "one per Host value");
     assert_eq!(app_calls.load(Ordering::SeqCst), 1);
 

@@ -60,6 +60,7 @@ pub(crate) struct Config {
     pub(crate) store_cookie_requests: bool,
     pub(crate) store_set_cookie: bool,
     pub(crate) clock: SharedClock,
+    pub(crate) cache_name: super::CacheName,
 }
 
 impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
@@ -88,6 +89,7 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
                 store_cookie_requests: false,
                 store_set_cookie: false,
                 clock: SharedClock::default(),
+                cache_name: super::CacheName::default(),
             },
         )
     }
@@ -170,6 +172,14 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
     pub fn key_prefix(self, prefix: &str) -> Self {
         let prefix = prefix.to_owned();
         self.configure(|config| config.key_prefix = prefix)
+    }
+
+    /// The name this cache gives itself in `Cache-Status` (see [`CacheName`](super::CacheName)).
+    ///
+    /// Defaults to `tower-edge`.
+    #[must_use]
+    pub fn cache_name(self, name: super::CacheName) -> Self {
+        self.configure(|config| config.cache_name = name)
     }
 
     /// How long responses without `Cache-Control` freshness (`max-age`, `s-maxage`) or

@@ -179,6 +179,7 @@ pub use self::{
     handle::CacheHandle,
     key::{InvalidOrigin, KeyOrigin},
     layer::{EncodingFn, ResponseCacheLayer},
+    outcome::{CacheName, InvalidCacheName},
     policy::TTL_HEADER,
     route::{CacheFor, CacheForFuture, CacheForLayer, cache_for},
     service::ResponseCache,

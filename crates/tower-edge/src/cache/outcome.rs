@@ -79,6 +79,81 @@ pub(crate) enum Outcome {
     Bypass,
 }
 
+/// The name a cache gives itself in `Cache-Status` (RFC 9211 §2), so that a response that
+/// passed through several caches tells them apart: `tower-edge` by default; a proxy in front of
+/// an application that caches too takes another (`edge-proxy`, `cdn-eu-1`).
+///
+/// ```
+/// use tower_edge::cache::{CacheName, MokaStore, ResponseCacheLayer};
+///
+/// let layer = ResponseCacheLayer::new(MokaStore::default())
+///     .cache_name(CacheName::new("edge-proxy").expect("a token"));
+/// # let _ = layer;
+/// assert!(CacheName::new("two words").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct CacheName {
+    /// The name and the separator of its parameters: `tower-edge; `.
+    prefix: std::sync::Arc<str>,
+}
+
+impl CacheName {
+    /// `name` if it is a structured-field token (RFC 8941 §3.3.4: a letter or `*`, then
+    /// letters, digits and ``!#$%&'*+-.^_`|~:/``), as RFC 9211 asks of a cache's name.
+    pub fn new(name: &str) -> Result<Self, InvalidCacheName> {
+        let mut bytes = name.bytes();
+        let first = bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'*');
+        let rest = bytes.all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&b));
+        if !(first && rest) {
+            return Err(InvalidCacheName {
+                name: name.to_owned(),
+            });
+        }
+        Ok(Self {
+            prefix: format!("{name}; ").into(),
+        })
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        self.prefix.trim_end_matches("; ")
+    }
+}
+
+impl Default for CacheName {
+    fn default() -> Self {
+        Self {
+            prefix: std::sync::Arc::from("tower-edge; "),
+        }
+    }
+}
+
+impl fmt::Debug for CacheName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// The error of [`CacheName::new`]: not a token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidCacheName {
+    name: String,
+}
+
+impl fmt::Display for InvalidCacheName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cache name {:?} is not a token: a letter, then letters, digits or !#$%&'*+-.^_`|~:/",
+            self.name
+        )
+    }
+}
+
+impl std::error::Error for InvalidCacheName {}
+
 impl Outcome {
     /// The label of `tower_edge_cache_total`.
     fn event(self) -> &'static str {
@@ -100,15 +175,15 @@ impl Outcome {
         }
     }
 
-    /// Appends this outcome's `Cache-Status` member, records it on the request span and
-    /// counts it in `counters`' event family.
-    pub(crate) fn apply(self, headers: &mut HeaderMap, counters: &Counters) {
-        const CACHE: &str = "tower-edge; ";
+    /// Appends this outcome's `Cache-Status` member under `name`, records it on the request
+    /// span and counts it in `counters`' event family.
+    pub(crate) fn apply(self, headers: &mut HeaderMap, counters: &Counters, name: &CacheName) {
+        let prefix = &*name.prefix;
         counters.events.count(self.event());
         crate::observe::scope::cache_outcome(self.event());
-        if let Some(value) = crate::http::value::formatted(format_args!("{CACHE}{self}")) {
+        if let Some(value) = crate::http::value::formatted(format_args!("{prefix}{self}")) {
             // The span field is the member's parameters, without the cache's name.
-            if let Some(text) = value.to_str().ok().and_then(|v| v.strip_prefix(CACHE)) {
+            if let Some(text) = value.to_str().ok().and_then(|v| v.strip_prefix(prefix)) {
                 crate::observe::record("edge.cache", text);
             }
             headers.append(HeaderName::from_static("cache-status"), value);
@@ -263,10 +338,17 @@ mod tests {
             assert_eq!(outcome.to_string(), text);
             assert_eq!(outcome.event(), event, "{text}");
             let mut headers = HeaderMap::new();
-            outcome.apply(&mut headers, &Counters::default());
+            outcome.apply(&mut headers, &Counters::default(), &CacheName::default());
             assert_eq!(
                 headers["cache-status"],
                 format!("tower-edge; {text}").as_str()
+            );
+            let mut named = HeaderMap::new();
+            let name = CacheName::new("edge-proxy").unwrap();
+            outcome.apply(&mut named, &Counters::default(), &name);
+            assert_eq!(
+                named["cache-status"],
+                format!("edge-proxy; {text}").as_str()
             );
         }
     }

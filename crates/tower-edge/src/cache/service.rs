@@ -328,7 +328,11 @@ where
         }
         Start::Bypass(parts, shared) => {
             let mut res = inner.call(Request::from_parts(parts, body)).await?;
-            Outcome::Bypass.apply(res.headers_mut(), &shared.counters);
+            Outcome::Bypass.apply(
+                res.headers_mut(),
+                &shared.counters,
+                &shared.config.cache_name,
+            );
             return Ok(res.map(CacheBody::stream));
         }
         Start::Lookup(begun) => begun,
@@ -374,7 +378,7 @@ where
             return Ok(res);
         }
         if ctx.only_if_cached {
-            return Ok(only_if_cached(Fwd::Miss, &ctx.shared.counters));
+            return Ok(only_if_cached(Fwd::Miss, &ctx.shared));
         }
         flight_key
     };
@@ -464,7 +468,7 @@ where
     if ctx.only_if_cached && !(may_serve_stale && stale_by < found.entry.stale_while_revalidate()) {
         // RFC 9111 §5.2.1.7: what is stored does not do, and the origin is not to be asked.
         let fwd = if refused { Fwd::Request } else { Fwd::Stale };
-        return Ok(only_if_cached(fwd, &shared.counters));
+        return Ok(only_if_cached(fwd, shared));
     }
     if may_serve_stale && stale_by < found.entry.stale_while_revalidate() {
         bump(&shared.counters.stale);
@@ -559,9 +563,13 @@ fn fresh_hit<St, B>(found: &Found, ctx: &Ctx<St>) -> Option<Response<CacheBody<B
 }
 
 /// The `504` of RFC 9111 §5.2.1.7: `only-if-cached`, and nothing stored that may answer.
-fn only_if_cached<B>(fwd: Fwd, counters: &stats::Counters) -> Response<CacheBody<B>> {
+fn only_if_cached<B, St>(fwd: Fwd, shared: &Shared<St>) -> Response<CacheBody<B>> {
     let mut res = Response::new(CacheBody::empty());
     *res.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-    Outcome::OnlyIfCached { fwd }.apply(res.headers_mut(), counters);
+    Outcome::OnlyIfCached { fwd }.apply(
+        res.headers_mut(),
+        &shared.counters,
+        &shared.config.cache_name,
+    );
     res
 }

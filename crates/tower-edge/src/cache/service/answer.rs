@@ -89,7 +89,11 @@ pub(super) fn serve<St, B>(
     }
     res.headers_mut()
         .insert(header::AGE, policy::seconds_value(found.age(ctx.now)));
-    outcome.apply(res.headers_mut(), &ctx.shared.counters);
+    outcome.apply(
+        res.headers_mut(),
+        &ctx.shared.counters,
+        &ctx.shared.config.cache_name,
+    );
     let (mut parts, _) = res.into_parts();
     match precondition {
         Precondition::Proceed => {}
@@ -143,7 +147,7 @@ fn not_modified<St, B>(found: &Found, ctx: &Ctx<St>, outcome: Outcome) -> Respon
         }
     }
     headers.insert(header::AGE, policy::seconds_value(found.age(ctx.now)));
-    outcome.apply(headers, &ctx.shared.counters);
+    outcome.apply(headers, &ctx.shared.counters, &ctx.shared.config.cache_name);
     crate::observe::record("edge.validator", "304");
     ctx.shared.counters.validators.count("304");
     res

@@ -254,7 +254,11 @@ impl<'a, St: CacheStore + Clone> Forwarding<'a, St> {
                     not_modified: false,
                     stored: Stored::No(reason),
                 }
-                .apply(&mut rparts.headers, &ctx.shared.counters);
+                .apply(
+                    &mut rparts.headers,
+                    &ctx.shared.counters,
+                    &ctx.shared.config.cache_name,
+                );
                 return answer_uncached(ctx, rparts, rbody);
             }
         };
@@ -296,7 +300,11 @@ impl<'a, St: CacheStore + Clone> Forwarding<'a, St> {
                 not_modified: false,
                 stored: Stored::kept(stored),
             }
-            .apply(&mut rparts.headers, &ctx.shared.counters);
+            .apply(
+                &mut rparts.headers,
+                &ctx.shared.counters,
+                &ctx.shared.config.cache_name,
+            );
             return match (client_answer, bytes) {
                 (Precondition::Proceed, Some(bytes)) => {
                     Response::from_parts(rparts, CacheBody::full(bytes))
@@ -313,7 +321,11 @@ impl<'a, St: CacheStore + Clone> Forwarding<'a, St> {
             not_modified: false,
             stored: Stored::Unclaimed,
         }
-        .apply(&mut rparts.headers, &ctx.shared.counters);
+        .apply(
+            &mut rparts.headers,
+            &ctx.shared.counters,
+            &ctx.shared.config.cache_name,
+        );
 
         // A stream of unknown length (a page sent in pieces, a feed) may run for long: those
         // waiting on this fetch, here and in other instances, go to the origin themselves

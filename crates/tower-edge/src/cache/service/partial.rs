@@ -67,7 +67,11 @@ pub(super) async fn answer_from_parts<St: CacheStore, B>(
     let ttl = entry.fresh_for().saturating_sub(found.age(ctx.now));
     res.headers_mut()
         .insert(header::AGE, policy::seconds_value(found.age(ctx.now)));
-    Outcome::Hit { ttl }.apply(res.headers_mut(), &ctx.shared.counters);
+    Outcome::Hit { ttl }.apply(
+        res.headers_mut(),
+        &ctx.shared.counters,
+        &ctx.shared.config.cache_name,
+    );
     let (parts, ()) = res.into_parts();
     Some(match ranges {
         Some(ranges) => {
@@ -136,7 +140,11 @@ where
                 not_modified: false,
                 stored: Stored::No(reason),
             }
-            .apply(&mut rparts.headers, &ctx.shared.counters);
+            .apply(
+                &mut rparts.headers,
+                &ctx.shared.counters,
+                &ctx.shared.config.cache_name,
+            );
             return answer_uncached(ctx, rparts, rbody);
         }
     };
@@ -156,7 +164,11 @@ where
             not_modified: false,
             stored: Stored::Unclaimed,
         }
-        .apply(&mut rparts.headers, &ctx.shared.counters);
+        .apply(
+            &mut rparts.headers,
+            &ctx.shared.counters,
+            &ctx.shared.config.cache_name,
+        );
         return match client_precondition(ctx, &rparts) {
             Precondition::Proceed => Response::from_parts(rparts, CacheBody::full(bytes)),
             other => short_answer(rparts, other),
@@ -203,7 +215,11 @@ where
         not_modified: false,
         stored: Stored::kept(stored),
     }
-    .apply(&mut rparts.headers, &ctx.shared.counters);
+    .apply(
+        &mut rparts.headers,
+        &ctx.shared.counters,
+        &ctx.shared.config.cache_name,
+    );
     // The client's conditionals come before its range (RFC 9110 §13.2.2).
     match client_precondition(ctx, &rparts) {
         Precondition::Proceed => Response::from_parts(rparts, CacheBody::full(bytes)),
