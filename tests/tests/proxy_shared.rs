@@ -304,6 +304,10 @@ async fn the_admin_listener_purges_both_instances_for_a_holder_of_the_token_only
     let (status, metrics) = admin_request(&admin, Method::GET, "/metrics", Some(TOKEN)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(metrics.contains("tower_edge_cache"), "{metrics}");
+    assert!(
+        metrics.contains("tower_edge_purge_total{what=\"prefix\",outcome=\"done\"} 1"),
+        "{metrics}"
+    );
     let (status, _) = admin_request(&admin, Method::GET, "/nothing", Some(TOKEN)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -178,7 +178,8 @@ fn split(url: &str) -> Result<(String, String), PurgeError> {
 ///   with `{"purged":"url","removed":N}` (no count for `all`), `400` with a reason for a
 ///   request that names none or several, or a bad URL, and `503` when the store fails.
 /// - `GET /metrics`: the process's metrics in the Prometheus text format, when a recorder is
-///   given ([`Admin::metrics`]).
+///   given ([`Admin::metrics`]). Purges count in `tower_edge_purge_total{what, outcome}`
+///   (`what`: `url`, `prefix`, `tag`, `all`; `outcome`: `done`, `refused`, `failed`).
 ///
 /// A request without the token, or with another, gets `401` and changes nothing.
 #[derive(Clone)]
@@ -310,6 +311,12 @@ async fn purge(
     } else {
         ("all", purge.all().await.map(|()| None))
     };
+    let outcome = match &result {
+        Ok(_) => "done",
+        Err(PurgeError::BadUrl(_)) => "refused",
+        Err(PurgeError::Store(_)) => "failed",
+    };
+    metrics::counter!("tower_edge_purge_total", "what" => what, "outcome" => outcome).increment(1);
     match result {
         Ok(removed) => {
             tracing::info!(what, ?removed, "purged");

@@ -18,7 +18,7 @@
 //! url = "https://media-bucket.s3.example"
 //! # ca_file = "private-ca.pem"      # trust only this CA (a path relative to this file)
 //! # host_header = "upstream"        # or "client", or a host name (default: upstream for https)
-//! default_ttl = 86400               # seconds, for objects sent without freshness information
+//! default_ttl = "1d"                # for objects sent without freshness information
 //! stale_if_error = 300
 //!
 //! [[upstream]]
@@ -29,7 +29,8 @@
 //! ```
 //!
 //! Every upstream option: `url` (required), `hosts`, `ca_file`, `host_header`, `default_ttl`,
-//! `stale_if_error`, `connect_timeout`, `read_timeout` (seconds, fractions allowed),
+//! `stale_if_error`, `connect_timeout`, `read_timeout` (seconds, fractions allowed, or a
+//! text with units: `"90s"`, `"10m"`, `"1h30m"`, `"1d"`, `"500ms"`),
 //! `heuristic`, `compress`, `via`, `cdn_cache_control`, `store_set_cookie` (booleans), with
 //! the defaults of [`ProxyConfig`]. A misspelt option is an error, not ignored.
 
@@ -89,13 +90,13 @@ pub struct Upstream {
     /// [`ProxyConfig::host_header`]: `client`, `upstream` or a host name.
     pub host_header: Option<String>,
     /// [`ProxyConfig::default_ttl`], in seconds.
-    pub default_ttl: Option<f64>,
+    pub default_ttl: Option<Seconds>,
     /// [`ProxyConfig::stale_if_error`], in seconds.
-    pub stale_if_error: Option<f64>,
+    pub stale_if_error: Option<Seconds>,
     /// [`ProxyConfig::connect_timeout`], in seconds.
-    pub connect_timeout: Option<f64>,
+    pub connect_timeout: Option<Seconds>,
     /// [`ProxyConfig::read_timeout`], in seconds.
-    pub read_timeout: Option<f64>,
+    pub read_timeout: Option<Seconds>,
     /// [`ProxyConfig::heuristic`].
     pub heuristic: Option<bool>,
     /// [`ProxyConfig::compress`].
@@ -193,16 +194,16 @@ impl Upstream {
         if let Some(host) = &self.host_header {
             config = config.host_header(host.parse::<HostHeader>()?);
         }
-        if let Some(ttl) = seconds("default_ttl", self.default_ttl)? {
+        if let Some(ttl) = seconds("default_ttl", self.default_ttl.as_ref())? {
             config = config.default_ttl(ttl);
         }
-        if let Some(window) = seconds("stale_if_error", self.stale_if_error)? {
+        if let Some(window) = seconds("stale_if_error", self.stale_if_error.as_ref())? {
             config = config.stale_if_error(window);
         }
-        if let Some(timeout) = seconds("connect_timeout", self.connect_timeout)? {
+        if let Some(timeout) = seconds("connect_timeout", self.connect_timeout.as_ref())? {
             config = config.connect_timeout(timeout);
         }
-        if let Some(timeout) = seconds("read_timeout", self.read_timeout)? {
+        if let Some(timeout) = seconds("read_timeout", self.read_timeout.as_ref())? {
             config = config.read_timeout(timeout);
         }
         if let Some(on) = self.heuristic {
@@ -224,10 +225,87 @@ impl Upstream {
     }
 }
 
-/// A positive number of seconds, if given.
-fn seconds(name: &str, value: Option<f64>) -> Result<Option<Duration>, ConfigError> {
+/// A duration in the file: seconds (`90`, `0.5`), or a text with units (`"90s"`, `"10m"`,
+/// `"1h30m"`, `"1d"`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Seconds {
+    /// A number of seconds.
+    Number(f64),
+    /// Numbers with units `d`, `h`, `m`, `s` and `ms`, largest first.
+    Text(String),
+}
+
+impl From<f64> for Seconds {
+    fn from(seconds: f64) -> Self {
+        Self::Number(seconds)
+    }
+}
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Number(n) => write!(f, "{n}"),
+            Self::Text(t) => write!(f, "{t:?}"),
+        }
+    }
+}
+
+impl Seconds {
+    fn as_secs(&self) -> Result<f64, ConfigError> {
+        let text = match self {
+            Self::Number(n) => return Ok(*n),
+            Self::Text(text) => text.trim(),
+        };
+        let bad = || {
+            ConfigError(format!(
+                "{text:?} is not a duration; write seconds (90) or units (\"90s\", \"10m\", \
+                 \"1h30m\", \"1d\", \"500ms\")"
+            ))
+        };
+        if let Ok(n) = text.parse::<f64>() {
+            return Ok(n);
+        }
+        let mut total = 0.0;
+        let mut rest = text;
+        let mut last_unit = f64::INFINITY;
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .ok_or_else(bad)?;
+            let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let (unit, len) = [
+                ("ms", 0.001),
+                ("d", 86_400.0),
+                ("h", 3_600.0),
+                ("m", 60.0),
+                ("s", 1.0),
+            ]
+            .into_iter()
+            .find_map(|(name, secs)| rest.starts_with(name).then_some((secs, name.len())))
+            .ok_or_else(bad)?;
+            // Largest first, each once: "1h30m", not "30m1h".
+            if unit >= last_unit {
+                return Err(bad());
+            }
+            last_unit = unit;
+            total += number * unit;
+            rest = &rest[len..];
+        }
+        Ok(total)
+    }
+}
+
+/// A positive duration, if given.
+fn seconds(name: &str, value: Option<&Seconds>) -> Result<Option<Duration>, ConfigError> {
     value
-        .map(|s| positive_seconds(s).map_err(|e| ConfigError(format!("{name} = {s}: {e}"))))
+        .map(|given| {
+            given
+                .as_secs()
+                .and_then(positive_seconds)
+                .map_err(|e| ConfigError(format!("{name} = {given}: {e}")))
+        })
         .transpose()
 }
 
@@ -266,8 +344,9 @@ mod tests {
             [[upstream]]
             hosts = ["media.example.com", "CDN.example.com"]
             url = "https://bucket.s3.example"
-            default_ttl = 86400
+            default_ttl = "1d"
             stale_if_error = 0.5
+            read_timeout = "1m30s"
             [[upstream]]
             url = "http://127.0.0.1:8000"
             host_header = "origin.internal"
@@ -282,6 +361,8 @@ mod tests {
         let shown = format!("{:?}", config.proxy().unwrap());
         assert!(shown.contains("\"cdn.example.com\""), "{shown}");
         assert!(shown.contains("stale_if_error: 500ms"), "{shown}");
+        assert!(shown.contains("default_ttl: Some(86400s)"), "{shown}");
+        assert!(shown.contains("read_timeout: 90s"), "{shown}");
         assert!(shown.contains("Fixed(\"origin.internal\")"), "{shown}");
     }
 
@@ -310,6 +391,14 @@ mod tests {
             (
                 "[[upstream]]\nurl = \"http://a\"\nread_timeout = 1e19",
                 "at most a year",
+            ),
+            (
+                "[[upstream]]\nurl = \"http://a\"\ndefault_ttl = \"30m1h\"",
+                "is not a duration",
+            ),
+            (
+                "[[upstream]]\nurl = \"http://a\"\ndefault_ttl = \"soon\"",
+                "is not a duration",
             ),
             (
                 "[[upstream]]\nurl = \"http://a\"\nhosts = [\"x.example\"]\n\

@@ -176,7 +176,7 @@ impl Cli {
     /// The one upstream of `--upstream` and its options.
     fn config(&self) -> Result<ProxyConfig, String> {
         let options = &self.upstream_options;
-        let seconds = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+        let seconds = |d: Option<Duration>| d.map(|d| file::Seconds::from(d.as_secs_f64()));
         let upstream = file::Upstream {
             url: self
                 .upstream
@@ -383,6 +383,12 @@ async fn main() -> ExitCode {
         }
     };
     if cli.check_config {
+        if let Some(l2) = &settings.redis {
+            // Checked, not required: the proxy starts without Redis and shares once it answers.
+            if let Err(reason) = probe(l2).await {
+                eprintln!("warning: {reason}");
+            }
+        }
         eprintln!(
             "configuration OK: {}; listen on {}; {} MiB in memory{}{}",
             settings.upstreams,
@@ -410,7 +416,28 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Whether Redis answers a read: a warning at start and in `--check-config`, since the proxy
+/// runs without it (every request goes to the upstream or to memory) until it answers.
+async fn probe(l2: &RedisStore) -> Result<(), String> {
+    use tower_edge_store::{CacheKey, CacheStore};
+    let key = CacheKey::new("tower-edge-proxy:probe");
+    match tokio::time::timeout(Duration::from_secs(2), l2.get(&key)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!(
+            "Redis does not answer ({e}); the cache is not shared until it does"
+        )),
+        Err(_) => {
+            Err("Redis did not answer within 2 s; the cache is not shared until it does".to_owned())
+        }
+    }
+}
+
 async fn run(settings: Settings) -> Result<(), String> {
+    if let Some(l2) = &settings.redis
+        && let Err(reason) = probe(l2).await
+    {
+        tracing::warn!("{reason}");
+    }
     let mut proxy = settings
         .proxy
         .cache_bytes(settings.cache_mib.saturating_mul(1024 * 1024));
