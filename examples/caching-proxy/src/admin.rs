@@ -96,30 +96,32 @@ impl Purge {
     /// Removes every stored variant of `url` (`http://host/path?query`); returns how many
     /// entries went.
     pub async fn url(&self, url: &str) -> Result<u64, PurgeError> {
-        let (authority, path) = split(url)?;
-        let mut removed = 0;
-        for origin in origins(&authority) {
-            removed += self
-                .handle
-                .clone()
-                .with_origin(&origin)
-                .invalidate(&path)
-                .await?;
-        }
-        Ok(removed)
+        self.under_both_schemes(
+            url,
+            |handle, path| async move { handle.invalidate(&path).await },
+        )
+        .await
     }
 
     /// Removes every stored URL that starts with `url_prefix` (`http://host/videos/`).
     pub async fn prefix(&self, url_prefix: &str) -> Result<u64, PurgeError> {
-        let (authority, path) = split(url_prefix)?;
+        self.under_both_schemes(url_prefix, |handle, path| async move {
+            handle.invalidate_prefix(&path).await
+        })
+        .await
+    }
+
+    /// Runs `purge` with a handle for each origin `url`'s responses can be stored under, and
+    /// the path of `url`; adds up what they removed.
+    async fn under_both_schemes<F, Fut>(&self, url: &str, purge: F) -> Result<u64, PurgeError>
+    where
+        F: Fn(CacheHandle, String) -> Fut,
+        Fut: std::future::Future<Output = Result<u64, StoreError>>,
+    {
+        let (authority, path) = split(url)?;
         let mut removed = 0;
         for origin in origins(&authority) {
-            removed += self
-                .handle
-                .clone()
-                .with_origin(&origin)
-                .invalidate_prefix(&path)
-                .await?;
+            removed += purge(self.handle.clone().with_origin(&origin), path.clone()).await?;
         }
         Ok(removed)
     }

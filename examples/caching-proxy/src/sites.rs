@@ -308,47 +308,23 @@ mod tests {
         let proxy = Proxy::new()
             .site("A.example", ProxyConfig::new("http://127.0.0.1:9").unwrap())
             .build();
-        let get = |host: &str| {
-            Request::get("/")
+        let send = |target: &str, host: &str| {
+            let req = Request::get(target)
                 .header(header::HOST, host)
                 .body(Body::empty())
-                .unwrap()
+                .unwrap();
+            proxy.router.clone().oneshot(req)
         };
-        let res = proxy
-            .router
-            .clone()
-            .oneshot(get("b.example"))
-            .await
-            .unwrap();
+        let res = send("/", "b.example").await.unwrap();
         assert_eq!(res.status(), StatusCode::MISDIRECTED_REQUEST);
         assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
         // The named site's upstream is down: its own answer, not the 421.
-        let res = proxy
-            .router
-            .clone()
-            .oneshot(get("a.EXAMPLE:8080"))
-            .await
-            .unwrap();
+        let res = send("/", "a.EXAMPLE:8080").await.unwrap();
         assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
         // An absolute-form target wins over `Host` (RFC 9112 §3.2.2), both ways.
-        let absolute = |target: &str, host: &str| {
-            Request::get(target)
-                .header(header::HOST, host)
-                .body(Body::empty())
-                .unwrap()
-        };
-        let res = proxy
-            .router
-            .clone()
-            .oneshot(absolute("http://b.example/", "a.example"))
-            .await
-            .unwrap();
+        let res = send("http://b.example/", "a.example").await.unwrap();
         assert_eq!(res.status(), StatusCode::MISDIRECTED_REQUEST);
-        let res = proxy
-            .router
-            .oneshot(absolute("http://a.example/", "b.example"))
-            .await
-            .unwrap();
+        let res = send("http://a.example/", "b.example").await.unwrap();
         assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
     }
 }
