@@ -108,6 +108,29 @@ async fn json_handler() -> Response {
         .into_response()
 }
 
+/// The bare handler's JSON rendered for each response: a fresh buffer, as a handler that
+/// serializes per request hands on (nothing else holds it, so `ETagLayer` hashes it every time).
+async fn rendered_handler() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        Bytes::from(body_10k().to_vec()),
+    )
+        .into_response()
+}
+
+/// [`rendered_handler`] alone: the baseline of `etag-rendered-200`.
+pub fn bare_rendered_app() -> Router {
+    Router::new().route("/data", get(rendered_handler))
+}
+
+/// [`rendered_handler`] behind `ETagLayer`.
+pub fn etag_rendered_app() -> Router {
+    bare_rendered_app().layer(ETagLayer::new())
+}
+
 /// The version-number validator the extractor scenario's handler knows without rendering.
 fn version_validators() -> Validators {
     Validators::new().with_etag(EntityTag::strong("v42").expect("valid entity-tag characters"))
@@ -258,6 +281,7 @@ pub fn paired_baseline(name: &str) -> Option<&'static str> {
         "redis-hit" => Some("redis-bare"),
         "tiered-hit" => Some("cache-hit"),
         "preset-hit-observed" => Some("preset-hit"),
+        "etag-rendered-200" | "etag-rendered-304" => Some("bare-rendered"),
         _ => fs::paired(name)
             .or_else(|| compression::paired(name))
             .or_else(|| proxy::paired(name)),
@@ -284,15 +308,36 @@ pub fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "etag-200",
-            description: "ETagLayer hashing the 10 KiB body, full response",
+            description: "ETagLayer on the bare handler (which sends one kept 10 KiB buffer: hashed once, then remembered), full response",
             app: etag_app,
             request: get_data(Vec::new()),
             expect: full,
         },
         Scenario {
             name: "etag-304",
-            description: "ETagLayer, If-None-Match matches: 304 after hashing",
+            description: "ETagLayer on the bare handler, If-None-Match matches: 304 from the remembered tag",
             app: etag_app,
+            request: get_data(vec![("if-none-match", etag_of_body_10k())]),
+            expect: not_modified,
+        },
+        Scenario {
+            name: "bare-rendered",
+            description: "the bare handler copying its 10 KiB into a fresh buffer per response (as one that serializes per request)",
+            app: bare_rendered_app,
+            request: get_data(Vec::new()),
+            expect: full,
+        },
+        Scenario {
+            name: "etag-rendered-200",
+            description: "ETagLayer on bare-rendered: a body nothing else holds, hashed every time, full response",
+            app: etag_rendered_app,
+            request: get_data(Vec::new()),
+            expect: full,
+        },
+        Scenario {
+            name: "etag-rendered-304",
+            description: "ETagLayer on bare-rendered, If-None-Match matches: 304 after hashing",
+            app: etag_rendered_app,
             request: get_data(vec![("if-none-match", etag_of_body_10k())]),
             expect: not_modified,
         },

@@ -14,6 +14,7 @@ use super::{
     ETagBody,
     hash::{Hasher, MAX_ENCODED},
     layer::Config,
+    memo::{Digest, Digests},
 };
 use crate::{
     collected::Collected,
@@ -42,11 +43,12 @@ pin_project! {
         Inner { #[pin] future: F },
         // Reading the body to hash it. The body is boxed so it can be handed on, unread part
         // and all, if it turns out longer than the bound.
+        // Hashed once whole, not chunk by chunk: a body that arrives as one shared chunk may
+        // have a remembered digest (see `memo`).
         Hashing {
             parts: Option<Parts>,
             body: Option<Pin<Box<B>>>,
             collected: Collected,
-            hasher: Hasher,
         },
         Done,
     }
@@ -99,14 +101,12 @@ where
                         parts: Some(parts),
                         body: Some(Box::pin(body)),
                         collected: Collected::default(),
-                        hasher: Hasher::new(this.config.algorithm),
                     });
                 }
                 StateProj::Hashing {
                     parts,
                     body,
                     collected,
-                    hasher,
                 } => {
                     let response = loop {
                         let frame = ready!(
@@ -118,7 +118,7 @@ where
                         match frame {
                             Some(Ok(frame)) => match frame.into_data() {
                                 Ok(data) => {
-                                    hasher.update(&collected.push(data));
+                                    collected.push(data);
                                     if collected.len() > this.config.max_body_size {
                                         // The size hint understated the length: send what was
                                         // read and stream the rest, without a tag.
@@ -134,7 +134,6 @@ where
                                         take(parts),
                                         collected.take(),
                                         trailers,
-                                        hasher,
                                         this.request.as_ref(),
                                         this.config,
                                     );
@@ -148,7 +147,6 @@ where
                                     take(parts),
                                     collected.take(),
                                     None,
-                                    hasher,
                                     this.request.as_ref(),
                                     this.config,
                                 );
@@ -214,13 +212,11 @@ fn finish<B: Body>(
     mut parts: Parts,
     chunks: VecDeque<Bytes>,
     trailers: Option<HeaderMap>,
-    hasher: &mut Hasher,
     request: Option<&RequestConditions>,
     config: &Config,
 ) -> Response<ETagBody<B>> {
-    let mut encoded = [0u8; MAX_ENCODED];
-    let n = hasher.finish(&mut encoded);
-    let tag = EntityTag::from_valid(config.weak, &encoded[..n]);
+    let digest = digest_of(&chunks, config);
+    let tag = EntityTag::from_valid(config.weak, digest.as_bytes());
     tracing::trace!(etag = %tag, "computed etag");
     parts.headers.insert(header::ETAG, tag.to_header_value());
     let body = ETagBody::buffered(chunks, trailers);
@@ -238,6 +234,33 @@ fn finish<B: Body>(
         }
         _ => Response::from_parts(parts, body),
     }
+}
+
+/// The digest of a body read whole: remembered, for a body in shared memory seen before (see
+/// `memo`), or computed.
+fn digest_of(chunks: &VecDeque<Bytes>, config: &Config) -> Digest {
+    let remembered = match (&config.digests, chunks.len()) {
+        (Some(digests), 1) if Digests::eligible(&chunks[0]) => Some((digests, &chunks[0])),
+        _ => None,
+    };
+    if let Some((digests, body)) = remembered
+        && let Some(digest) = digests.get(body, config.algorithm)
+    {
+        return digest;
+    }
+    let mut hasher = Hasher::new(config.algorithm);
+    for chunk in chunks {
+        hasher.update(chunk);
+    }
+    let mut digest = Digest {
+        encoded: [0u8; MAX_ENCODED],
+        len: 0,
+    };
+    digest.len = hasher.finish(&mut digest.encoded);
+    if let Some((digests, body)) = remembered {
+        digests.remember(body, config.algorithm, digest);
+    }
+    digest
 }
 
 /// Answers 304 or 412 when the preconditions say so, else sends the response as it is.

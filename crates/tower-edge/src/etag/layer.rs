@@ -1,6 +1,8 @@
+use std::sync::Arc;
+
 use tower::Layer;
 
-use super::{Algorithm, ETag};
+use super::{Algorithm, ETag, memo::Digests};
 
 /// Adds strong `ETag`s computed from the body and answers conditional requests.
 ///
@@ -15,6 +17,8 @@ pub(super) struct Config {
     pub(super) max_body_size: u64,
     pub(super) weak: bool,
     pub(super) algorithm: Algorithm,
+    /// Shared by the layer's clones and the services it makes; `None` when turned off.
+    pub(super) digests: Option<Arc<Digests>>,
 }
 
 impl Default for ETagLayer {
@@ -31,6 +35,7 @@ impl ETagLayer {
                 max_body_size: 1024 * 1024,
                 weak: false,
                 algorithm: Algorithm::Sha256,
+                digests: Some(Arc::default()),
             },
         }
     }
@@ -63,6 +68,20 @@ impl ETagLayer {
     #[must_use]
     pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
         self.config.algorithm = algorithm;
+        self
+    }
+}
+
+impl ETagLayer {
+    /// Remembers the digests of bodies that live in shared memory (static data, or a `Bytes`
+    /// the application keeps and sends again), so that sending the same memory again costs no
+    /// hash. Bodies rendered for one response are never remembered. See the
+    /// [module docs](crate::etag#bodies-sent-again) for why this is sound and what it keeps.
+    ///
+    /// Defaults to `true`.
+    #[must_use]
+    pub fn remember_shared_bodies(mut self, remember: bool) -> Self {
+        self.config.digests = remember.then(Arc::default);
         self
     }
 }

@@ -38,6 +38,50 @@
 //! read only up to the bound, then sent on as it comes, also without an `ETag`: the layer never
 //! holds more than the bound.
 //!
+//! # Bodies sent again
+//!
+//! Hashing costs about 6 µs per 10 KiB with SHA-256, as much as the rest of a small response.
+//! A handler that sends the same bytes again and again (an asset embedded with
+//! `include_bytes!`, a document rendered once and kept in a [`Bytes`](bytes::Bytes)) hands the
+//! layer the same memory each time, and the layer remembers its digest: sending it again costs
+//! no hash, and answering a revalidation of it costs less than sending it.
+//!
+//! - A body is recognised by its memory, never by its content: the layer keeps a clone of each
+//!   body it remembers, so that memory can be neither freed nor reused, and `Bytes` never
+//!   changes the bytes it points to. A copy of the same content elsewhere is hashed.
+//! - Only bodies that arrive in one chunk of at most 256 KiB, and that something else holds too
+//!   (static data, or a buffer the application keeps), are remembered. A body rendered for one
+//!   response is held by nothing else and is never remembered: such handlers pay one check per
+//!   response, and the layer keeps none of their bodies alive.
+//! - Each layer remembers at most 32 bodies, so it keeps at most 8 MiB alive beyond what the
+//!   application keeps itself. [`ETagLayer::remember_shared_bodies`] turns it off.
+//!
+//! ```
+//! use axum::{Router, body::Body, routing::get};
+//! use bytes::Bytes;
+//! use http::{Request, header};
+//! use tower::ServiceExt;
+//! use tower_edge::etag::ETagLayer;
+//!
+//! static LOGO: &[u8] = b"<svg xmlns='http://www.w3.org/2000/svg'/>";
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app = Router::new()
+//!     .route("/logo.svg", get(|| async { Bytes::from_static(LOGO) }))
+//!     .layer(ETagLayer::new());
+//!
+//! // Hashed for the first response, remembered for the next: the same tag each time.
+//! let mut tags = Vec::new();
+//! for _ in 0..2 {
+//!     let req = Request::get("/logo.svg").body(Body::empty()).unwrap();
+//!     let res = app.clone().oneshot(req).await.unwrap();
+//!     tags.push(res.headers()[header::ETAG].clone());
+//! }
+//! assert_eq!(tags[0], tags[1]);
+//! # }
+//! ```
+//!
 //! # Unsafe methods
 //!
 //! Only `GET` and `HEAD` are evaluated here. For `PUT`, `POST`, `DELETE` and `PATCH` the handler
@@ -56,6 +100,7 @@
 mod future;
 mod hash;
 mod layer;
+mod memo;
 mod service;
 
 pub use self::{future::ResponseFuture, hash::Algorithm, layer::ETagLayer, service::ETag};

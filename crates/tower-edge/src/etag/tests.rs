@@ -473,3 +473,162 @@ async fn a_handlers_unquoted_or_repeated_etag_is_replaced_by_the_layers_own() {
     .await;
     assert_eq!(res.headers()[header::ETAG], "W/\"v42\"");
 }
+
+/// Whether `layer` remembers a digest for exactly this memory.
+fn remembers(layer: &ETagLayer, body: &Bytes, algorithm: Algorithm) -> bool {
+    layer
+        .config
+        .digests
+        .as_ref()
+        .is_some_and(|digests| digests.get(body, algorithm).is_some())
+}
+
+fn ok_with(body: Bytes) -> Response<Full<Bytes>> {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_body_the_application_keeps_is_hashed_once_and_tagged_the_same_after() {
+    let layer = ETagLayer::new();
+    let kept = Bytes::from(BODY.repeat(50));
+    let tag = expected_tag(&kept);
+    for _ in 0..3 {
+        let body = kept.clone();
+        let res = call(layer.clone(), request(Method::GET, &[]), move || {
+            ok_with(body.clone())
+        })
+        .await;
+        assert_eq!(res.headers()[header::ETAG], tag.as_str());
+        assert_eq!(body_bytes(res).await, kept);
+        assert!(remembers(&layer, &kept, Algorithm::Sha256));
+    }
+    // A revalidation of the remembered body is answered 304 from the remembered tag.
+    let body = kept.clone();
+    let res = call(
+        layer.clone(),
+        request(Method::GET, &[(header::IF_NONE_MATCH, tag.as_str())]),
+        move || ok_with(body.clone()),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(res.headers()[header::ETAG], tag.as_str());
+}
+
+#[tokio::test]
+async fn a_body_rendered_for_one_response_is_never_remembered() {
+    let layer = ETagLayer::new();
+    let res = call(layer.clone(), request(Method::GET, &[]), || {
+        ok_with(Bytes::from(BODY.as_bytes().to_vec()))
+    })
+    .await;
+    assert_eq!(
+        res.headers()[header::ETAG],
+        expected_tag(BODY.as_bytes()).as_str()
+    );
+    let digests = layer.config.digests.as_ref().unwrap();
+    assert_eq!(digests.remembered(), 0);
+}
+
+#[tokio::test]
+async fn a_kept_body_replaced_by_a_new_version_gets_the_new_versions_tag() {
+    // An application swapping the document it keeps: each version is its own memory, so each
+    // gets its own hash, and the old version's digest answers nothing about the new one.
+    let layer = ETagLayer::new();
+    let current = std::sync::Arc::new(std::sync::Mutex::new(Bytes::from_static(b"version one")));
+    for version in [&b"version one"[..], b"version two", b"version one"] {
+        *current.lock().unwrap() = Bytes::copy_from_slice(version);
+        let kept = current.lock().unwrap().clone();
+        let shared = std::sync::Arc::clone(&current);
+        let res = call(layer.clone(), request(Method::GET, &[]), move || {
+            ok_with(shared.lock().unwrap().clone())
+        })
+        .await;
+        assert_eq!(res.headers()[header::ETAG], expected_tag(version).as_str());
+        assert!(remembers(&layer, &kept, Algorithm::Sha256));
+    }
+}
+
+#[tokio::test]
+async fn layers_sharing_remembered_digests_keep_their_algorithms_apart() {
+    let sha = ETagLayer::new();
+    let xxh3 = sha.clone().algorithm(Algorithm::Xxh3_128);
+    let body = Bytes::from_static(BODY.as_bytes());
+    let xxh3_tag = format!(
+        "\"{}\"",
+        URL_SAFE_NO_PAD.encode(xxhash_rust::xxh3::xxh3_128(BODY.as_bytes()).to_be_bytes())
+    );
+    for _ in 0..2 {
+        for (layer, tag) in [
+            (&sha, expected_tag(BODY.as_bytes())),
+            (&xxh3, xxh3_tag.clone()),
+        ] {
+            let body = body.clone();
+            let res = call(layer.clone(), request(Method::GET, &[]), move || {
+                ok_with(body.clone())
+            })
+            .await;
+            assert_eq!(res.headers()[header::ETAG], tag.as_str());
+        }
+    }
+    // One memory has one slot: the last algorithm to hash it is the one remembered, and the
+    // other hashes again, rather than take the wrong digest.
+    assert!(remembers(&xxh3, &body, Algorithm::Xxh3_128));
+    assert!(!remembers(&sha, &body, Algorithm::Sha256));
+}
+
+#[tokio::test]
+async fn remembering_can_be_turned_off() {
+    let layer = ETagLayer::new().remember_shared_bodies(false);
+    let body = Bytes::from_static(BODY.as_bytes());
+    let res = call(layer.clone(), request(Method::GET, &[]), move || {
+        ok_with(body.clone())
+    })
+    .await;
+    assert_eq!(
+        res.headers()[header::ETAG],
+        expected_tag(BODY.as_bytes()).as_str()
+    );
+    assert!(layer.config.digests.is_none());
+}
+
+/// A body of two shared chunks, its length known.
+struct TwoChunks(Vec<Bytes>);
+
+impl Body for TwoChunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready((!self.0.is_empty()).then(|| Ok(Frame::data(self.0.remove(0)))))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
+#[tokio::test]
+async fn a_body_in_several_chunks_is_hashed_every_time_and_not_remembered() {
+    let layer = ETagLayer::new();
+    let chunks = vec![
+        Bytes::from_static(b"{\"half\":"),
+        Bytes::from_static(b"\"one\"}"),
+    ];
+    let whole = chunks.concat();
+    for _ in 0..2 {
+        let chunks = chunks.clone();
+        let res = call(layer.clone(), request(Method::GET, &[]), move || {
+            Response::new(TwoChunks(chunks.clone()))
+        })
+        .await;
+        assert_eq!(res.headers()[header::ETAG], expected_tag(&whole).as_str());
+        assert_eq!(body_bytes(res).await, whole);
+    }
+    assert_eq!(layer.config.digests.as_ref().unwrap().remembered(), 0);
+}
