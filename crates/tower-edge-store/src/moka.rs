@@ -221,15 +221,40 @@ impl MokaStore {
     }
 
     fn read(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        self.inner
-            .cache
-            .get(&self.storage_key(key))
+        // A lookup needs its storage key only for the moment of the lookup: it is written into
+        // a buffer this thread reuses, so that a hit allocates no key.
+        thread_local! {
+            static LOOKUP_KEY: std::cell::RefCell<String> = const {
+                std::cell::RefCell::new(String::new())
+            };
+        }
+        LOOKUP_KEY
+            .with(|buffer| match buffer.try_borrow_mut() {
+                Ok(mut buffer) => {
+                    buffer.clear();
+                    self.write_storage_key(key, &mut buffer);
+                    let found = self.inner.cache.get(buffer.as_str());
+                    // Do not keep a rare long key's capacity for the thread's lifetime.
+                    if buffer.capacity() > 4096 {
+                        *buffer = String::new();
+                    }
+                    found
+                }
+                // Only if a lookup ran inside a lookup on this thread, which nothing here does.
+                Err(_) => self.inner.cache.get(&self.storage_key(key)),
+            })
             .map(|stored| stored.entry)
     }
 
     fn storage_key(&self, key: &CacheKey) -> String {
-        let generation = self.inner.generation.load(Ordering::Acquire);
         let mut out = String::with_capacity(24 + key.resource().len() + key.variant().len());
+        self.write_storage_key(key, &mut out);
+        out
+    }
+
+    fn write_storage_key(&self, key: &CacheKey, out: &mut String) {
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        out.reserve(24 + key.resource().len() + key.variant().len());
         // The generation's decimal digits, without the formatting machinery: this runs on
         // every lookup.
         let mut digits = [0u8; 20];
@@ -248,7 +273,6 @@ impl MokaStore {
         out.push_str(key.resource());
         out.push('|');
         out.push_str(key.variant());
-        out
     }
 
     fn put_now(&self, key: &CacheKey, entry: Entry, ttl: Duration) {

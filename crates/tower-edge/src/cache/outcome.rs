@@ -181,7 +181,7 @@ impl Outcome {
         let prefix = &*name.prefix;
         counters.events.count(self.event());
         crate::observe::scope::cache_outcome(self.event());
-        if let Some(value) = crate::http::value::formatted(format_args!("{prefix}{self}")) {
+        if let Some(value) = self.cache_status().header_value(prefix) {
             // The span field is the member's parameters, without the cache's name.
             if let Some(text) = value.to_str().ok().and_then(|v| v.strip_prefix(prefix)) {
                 crate::observe::record("edge.cache", text);

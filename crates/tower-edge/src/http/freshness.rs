@@ -353,7 +353,10 @@ impl Demand {
 
 /// `Age` as a header value: whole seconds.
 pub fn age_header(age: Duration) -> HeaderValue {
-    crate::http::value::formatted(format_args!("{}", age.as_secs()))
+    let secs = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
+    crate::http::value::ValueBuf::new()
+        .int(secs)
+        .finish()
         .unwrap_or_else(|| HeaderValue::from(age.as_secs()))
 }
 
