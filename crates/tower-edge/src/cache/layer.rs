@@ -7,6 +7,7 @@ use tower_edge_store::{CacheStore, single_flight::Flights};
 use super::{
     CacheHandle, ResponseCache, Shared,
     handle::{HandleInner, KeyRules},
+    heads::Heads,
     key::{KeyOrigin, QueryPolicy},
     stats::Counters,
 };
@@ -106,6 +107,7 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
                     refreshes: Arc::new(Flights::default()),
                     counters,
                     handle,
+                    heads: Heads::default(),
                 })
             },
         }
@@ -128,6 +130,7 @@ impl<St: CacheStore + Clone> ResponseCacheLayer<St> {
                 refreshes: Arc::clone(&old.refreshes),
                 counters: Arc::clone(&old.counters),
                 handle: Arc::clone(&old.handle),
+                heads: Heads::default(),
             }),
         }
     }

@@ -157,6 +157,7 @@
 mod body;
 mod future;
 mod handle;
+mod heads;
 mod key;
 mod layer;
 mod outcome;
@@ -211,6 +212,8 @@ pub(crate) struct Shared<St> {
     refreshes: Arc<Flights>,
     counters: Arc<stats::Counters>,
     handle: Arc<handle::HandleInner>,
+    /// Recent fresh hits' heads (per layer: they carry its `Cache-Status` name).
+    heads: heads::Heads,
 }
 
 #[cfg(test)]

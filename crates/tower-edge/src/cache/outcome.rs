@@ -178,15 +178,26 @@ impl Outcome {
     /// Appends this outcome's `Cache-Status` member under `name`, records it on the request
     /// span and counts it in `counters`' event family.
     pub(crate) fn apply(self, headers: &mut HeaderMap, counters: &Counters, name: &CacheName) {
-        let prefix = &*name.prefix;
+        if let Some(value) = self.cache_status().header_value(&name.prefix) {
+            headers.append(HeaderName::from_static("cache-status"), value);
+        }
+        self.count(headers, counters, name);
+    }
+
+    /// Counts and records the outcome of a response whose `Cache-Status` is already written
+    /// (by [`apply`](Self::apply), or in a kept head).
+    pub(crate) fn count(self, headers: &HeaderMap, counters: &Counters, name: &CacheName) {
         counters.events.count(self.event());
         crate::observe::scope::cache_outcome(self.event());
-        if let Some(value) = self.cache_status().header_value(prefix) {
-            // The span field is the member's parameters, without the cache's name.
-            if let Some(text) = value.to_str().ok().and_then(|v| v.strip_prefix(prefix)) {
-                crate::observe::record("edge.cache", text);
-            }
-            headers.append(HeaderName::from_static("cache-status"), value);
+        // The span field is this cache's member's parameters, without its name.
+        let prefix = &*name.prefix;
+        let ours = headers
+            .get_all("cache-status")
+            .iter()
+            .filter_map(|v| v.to_str().ok()?.strip_prefix(prefix))
+            .next_back();
+        if let Some(text) = ours {
+            crate::observe::record("edge.cache", text);
         }
     }
 }

@@ -129,6 +129,50 @@ async fn stores_a_fresh_response_and_serves_it_with_age_and_cache_status() {
 }
 
 #[tokio::test]
+async fn repeated_hits_follow_the_clock_and_the_entry_each_second() {
+    // A hit's head is kept for the second it stays the same (`cache::heads`): every hit must
+    // still say its own age and ttl, and a new entry its own fields.
+    let (calls, clock) = (Calls::default(), clock());
+    let app = counted(calls.clone(), "max-age=60").layer(layer(&clock));
+    get_path(&app, "/r").await;
+    for (advance_ms, age, ttl) in [(0, 0, 60), (400, 0, 59), (400, 0, 59), (300, 1, 58)] {
+        clock.advance(Duration::from_millis(advance_ms));
+        let hit = get_path(&app, "/r").await;
+        assert_eq!(hit.text(), "call 1");
+        assert_eq!(hit.headers[header::AGE], age.to_string().as_str());
+        assert_eq!(
+            hit.cache_status(),
+            format!("tower-edge; hit; ttl={ttl}"),
+            "{advance_ms} ms on"
+        );
+        assert_eq!(hit.headers.get_all("cache-status").iter().count(), 1);
+    }
+    // Stale, refetched and stored again: the new entry's own head, not the old one's.
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(get_path(&app, "/r").await.text(), "call 2");
+    let hit = get_path(&app, "/r").await;
+    assert_eq!(hit.text(), "call 2");
+    assert_eq!(hit.headers[header::AGE], "0");
+    assert_eq!(hit.cache_status(), "tower-edge; hit; ttl=60");
+    // A range or a HEAD of the same entry in the same second is answered as such.
+    let range = send(&app, get_req("/r", &[("range", "bytes=0-3")])).await;
+    assert_eq!(range.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(range.text(), "call");
+    let head = send(
+        &app,
+        Request::head("/r")
+            .header(header::HOST, "example.com")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.body.is_empty());
+    assert_eq!(head.headers[header::CONTENT_LENGTH], "6");
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test]
 async fn goes_to_the_handler_again_once_stale() {
     let (calls, clock) = (Calls::default(), clock());
     let app = counted(calls.clone(), "max-age=60").layer(layer(&clock));

@@ -77,6 +77,28 @@ pub(super) fn serve<St, B>(
     if matches!(precondition, Precondition::NotModified) {
         return not_modified(found, ctx, outcome);
     }
+    // A plain GET of a fresh hit: the head kept for this entry this second, if there is one
+    // (see `cache::heads`).
+    let kept = match outcome {
+        Outcome::Hit { ttl }
+            if matches!(precondition, Precondition::Proceed)
+                && ctx.method == Method::GET
+                && !ctx.client.contains_key(header::RANGE) =>
+        {
+            Some((found.age(ctx.now).as_secs(), ttl.as_secs()))
+        }
+        _ => None,
+    };
+    if let Some((age, ttl)) = kept
+        && let Some(headers) = ctx.shared.heads.get(entry, age, ttl)
+    {
+        let shared = &ctx.shared;
+        outcome.count(&headers, &shared.counters, &shared.config.cache_name);
+        let mut res = Response::new(CacheBody::full(entry.body().clone()));
+        *res.status_mut() = entry.status();
+        *res.headers_mut() = headers;
+        return res;
+    }
     let mut res = Response::new(CacheBody::<B>::empty());
     *res.status_mut() = entry.status();
     // Room from the start for `Age`, `Cache-Status`, and the `Vary` a compression layer
@@ -94,6 +116,9 @@ pub(super) fn serve<St, B>(
         &ctx.shared.counters,
         &ctx.shared.config.cache_name,
     );
+    if let Some((age, ttl)) = kept {
+        ctx.shared.heads.keep(entry, age, ttl, res.headers());
+    }
     let (mut parts, _) = res.into_parts();
     match precondition {
         Precondition::Proceed => {}
