@@ -39,7 +39,8 @@ pub fn files() -> &'static Path {
     .path()
 }
 
-fn modified_of_small() -> String {
+/// The `Last-Modified` of `small.bin`, for an `If-Modified-Since` that matches it.
+pub fn modified_of_small() -> String {
     let modified = std::fs::metadata(files().join("small.bin"))
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| SystemTime::now());

@@ -23,7 +23,7 @@ use http_body_util::BodyExt;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::ServiceExt;
 use tower_edge::etag::ETagLayer;
-use tower_edge_benches::{bare_app, body_10k, cache_hit_app, etag_of_body_10k, preset_app};
+use tower_edge_benches::{bare_app, body_10k, cache_hit_app, etag_of_body_10k, fs, preset_app};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -42,9 +42,12 @@ struct Case {
     name: &'static str,
     description: &'static str,
     app: Router,
+    path: &'static str,
     headers: Vec<(&'static str, String)>,
     status: StatusCode,
     encoding: Option<&'static str>,
+    /// The length of the full (identity) body.
+    full_len: usize,
 }
 
 fn cases() -> Vec<Case> {
@@ -57,6 +60,8 @@ fn cases() -> Vec<Case> {
             headers: Vec::new(),
             status: StatusCode::OK,
             encoding: None,
+            path: "/data",
+            full_len: body_10k().len(),
         },
         Case {
             name: "preset-hit",
@@ -65,6 +70,8 @@ fn cases() -> Vec<Case> {
             headers: Vec::new(),
             status: StatusCode::OK,
             encoding: None,
+            path: "/data",
+            full_len: body_10k().len(),
         },
         Case {
             name: "preset-br-hit",
@@ -73,6 +80,8 @@ fn cases() -> Vec<Case> {
             headers: vec![("accept-encoding", "gzip, br".to_owned())],
             status: StatusCode::OK,
             encoding: Some("br"),
+            path: "/data",
+            full_len: body_10k().len(),
         },
         Case {
             name: "preset-304",
@@ -81,6 +90,8 @@ fn cases() -> Vec<Case> {
             headers: vec![("if-none-match", etag_of_body_10k())],
             status: StatusCode::NOT_MODIFIED,
             encoding: None,
+            path: "/data",
+            full_len: body_10k().len(),
         },
         Case {
             name: "cache-hit",
@@ -89,6 +100,8 @@ fn cases() -> Vec<Case> {
             headers: Vec::new(),
             status: StatusCode::OK,
             encoding: None,
+            path: "/data",
+            full_len: body_10k().len(),
         },
         Case {
             name: "etag-200",
@@ -97,6 +110,8 @@ fn cases() -> Vec<Case> {
             headers: Vec::new(),
             status: StatusCode::OK,
             encoding: None,
+            path: "/data",
+            full_len: body_10k().len(),
         },
         Case {
             name: "etag-304",
@@ -105,13 +120,35 @@ fn cases() -> Vec<Case> {
             headers: vec![("if-none-match", etag_of_body_10k())],
             status: StatusCode::NOT_MODIFIED,
             encoding: None,
+            path: "/data",
+            full_len: body_10k().len(),
+        },
+        Case {
+            name: "fs-10k",
+            description: "tower-edge ServeDir, a 10 KiB file (from its hot-file cache)",
+            app: fs::edge_app(),
+            headers: Vec::new(),
+            status: StatusCode::OK,
+            encoding: None,
+            path: "/small.bin",
+            full_len: 10 * 1024,
+        },
+        Case {
+            name: "fs-304",
+            description: "tower-edge ServeDir, If-Modified-Since on a 10 KiB file: 304",
+            app: fs::edge_app(),
+            headers: vec![("if-modified-since", fs::modified_of_small())],
+            status: StatusCode::NOT_MODIFIED,
+            encoding: None,
+            path: "/small.bin",
+            full_len: 10 * 1024,
         },
     ]
 }
 
 /// One request through `app`, its body read to the end; checked against what the case expects.
 async fn once(case: &Case) -> Result<(), String> {
-    let mut req = Request::get("/data").header(header::HOST, "bench");
+    let mut req = Request::get(case.path).header(header::HOST, "bench");
     for (name, value) in &case.headers {
         req = req.header(*name, value);
     }
@@ -140,10 +177,10 @@ async fn once(case: &Case) -> Result<(), String> {
     }
     let expected_len = match (status, case.encoding) {
         (StatusCode::NOT_MODIFIED, _) => Some(0),
-        (_, None) => Some(body_10k().len()),
+        (_, None) => Some(case.full_len),
         (_, Some(_)) => None,
     };
-    if expected_len.is_some_and(|len| len != body.len()) || body.len() > body_10k().len() {
+    if expected_len.is_some_and(|len| len != body.len()) || body.len() > case.full_len {
         return Err(format!("a body of {} bytes", body.len()));
     }
     Ok(())
@@ -251,6 +288,7 @@ fn main() -> ExitCode {
         );
     }
     println!("\n{requests} requests counted per scenario, after 10 not counted.");
+    fs::remove_files();
     if failed {
         ExitCode::FAILURE
     } else {

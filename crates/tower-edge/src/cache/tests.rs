@@ -146,6 +146,7 @@ async fn repeated_hits_follow_the_clock_and_the_entry_each_second() {
             "{advance_ms} ms on"
         );
         assert_eq!(hit.headers.get_all("cache-status").iter().count(), 1);
+        assert_eq!(hit.headers[header::CONTENT_LENGTH], "6");
     }
     // Stale, refetched and stored again: the new entry's own head, not the old one's.
     clock.advance(Duration::from_secs(60));

@@ -50,6 +50,7 @@ pub(super) struct CachedRep {
     pub(super) rep: Rep,
     pub(super) bytes: Bytes,
     pub(super) path: PathBuf,
+    pub(super) heads: super::respond::KeptHeads,
 }
 
 /// A cached file: every representation found when it was loaded, identity first.

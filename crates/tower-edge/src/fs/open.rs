@@ -293,5 +293,6 @@ fn read_rep(
         rep: Rep::new(version, etag, meta::modified(&before), encoding),
         bytes: Bytes::from(buf),
         path: path.to_path_buf(),
+        heads: Default::default(),
     }))
 }

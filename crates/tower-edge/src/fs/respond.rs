@@ -1,6 +1,6 @@
 //! Building the response for one representation: preconditions, ranges, headers, body.
 
-use std::{collections::VecDeque, fs::File};
+use std::{collections::VecDeque, fs::File, sync::Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
@@ -23,6 +23,45 @@ pub(super) enum Source {
     File(File),
 }
 
+/// The heads of a cached representation's full `200` and its `304`, built once per
+/// configuration and cloned after: building them field by field (each name hashed into a new
+/// map, then a 304's fields picked out of the 200's) costs more than the rest of answering
+/// from memory. Ranges, 412 and 416 are built as they come.
+#[derive(Debug, Default)]
+pub(super) struct KeptHeads(Mutex<Option<Kept>>);
+
+#[derive(Debug)]
+struct Kept {
+    /// The [`Config::id`] they were built under.
+    config: u64,
+    full: HeaderMap,
+    not_modified: HeaderMap,
+}
+
+impl KeptHeads {
+    fn get(&self, config: u64, not_modified: bool) -> Option<HeaderMap> {
+        let kept = self.0.lock().ok()?;
+        let kept = kept.as_ref().filter(|k| k.config == config)?;
+        Some(if not_modified {
+            kept.not_modified.clone()
+        } else {
+            kept.full.clone()
+        })
+    }
+
+    fn keep(&self, config: u64, full: &HeaderMap) {
+        let mut not_modified = full.clone();
+        crate::http::preconditions::retain_not_modified_headers(&mut not_modified);
+        if let Ok(mut kept) = self.0.lock() {
+            *kept = Some(Kept {
+                config,
+                full: full.clone(),
+                not_modified,
+            });
+        }
+    }
+}
+
 pub(super) struct Request<'a> {
     pub(super) method: &'a Method,
     pub(super) headers: &'a HeaderMap,
@@ -35,6 +74,7 @@ pub(super) fn respond(
     name: &str,
     content_type: &HeaderValue,
     source: Source,
+    kept: Option<&KeptHeads>,
 ) -> Response<FileBody> {
     let now = config.clock.now();
     let mut validators = Validators::new().with_etag(rep.etag.clone());
@@ -42,6 +82,26 @@ pub(super) fn respond(
         && let Some(modified) = rep.modified
     {
         validators = validators.with_last_modified(modified);
+    }
+    // RFC 9110 §13.2.2: preconditions first, then (step 5) the range.
+    let precondition = evaluate(request.method, request.headers, &validators);
+    let len = rep.version.len;
+    let head = request.method == Method::HEAD;
+    // A 304, or the whole file with no range asked: from the kept heads, if any.
+    let plain = matches!(precondition, Precondition::Proceed)
+        && !request.headers.contains_key(header::RANGE);
+    let kept = kept.filter(|_| plain || matches!(precondition, Precondition::NotModified));
+    if let Some(headers) = kept.and_then(|k| k.get(config.id, !plain)) {
+        if !plain {
+            crate::observe::validator("304");
+            return with(StatusCode::NOT_MODIFIED, headers, FileBody::no_content());
+        }
+        let body = if head || len == 0 {
+            FileBody::empty()
+        } else {
+            body(config, source, vec![whole(len)])
+        };
+        return with(StatusCode::OK, headers, body);
     }
     let mut headers = HeaderMap::with_capacity(10);
     headers.insert(header::CONTENT_TYPE, content_type.clone());
@@ -77,15 +137,20 @@ pub(super) fn respond(
         headers.insert(header::CONTENT_DISPOSITION, meta::attachment(name));
     }
 
-    // RFC 9110 §13.2.2: preconditions first, then (step 5) the range.
-    match evaluate(request.method, request.headers, &validators) {
+    match precondition {
         Precondition::Proceed => {}
-        Precondition::NotModified => return short(Short::NotModified, headers),
+        Precondition::NotModified => {
+            if let Some(kept) = kept {
+                // Kept with the full head, which the 304's is made from.
+                let mut full = headers.clone();
+                full.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                kept.keep(config.id, &full);
+            }
+            return short(Short::NotModified, headers);
+        }
         Precondition::PreconditionFailed => return short(Short::PreconditionFailed, headers),
     }
 
-    let len = rep.version.len;
-    let head = request.method == Method::HEAD;
     let resolution = range::evaluate(
         request.method,
         request.headers,
@@ -97,6 +162,9 @@ pub(super) fn respond(
     match resolution {
         Resolution::Full => {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            if let Some(kept) = kept.filter(|_| plain) {
+                kept.keep(config.id, &headers);
+            }
             let body = if head || len == 0 {
                 FileBody::empty()
             } else {

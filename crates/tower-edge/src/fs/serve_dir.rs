@@ -68,6 +68,9 @@ pub enum Offload {
 
 #[derive(Clone, Debug)]
 pub(super) struct Config {
+    /// Changes with every change of the configuration: what the heads a cached file keeps
+    /// (`respond::KeptHeads`) were built under, since clones share the hot-file cache.
+    pub(super) id: u64,
     root: PathBuf,
     canonical_root: OnceLock<Option<PathBuf>>,
     /// ServeFile: the one file name served, whatever the request path.
@@ -133,6 +136,7 @@ impl ServeDir {
         }
         Self {
             config: Arc::new(Config {
+                id: next_config_id(),
                 root,
                 canonical_root: OnceLock::new(),
                 single_file: None,
@@ -161,9 +165,18 @@ impl ServeDir {
     }
 }
 
+/// A configuration id no other configuration of this process has.
+fn next_config_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 impl<F> ServeDir<F> {
-    fn config(&mut self) -> &mut Config {
-        Arc::make_mut(&mut self.config)
+    /// The configuration, to change: it gets a new id.
+    pub(super) fn config(&mut self) -> &mut Config {
+        let config = Arc::make_mut(&mut self.config);
+        config.id = next_config_id();
+        config
     }
 
     /// The files tried, in order, for a request that names a directory (with its trailing
@@ -495,6 +508,7 @@ where
                             &name,
                             &content_type,
                             Source::File(file),
+                            None,
                         );
                         response.body_mut().prefetch();
                         Some(response)
@@ -568,6 +582,7 @@ fn respond_cached<B>(
         &entry.name,
         &entry.content_type,
         Source::Bytes(cached.bytes.clone()),
+        Some(&cached.heads),
     )
 }
 

@@ -1,7 +1,6 @@
 use std::{
     convert::Infallible,
     path::PathBuf,
-    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -34,7 +33,7 @@ impl ServeFile {
             _ => PathBuf::from("."),
         };
         let mut inner = ServeDir::new(dir).follow_symlinks_outside_root(true);
-        Arc::make_mut(&mut inner.config).single_file = Some(name);
+        inner.config().single_file = Some(name);
         Self { inner }
     }
 }
@@ -49,7 +48,7 @@ impl<F> ServeFile<F> {
         let mut inner = f(self.inner);
         // The one file stays the one file, whatever `f` did.
         let name = inner.config.single_file.clone();
-        Arc::make_mut(&mut inner.config).single_file = name;
+        inner.config().single_file = name;
         ServeFile { inner }
     }
 }

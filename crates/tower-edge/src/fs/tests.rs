@@ -672,3 +672,49 @@ async fn a_missing_root_answers_not_found() {
     let svc = ServeDir::new("/definitely/not/a/real/root");
     assert_eq!(get(&svc, "/x", &[]).await.0.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn repeated_answers_from_memory_keep_their_fields_and_each_configuration_its_own() {
+    // A cached file keeps the heads of its 200 and 304 (`respond::KeptHeads`): the same
+    // fields every time, and a clone configured otherwise, which shares the hot-file cache,
+    // still answers with its own.
+    let dir = site();
+    let plain = ServeDir::new(dir.path()).clock(clock());
+    let public = plain
+        .clone()
+        .cache_control(Some(HeaderValue::from_static("public, max-age=60")))
+        .attachment(true);
+    let (first, body) = get(&plain, "/hello.txt", &[]).await;
+    assert_eq!(body, "hello, world");
+    let etag = first.headers[header::ETAG].to_str().unwrap().to_owned();
+    for _ in 0..3 {
+        let (again, body) = get(&plain, "/hello.txt", &[]).await;
+        assert_eq!(again.status, StatusCode::OK);
+        assert_eq!(again.headers, first.headers);
+        assert_eq!(body, "hello, world");
+        let (not_modified, body) =
+            get(&plain, "/hello.txt", &[(header::IF_NONE_MATCH, &etag)]).await;
+        assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+        assert!(body.is_empty());
+        assert_eq!(not_modified.headers[header::ETAG], etag.as_str());
+        assert_eq!(not_modified.headers[header::CACHE_CONTROL], "no-cache");
+        assert!(!not_modified.headers.contains_key(header::CONTENT_LENGTH));
+        assert!(!not_modified.headers.contains_key(header::CONTENT_TYPE));
+        let (head, body) = call(&plain, req(Method::HEAD, "/hello.txt", &[])).await;
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(head.headers[header::CONTENT_LENGTH], "12");
+        assert!(body.is_empty());
+    }
+    let (other, _) = get(&public, "/hello.txt", &[]).await;
+    assert_eq!(other.headers[header::CACHE_CONTROL], "public, max-age=60");
+    assert!(other.headers.contains_key(header::CONTENT_DISPOSITION));
+    let (other, _) = get(&public, "/hello.txt", &[(header::IF_NONE_MATCH, &etag)]).await;
+    assert_eq!(other.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(other.headers[header::CACHE_CONTROL], "public, max-age=60");
+    let (back, _) = get(&plain, "/hello.txt", &[]).await;
+    assert_eq!(back.headers, first.headers);
+    // A range of the same file is answered as a range.
+    let (range, body) = get(&plain, "/hello.txt", &[(header::RANGE, "bytes=0-4")]).await;
+    assert_eq!(range.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, "hello");
+}
