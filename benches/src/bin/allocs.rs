@@ -105,7 +105,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "etag-200",
-            description: "ETagLayer hashing the body, full response",
+            description: "ETagLayer on the bare handler, whose kept body it hashed once and remembers, full response",
             app: bare_app().layer(ETagLayer::new()),
             headers: Vec::new(),
             status: StatusCode::OK,
@@ -115,7 +115,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "etag-304",
-            description: "ETagLayer, If-None-Match matches: 304",
+            description: "ETagLayer on the bare handler, If-None-Match matches: 304",
             app: bare_app().layer(ETagLayer::new()),
             headers: vec![("if-none-match", etag_of_body_10k())],
             status: StatusCode::NOT_MODIFIED,
