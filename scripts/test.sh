@@ -36,6 +36,8 @@ redis-server --version
 # The example server's live page is tested in a real headless browser.
 command -v chromium >/dev/null 2>&1 || apt_install chromium
 chromium --version 2>/dev/null | head -1
+# The load bench's smoke run drives the hit scenarios over HTTP/2 (h2c) with h2load too.
+command -v h2load >/dev/null 2>&1 || apt_install nghttp2-client
 
 # Everything the tests make in the temporary directory (files, Redis Cluster directories, the
 # example server's download) must be gone when they end: a directory of this run's own, checked
@@ -106,7 +108,7 @@ step "soak: 60 s of mixed load on the example server, Redis killed and handlers 
 cargo run -q -p tower-edge-tests --bin soak -- --duration 60
 
 step "load bench smoke run (correctness of every scenario, not a measurement)"
-cargo run -q -p tower-edge-benches --bin loadbench -- --smoke --chart "$run_tmp/loadbench.svg"
+cargo run -q -p tower-edge-benches --bin loadbench -- --smoke --h2load --chart "$run_tmp/loadbench.svg"
 grep -q '</svg>' "$run_tmp/loadbench.svg"
 rm "$run_tmp/loadbench.svg"
 

@@ -121,12 +121,12 @@ async fn rendered_handler() -> Response {
         .into_response()
 }
 
-/// [`rendered_handler`] alone: the baseline of `etag-rendered-200`.
+/// The handler that renders per request, alone: the baseline of `etag-rendered-200`.
 pub fn bare_rendered_app() -> Router {
     Router::new().route("/data", get(rendered_handler))
 }
 
-/// [`rendered_handler`] behind `ETagLayer`.
+/// The handler that renders per request, behind `ETagLayer`.
 pub fn etag_rendered_app() -> Router {
     bare_rendered_app().layer(ETagLayer::new())
 }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p tower-edge-benches --bin loadbench -- [--duration SECS] [--connections N]
-//!     [--only NAME[,NAME…]] [--smoke] [--list]
+//!     [--only NAME[,NAME…]] [--wrk] [--h2load] [--chart FILE] [--smoke] [--list]
 //! ```
 //!
 //! For every scenario it prints requests/s, latency percentiles, the server thread's CPU time per
@@ -39,6 +39,7 @@ struct Options {
     smoke: bool,
     baseline: bool,
     wrk: bool,
+    h2load: bool,
     chart: Option<std::path::PathBuf>,
 }
 
@@ -46,7 +47,8 @@ const USAGE: &str = "\
 loadbench: tower-edge scenarios side by side against a bare axum handler
 
 USAGE:
-    loadbench [--duration SECS] [--connections N] [--only NAME[,NAME...]] [--wrk] [--chart FILE]
+    loadbench [--duration SECS] [--connections N] [--only NAME[,NAME...]] [--wrk] [--h2load]
+              [--chart FILE]
               [--smoke] [--list]
 
 OPTIONS:
@@ -57,6 +59,9 @@ OPTIONS:
     --wrk               also drive each scenario with wrk (1 thread, the same connections and
                         duration, pinned to the client's core with taskset), and print its
                         figures next to the built-in generator's
+    --h2load            also drive the hit scenarios (and the bare handler) over HTTP/2 without
+                        TLS (h2c, prior knowledge) with h2load (1 thread, the same connections,
+                        one stream each, pinned like wrk), and print their figures
     --chart FILE        write an SVG chart of requests/s and server CPU per request by scenario
                         (the built-in generator's figures) to FILE
     --smoke             a fraction of a second per scenario: checks every scenario answers right
@@ -72,6 +77,7 @@ fn parse_options() -> Result<Option<Options>, String> {
         smoke: false,
         baseline: true,
         wrk: false,
+        h2load: false,
         chart: None,
     };
     let mut args = std::env::args().skip(1);
@@ -100,6 +106,7 @@ fn parse_options() -> Result<Option<Options>, String> {
                 .extend(value("--only")?.split(',').map(str::to_owned)),
             "--no-baseline" => opts.baseline = false,
             "--wrk" => opts.wrk = true,
+            "--h2load" => opts.h2load = true,
             "--chart" => opts.chart = Some(value("--chart")?.into()),
             "--smoke" => {
                 opts.smoke = true;
@@ -126,19 +133,34 @@ fn parse_options() -> Result<Option<Options>, String> {
             return Err(format!("unknown scenario {name:?}; --list shows them"));
         }
     }
-    if opts.wrk {
-        for tool in ["wrk", "taskset"] {
-            let found = std::process::Command::new(tool)
+    let tools: &[(&str, bool, &str)] = &[
+        (
+            "wrk",
+            opts.wrk,
+            "--wrk needs `wrk` (Debian: apt-get install wrk)",
+        ),
+        (
+            "h2load",
+            opts.h2load,
+            "--h2load needs `h2load` (Debian: apt-get install nghttp2-client)",
+        ),
+        (
+            "taskset",
+            opts.wrk || opts.h2load,
+            "--wrk and --h2load need `taskset` (Debian: apt-get install util-linux)",
+        ),
+    ];
+    for (tool, needed, hint) in tools {
+        let found = || {
+            std::process::Command::new(tool)
                 .arg("--version")
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .status()
-                .is_ok();
-            if !found {
-                return Err(format!(
-                    "--wrk needs `{tool}` (Debian: apt-get install wrk util-linux)"
-                ));
-            }
+                .is_ok()
+        };
+        if *needed && !found() {
+            return Err((*hint).to_owned());
         }
     }
     Ok(Some(opts))
@@ -228,6 +250,115 @@ fn parse_wrk(text: &str, server_cpu: Duration) -> Option<WrkMeasurement> {
         p99_us: micros(field("99%")?)?,
         server_cpu,
         bad_status: field("Non-2xx or 3xx responses:").map_or(Some(0), |n| n.parse().ok())?,
+    })
+}
+
+/// The scenarios `--h2load` drives over HTTP/2: the hits, and what they are compared with.
+const H2_SCENARIOS: [&str; 8] = [
+    "bare",
+    "bare-hit-fields",
+    "cache-hit",
+    "preset-hit",
+    "preset-br-hit",
+    "preset-304",
+    "etag-200",
+    "etag-304",
+];
+
+/// What h2load measured of one scenario over h2c, with the server's CPU time over its run.
+struct H2Measurement {
+    requests: u64,
+    rps: f64,
+    mean_us: f64,
+    server_cpu: Duration,
+    /// Requests that failed, errored, or were answered 4xx or 5xx.
+    bad: u64,
+}
+
+impl H2Measurement {
+    fn cpu_per_request_us(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+    }
+}
+
+/// Drives the server at `addr` over h2c with `h2load` pinned to `core`, one stream per
+/// connection (as HTTP/1.1 keeps one request in flight per connection). The server is warm
+/// from the built-in run, so all of it is measured: the request count and the CPU time cover
+/// the same span.
+fn run_h2load(
+    addr: SocketAddr,
+    spec: &tower_edge_benches::RequestSpec,
+    opts: &Options,
+    core: Option<core_affinity::CoreId>,
+    cpu_path: &std::path::Path,
+) -> Result<H2Measurement, String> {
+    let secs = opts.duration.as_secs_f64().ceil().max(1.0) as u64;
+    let mut command = std::process::Command::new("taskset");
+    let cpu_list = core.map_or_else(|| "0-1023".to_owned(), |c| c.id.to_string());
+    command.args(["-c", &cpu_list, "h2load", "-t1", "-m1"]);
+    command.arg(format!("-c{}", opts.connections));
+    command.arg(format!("-D{secs}"));
+    for (name, value) in &spec.headers {
+        command.args(["-H", &format!("{name}: {value}")]);
+    }
+    command.arg(format!("http://{addr}{}", spec.path));
+    let cpu_start = read_cpu(cpu_path);
+    let output = command.output().map_err(|e| format!("h2load: {e}"))?;
+    let server_cpu = read_cpu(cpu_path).saturating_sub(cpu_start);
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "h2load failed: {}{}",
+            text,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    parse_h2load(&text, server_cpu).ok_or_else(|| format!("unreadable h2load output:\n{text}"))
+}
+
+/// Reads h2load's report: requests done and per second, the mean time for a request, and the
+/// requests that did not get a 2xx or 3xx.
+fn parse_h2load(text: &str, server_cpu: Duration) -> Option<H2Measurement> {
+    let line = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|line| line.strip_prefix(prefix).map(str::trim))
+    };
+    // "N total, N started, N done, N succeeded, N failed, N errored, N timeout"
+    let count = |fields: &str, what: &str| -> Option<u64> {
+        fields
+            .split(',')
+            .map(str::trim)
+            .find_map(|field| field.strip_suffix(what)?.trim().parse().ok())
+    };
+    let requests = line("requests:")?;
+    let statuses = line("status codes:")?;
+    let rps = line("finished in")?
+        .split(',')
+        .nth(1)?
+        .trim()
+        .strip_suffix("req/s")?
+        .trim()
+        .parse()
+        .ok()?;
+    // "time for request:  min  max  mean  sd  +/- sd", each with its unit.
+    let mean = line("time for request:")?.split_whitespace().nth(2)?;
+    let (number, factor) = if let Some(n) = mean.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = mean.strip_suffix("ms") {
+        (n, 1e3)
+    } else {
+        (mean.strip_suffix('s')?, 1e6)
+    };
+    Some(H2Measurement {
+        requests: count(requests, "done")?,
+        rps,
+        mean_us: number.parse::<f64>().ok()? * factor,
+        server_cpu,
+        bad: count(requests, "failed")?
+            + count(requests, "errored")?
+            + count(statuses, "4xx")?
+            + count(statuses, "5xx")?,
     })
 }
 
@@ -323,6 +454,7 @@ fn run() -> ExitCode {
     }
     let mut results: Vec<(Scenario, Measurement)> = Vec::new();
     let mut by_wrk: Vec<(&'static str, WrkMeasurement)> = Vec::new();
+    let mut by_h2: Vec<(&'static str, H2Measurement)> = Vec::new();
     let mut failed = false;
     for scenario in selected {
         if needs_redis(scenario.name) && _redis.is_none() {
@@ -332,7 +464,21 @@ fn run() -> ExitCode {
             continue;
         }
         match run_scenario(&scenario, &opts, server_core, client_core) {
-            Ok((m, wrk)) => {
+            Ok(Runs {
+                built_in: m,
+                wrk,
+                h2,
+            }) => {
+                if let Some(h2) = h2 {
+                    if h2.bad > 0 || h2.requests == 0 {
+                        eprintln!(
+                            "{}: h2load saw {} requests, {} failed or outside 2xx and 3xx",
+                            scenario.name, h2.requests, h2.bad
+                        );
+                        failed = true;
+                    }
+                    by_h2.push((scenario.name, h2));
+                }
                 if m.errors > 0 {
                     eprintln!("{}: {} wrong responses", scenario.name, m.errors);
                     failed = true;
@@ -365,6 +511,9 @@ fn run() -> ExitCode {
         print_wrk_table(&results, &by_wrk, &opts);
     }
     print_nginx_table(&results, &by_wrk);
+    if !by_h2.is_empty() {
+        print_h2_table(&results, &by_h2, &opts);
+    }
     if let Some(path) = &opts.chart {
         let rows: Vec<chart::Row> = results
             .iter()
@@ -484,6 +633,48 @@ fn print_wrk_table(
     }
 }
 
+/// The hit scenarios over h2c by h2load, with ratios to the bare handler over h2c, and their
+/// server CPU per request against the same server's over HTTP/1.1 (the built-in client's run).
+fn print_h2_table(
+    results: &[(Scenario, Measurement)],
+    by_h2: &[(&'static str, H2Measurement)],
+    opts: &Options,
+) {
+    let bare = by_h2
+        .iter()
+        .find(|(name, _)| *name == "bare")
+        .map(|(_, m)| m);
+    println!(
+        "\nThe hit scenarios over HTTP/2 without TLS (h2c), driven by h2load (1 thread, {} connections, one stream each, {} s, pinned with taskset):\n",
+        opts.connections,
+        opts.duration.as_secs_f64().ceil().max(1.0)
+    );
+    println!(
+        "| scenario | h2load req/s | mean µs | server CPU µs/req | req/s vs bare | CPU/req vs bare | HTTP/1.1 CPU/req ÷ h2c's |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, h2) in by_h2 {
+        let (rps_ratio, cpu_ratio) = bare.map_or((f64::NAN, f64::NAN), |b| {
+            (
+                h2.rps / b.rps,
+                b.cpu_per_request_us() / h2.cpu_per_request_us(),
+            )
+        });
+        let versus_h1 = results
+            .iter()
+            .find(|(s, _)| s.name == *name)
+            .map_or(f64::NAN, |(_, m)| {
+                m.cpu_per_request_us() / h2.cpu_per_request_us()
+            });
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.2} | {rps_ratio:.2}x | {cpu_ratio:.2}x | {versus_h1:.2} |",
+            h2.rps,
+            h2.mean_us,
+            h2.cpu_per_request_us(),
+        );
+    }
+}
+
 /// tower-edge's file scenarios against nginx serving the same files, by both clients.
 fn print_nginx_table(
     results: &[(Scenario, Measurement)],
@@ -541,12 +732,19 @@ fn read_cpu(path: &std::path::Path) -> Duration {
         .unwrap_or_default()
 }
 
+/// What each client measured of one scenario.
+struct Runs {
+    built_in: Measurement,
+    wrk: Option<WrkMeasurement>,
+    h2: Option<H2Measurement>,
+}
+
 fn run_scenario(
     scenario: &Scenario,
     opts: &Options,
     server_core: Option<core_affinity::CoreId>,
     client_core: Option<core_affinity::CoreId>,
-) -> Result<(Measurement, Option<WrkMeasurement>), String> {
+) -> Result<Runs, String> {
     if nginx::is_nginx(scenario.name) {
         return run_against_nginx(scenario, opts, server_core, client_core);
     }
@@ -639,11 +837,28 @@ fn run_scenario(
         )),
         _ => None,
     };
+    let h2 = match (
+        &result,
+        opts.h2load && H2_SCENARIOS.contains(&scenario.name),
+    ) {
+        (Ok(_), true) => Some(run_h2load(
+            addr,
+            &scenario.request,
+            opts,
+            client_core,
+            &cpu_path,
+        )),
+        _ => None,
+    };
     let _ = stop_tx.send(());
     server
         .join()
         .map_err(|_| "server thread panicked".to_owned())?;
-    Ok((result?, wrk.transpose()?))
+    Ok(Runs {
+        built_in: result?,
+        wrk: wrk.transpose()?,
+        h2: h2.transpose()?,
+    })
 }
 
 /// Runs the built-in load generator against `addr` on its own thread, pinned to `core`, and
@@ -680,7 +895,7 @@ fn run_against_nginx(
     opts: &Options,
     server_core: Option<core_affinity::CoreId>,
     client_core: Option<core_affinity::CoreId>,
-) -> Result<(Measurement, Option<WrkMeasurement>), String> {
+) -> Result<Runs, String> {
     let server = nginx::Nginx::start(server_core.map(|c| c.id))?;
     let (addr, cpu_path) = (server.addr(), server.cpu_path());
     let measured = built_in_client(scenario, opts, addr, client_core, cpu_path.clone())?;
@@ -696,7 +911,11 @@ fn run_against_nginx(
         None
     };
     drop(server);
-    Ok((measured, wrk))
+    Ok(Runs {
+        built_in: measured,
+        wrk,
+        h2: None,
+    })
 }
 
 async fn drive(
@@ -804,4 +1023,44 @@ async fn connection_loop(
         }
     }
     Ok((requests, errors, latencies))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_h2loads_report() {
+        let report = "\
+finished in 4.00s, 3982.95 req/s, 38.86MB/s
+requests: 15932 total, 15932 started, 15930 done, 15928 succeeded, 2 failed, 0 errored, 0 timeout
+status codes: 15920 2xx, 8 3xx, 1 4xx, 1 5xx
+traffic: 1.95MB (2046192) total, 2.02KB (2070) headers (space savings 88.50%), 1.95MB (2040400) data
+                     min         max         mean         sd        +/- sd
+time for request:       89us      3.29ms       1.25ms       460us    95.00%
+";
+        let m = parse_h2load(report, Duration::from_secs(2)).expect("a readable report");
+        assert_eq!(m.requests, 15930);
+        assert!((m.rps - 3982.95).abs() < 1e-9);
+        assert!((m.mean_us - 1250.0).abs() < 1e-9);
+        assert_eq!(m.bad, 4);
+        assert!(parse_h2load("finished in 4.00s", Duration::ZERO).is_none());
+    }
+
+    #[test]
+    fn reads_wrks_report() {
+        let report = "\
+  Latency Distribution
+     50%  210.00us
+     99%    1.20ms
+  524288 requests in 4.00s, 5.00GB read
+  Non-2xx or 3xx responses: 3
+Requests/sec: 131072.00
+";
+        let m = parse_wrk(report, Duration::from_secs(1)).expect("a readable report");
+        assert_eq!(m.requests, 524_288);
+        assert!((m.p50_us - 210.0).abs() < 1e-9);
+        assert!((m.p99_us - 1200.0).abs() < 1e-9);
+        assert_eq!(m.bad_status, 3);
+    }
 }
