@@ -228,22 +228,25 @@ impl MokaStore {
                 std::cell::RefCell::new(String::new())
             };
         }
-        LOOKUP_KEY
-            .with(|buffer| match buffer.try_borrow_mut() {
-                Ok(mut buffer) => {
-                    buffer.clear();
-                    self.write_storage_key(key, &mut buffer);
-                    let found = self.inner.cache.get(buffer.as_str());
-                    // Do not keep a rare long key's capacity for the thread's lifetime.
-                    if buffer.capacity() > 4096 {
-                        *buffer = String::new();
-                    }
-                    found
-                }
-                // Only if a lookup ran inside a lookup on this thread, which nothing here does.
-                Err(_) => self.inner.cache.get(&self.storage_key(key)),
-            })
-            .map(|stored| stored.entry)
+        let reused = LOOKUP_KEY.try_with(|buffer| {
+            // Busy only if a lookup ran inside a lookup on this thread (from moka's eviction
+            // listener, say): that one allocates its key.
+            let mut buffer = buffer.try_borrow_mut().ok()?;
+            buffer.clear();
+            self.write_storage_key(key, &mut buffer);
+            let found = self.inner.cache.get(buffer.as_str());
+            // Do not keep a rare long key's capacity for the thread's lifetime.
+            if buffer.capacity() > 4096 {
+                *buffer = String::new();
+            }
+            Some(found)
+        });
+        match reused {
+            Ok(Some(found)) => found,
+            // Busy, or the thread's locals are being torn down.
+            _ => self.inner.cache.get(&self.storage_key(key)),
+        }
+        .map(|stored| stored.entry)
     }
 
     fn storage_key(&self, key: &CacheKey) -> String {

@@ -16,13 +16,15 @@
 //!
 //! # What it remembers, and the bound
 //!
-//! Only bodies that arrive as one chunk and that something else holds too ([`Bytes::is_unique`]
-//! false: static data, or a buffer the application keeps). A body rendered for one response is
-//! unique and never remembered, so such handlers pay one check per response and keep nothing
-//! alive. At most [`SLOTS`] bodies of at most [`MAX_REMEMBERED`] bytes are remembered per layer
-//! (direct-mapped: a new body takes its slot's place), so the layer keeps at most 8 MiB alive
-//! beyond what the application keeps; usually nothing, since those bodies are the
-//! application's own.
+//! Only bodies that arrive as one chunk of at most [`MAX_REMEMBERED`] bytes and that something
+//! else holds too ([`Bytes::is_unique`] false: static data, or a buffer the application keeps).
+//! A body rendered into a buffer of its own for one response is unique and never remembered, so
+//! such handlers pay one check per response and keep nothing alive. At most [`SLOTS`] bodies are
+//! remembered per layer (direct-mapped: a new body takes its slot's place). A remembered body
+//! keeps alive the whole buffer it is part of until its slot is taken: usually memory the
+//! application keeps anyway, but for a slice of a larger buffer the application has let go, or
+//! of a connection's read buffer (a body forwarded as it was received), that buffer stays until
+//! then.
 
 use std::sync::Mutex;
 

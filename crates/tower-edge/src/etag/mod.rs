@@ -50,11 +50,14 @@
 //!   body it remembers, so that memory can be neither freed nor reused, and `Bytes` never
 //!   changes the bytes it points to. A copy of the same content elsewhere is hashed.
 //! - Only bodies that arrive in one chunk of at most 256 KiB, and that something else holds too
-//!   (static data, or a buffer the application keeps), are remembered. A body rendered for one
-//!   response is held by nothing else and is never remembered: such handlers pay one check per
-//!   response, and the layer keeps none of their bodies alive.
-//! - Each layer remembers at most 32 bodies, so it keeps at most 8 MiB alive beyond what the
-//!   application keeps itself. [`ETagLayer::remember_shared_bodies`] turns it off.
+//!   (static data, or a buffer the application keeps), are remembered. A body rendered into a
+//!   buffer of its own for one response is held by nothing else and is never remembered: such
+//!   handlers pay one check per response, and the layer keeps none of their bodies alive.
+//! - Each layer remembers at most 32 bodies. A remembered body keeps the whole buffer it is part
+//!   of alive until another body takes its place: usually memory the application keeps anyway.
+//!   A service whose bodies are slices of buffers it lets go (a body forwarded as it was read
+//!   from a connection, a slice of a large document it replaces) can turn this off with
+//!   [`ETagLayer::remember_shared_bodies`].
 //!
 //! ```
 //! use axum::{Router, body::Body, routing::get};

@@ -158,7 +158,9 @@ impl Params for fmt::Formatter<'_> {
     }
 
     fn int(&mut self, n: i64) -> fmt::Result {
-        fmt::Display::fmt(&n, self)
+        // Not `Display::fmt(&n, self)`, which would apply the caller's flags (`{:+}`, widths)
+        // to the number alone.
+        write!(self, "{n}")
     }
 }
 
@@ -222,5 +224,7 @@ mod tests {
             assert_eq!(value, format!("tower-edge; {status}").as_str());
         }
         assert!(CacheStatus::hit().header_value("bad\r\n; ").is_none());
+        // Format flags do not reach the numbers.
+        assert_eq!(format!("{:+}", CacheStatus::hit().ttl(5)), "hit; ttl=5");
     }
 }

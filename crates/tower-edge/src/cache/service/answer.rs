@@ -119,10 +119,13 @@ pub(super) fn serve<St, B>(
     if let Some((age, ttl)) = kept {
         // The full body's length, as the server would state it from the body: in the kept
         // head, a hit's server need not write it into the map again (growing a cloned map).
-        res.headers_mut().insert(
-            header::CONTENT_LENGTH,
-            HeaderValue::from(entry.body().len() as u64),
-        );
+        // Never on a 204, which has no content to measure (RFC 9110 §8.6).
+        if entry.status() != StatusCode::NO_CONTENT {
+            res.headers_mut().insert(
+                header::CONTENT_LENGTH,
+                HeaderValue::from(entry.body().len() as u64),
+            );
+        }
         ctx.shared.heads.keep(entry, age, ttl, res.headers());
     }
     let (mut parts, _) = res.into_parts();
