@@ -183,7 +183,42 @@ impl WrkMeasurement {
     }
 }
 
-/// Drives the server at `addr` with `wrk` pinned to `core`, for whole seconds (wrk's unit).
+/// Runs an external load generator pinned to `core` against a server whose thread's CPU clock
+/// is `cpu_path`: the tool's standard output, and the server's CPU time over the tool's run.
+fn run_tool(
+    tool: &str,
+    args: &[String],
+    spec: &tower_edge_benches::RequestSpec,
+    addr: SocketAddr,
+    core: Option<core_affinity::CoreId>,
+    cpu_path: &std::path::Path,
+) -> Result<(String, Duration), String> {
+    let mut command = std::process::Command::new("taskset");
+    let cpu_list = core.map_or_else(|| "0-1023".to_owned(), |c| c.id.to_string());
+    command.args(["-c", &cpu_list, tool]).args(args);
+    for (name, value) in &spec.headers {
+        command.args(["-H", &format!("{name}: {value}")]);
+    }
+    command.arg(format!("http://{addr}{}", spec.path));
+    let cpu_start = read_cpu(cpu_path);
+    let output = command.output().map_err(|e| format!("{tool}: {e}"))?;
+    let server_cpu = read_cpu(cpu_path).saturating_sub(cpu_start);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return Err(format!(
+            "{tool} failed: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok((text, server_cpu))
+}
+
+/// The whole seconds a tool runs for (wrk's and h2load's unit).
+fn tool_seconds(opts: &Options) -> u64 {
+    opts.duration.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// Drives the server at `addr` with `wrk` pinned to `core`.
 fn run_wrk(
     addr: SocketAddr,
     spec: &tower_edge_benches::RequestSpec,
@@ -191,28 +226,15 @@ fn run_wrk(
     core: Option<core_affinity::CoreId>,
     cpu_path: &std::path::Path,
 ) -> Result<WrkMeasurement, String> {
-    let secs = opts.duration.as_secs_f64().ceil().max(1.0) as u64;
-    let mut command = std::process::Command::new("taskset");
-    let cpu_list = core.map_or_else(|| "0-1023".to_owned(), |c| c.id.to_string());
-    command.args(["-c", &cpu_list, "wrk", "-t1", "--latency"]);
-    command.arg(format!("-c{}", opts.connections));
-    command.arg(format!("-d{secs}s"));
-    command.args(["-H", "Host: bench"]);
-    for (name, value) in &spec.headers {
-        command.args(["-H", &format!("{name}: {value}")]);
-    }
-    command.arg(format!("http://{addr}{}", spec.path));
-    let cpu_start = read_cpu(cpu_path);
-    let output = command.output().map_err(|e| format!("wrk: {e}"))?;
-    let server_cpu = read_cpu(cpu_path).saturating_sub(cpu_start);
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "wrk failed: {}{}",
-            text,
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
+    let args = [
+        "-t1".to_owned(),
+        "--latency".to_owned(),
+        format!("-c{}", opts.connections),
+        format!("-d{}s", tool_seconds(opts)),
+        "-H".to_owned(),
+        "Host: bench".to_owned(),
+    ];
+    let (text, server_cpu) = run_tool("wrk", &args, spec, addr, core, cpu_path)?;
     parse_wrk(&text, server_cpu).ok_or_else(|| format!("unreadable wrk output:\n{text}"))
 }
 
@@ -292,30 +314,17 @@ fn run_h2load(
     core: Option<core_affinity::CoreId>,
     cpu_path: &std::path::Path,
 ) -> Result<H2Measurement, String> {
-    let secs = opts.duration.as_secs_f64().ceil().max(1.0) as u64;
-    let mut command = std::process::Command::new("taskset");
-    let cpu_list = core.map_or_else(|| "0-1023".to_owned(), |c| c.id.to_string());
-    command.args(["-c", &cpu_list, "h2load", "-t1", "-m1"]);
-    command.arg(format!("-c{}", opts.connections));
-    command.arg(format!("-D{secs}"));
-    // The authority the other clients send as `Host`, so the cache scenarios hit the entries
-    // the built-in run stored (their keys name it).
-    command.args(["-H", ":authority: bench"]);
-    for (name, value) in &spec.headers {
-        command.args(["-H", &format!("{name}: {value}")]);
-    }
-    command.arg(format!("http://{addr}{}", spec.path));
-    let cpu_start = read_cpu(cpu_path);
-    let output = command.output().map_err(|e| format!("h2load: {e}"))?;
-    let server_cpu = read_cpu(cpu_path).saturating_sub(cpu_start);
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "h2load failed: {}{}",
-            text,
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
+    let args = [
+        "-t1".to_owned(),
+        "-m1".to_owned(),
+        format!("-c{}", opts.connections),
+        format!("-D{}", tool_seconds(opts)),
+        // The authority the other clients send as `Host`, so the cache scenarios hit the
+        // entries the built-in run stored (their keys name it).
+        "-H".to_owned(),
+        ":authority: bench".to_owned(),
+    ];
+    let (text, server_cpu) = run_tool("h2load", &args, spec, addr, core, cpu_path)?;
     parse_h2load(&text, server_cpu).ok_or_else(|| format!("unreadable h2load output:\n{text}"))
 }
 
@@ -607,7 +616,7 @@ fn print_wrk_table(
     println!(
         "\nThe same servers driven by wrk (1 thread, {} connections, {} s, pinned with taskset):\n",
         opts.connections,
-        opts.duration.as_secs_f64().ceil().max(1.0)
+        tool_seconds(opts)
     );
     println!(
         "| scenario | wrk req/s | p50 µs | p99 µs | server CPU µs/req | req/s vs bare | CPU/req vs bare | built-in req/s / wrk's |"
@@ -648,7 +657,7 @@ fn print_h2_table(
     println!(
         "\nThe hit scenarios over HTTP/2 without TLS (h2c), driven by h2load (1 thread, {} connections, one stream each, {} s, pinned with taskset):\n",
         opts.connections,
-        opts.duration.as_secs_f64().ceil().max(1.0)
+        tool_seconds(opts)
     );
     println!(
         "| scenario | h2load req/s | mean µs | server CPU µs/req | req/s vs bare | CPU/req vs bare | HTTP/1.1 CPU/req ÷ h2c's |"
