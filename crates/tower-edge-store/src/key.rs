@@ -17,10 +17,13 @@ use std::fmt::{self, Write as _};
 ///
 /// `|` in the resource and `%`, `&`, `=`, `|` and non-printable bytes in variant parts are
 /// percent-encoded, so two different keys never print the same.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+// One string, `resource|variant`, and where the `|` is: a key is built on every lookup, and one
+// allocation is half the cost of two. The resource never holds an unescaped `|`, so `split` is
+// the first one and the derived comparisons agree with comparing the parts.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
-    resource: String,
-    variant: String,
+    text: String,
+    split: usize,
 }
 
 impl CacheKey {
@@ -29,31 +32,17 @@ impl CacheKey {
         Self::from_string(resource.to_owned())
     }
 
-    /// [`CacheKey::new`] taking ownership: no copy when `resource` needs no escaping.
+    /// [`CacheKey::new`] taking ownership: no copy when `resource` needs no escaping (and, if
+    /// it has the capacity, no allocation for the variant parts added after).
     pub fn from_string(resource: String) -> Self {
-        if !resource.contains(|c: char| c == '|' || c.is_control()) {
-            return Self {
-                resource,
-                variant: String::new(),
-            };
-        }
-        let mut escaped = String::with_capacity(resource.len());
-        for c in resource.chars() {
-            match c {
-                '|' => escaped.push_str("%7C"),
-                c if c.is_control() => {
-                    let mut buf = [0u8; 4];
-                    for b in c.encode_utf8(&mut buf).bytes() {
-                        let _ = write!(escaped, "%{b:02X}");
-                    }
-                }
-                c => escaped.push(c),
-            }
-        }
-        Self {
-            resource: escaped,
-            variant: String::new(),
-        }
+        let mut text = if needs_escape(&resource) {
+            escape_resource(&resource)
+        } else {
+            resource
+        };
+        let split = text.len();
+        text.push('|');
+        Self { text, split }
     }
 
     /// Adds a `name=value` part to the variant.
@@ -61,39 +50,54 @@ impl CacheKey {
     pub fn with_variant(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
         let value = value.as_ref();
         // Room for the part unescaped, the usual case: one allocation, not a few growths.
-        self.variant.reserve(name.len() + value.len() + 2);
-        if !self.variant.is_empty() {
-            self.variant.push('&');
+        self.text.reserve(name.len() + value.len() + 2);
+        if self.text.len() > self.split + 1 {
+            self.text.push('&');
         }
-        escape_part(&mut self.variant, name.as_bytes());
-        self.variant.push('=');
-        escape_part(&mut self.variant, value);
+        // A name is text already: when plain, as names usually are, it needs no check.
+        if all_plain(name.as_bytes()) {
+            self.text.push_str(name);
+        } else {
+            escape_part(&mut self.text, name.as_bytes());
+        }
+        self.text.push('=');
+        escape_part(&mut self.text, value);
         self
     }
 
     /// A key from parts already escaped (as [`CacheKey::resource`] and [`CacheKey::variant`]
     /// return them), for keys that travel as text.
     pub fn from_escaped(resource: &str, variant: &str) -> Self {
+        let mut text = String::with_capacity(resource.len() + 1 + variant.len());
+        text.push_str(resource);
+        text.push('|');
+        text.push_str(variant);
         Self {
-            resource: resource.to_owned(),
-            variant: variant.to_owned(),
+            text,
+            split: resource.len(),
         }
     }
 
     /// The resource part, as escaped.
     pub fn resource(&self) -> &str {
-        &self.resource
+        &self.text[..self.split]
     }
 
     /// The variant part, as escaped (empty when there is none).
     pub fn variant(&self) -> &str {
-        &self.variant
+        &self.text[self.split + 1..]
+    }
+
+    /// The printed form, `resource|variant`, as [`Display`](fmt::Display) writes it.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// The prefix every variant of `resource` starts with in a key's printed form: what a
     /// backend scans for in [`CacheStore::delete_resource`](crate::CacheStore::delete_resource).
     pub fn resource_prefix(resource: &str) -> String {
-        let mut key = Self::new(resource).resource;
+        let mut key = Self::new(resource).text;
+        key.truncate(key.len() - 1);
         key.push('|');
         key
     }
@@ -101,20 +105,74 @@ impl CacheKey {
     /// The escaped form of a resource prefix: what a backend scans for in
     /// [`CacheStore::delete_prefix`](crate::CacheStore::delete_prefix).
     pub fn escape_prefix(prefix: &str) -> String {
-        Self::new(prefix).resource
+        let mut key = Self::new(prefix).text;
+        key.truncate(key.len() - 1);
+        key
     }
 }
 
 impl fmt::Display for CacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}|{}", self.resource, self.variant)
+        f.write_str(&self.text)
     }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheKey")
+            .field("resource", &self.resource())
+            .field("variant", &self.variant())
+            .finish()
+    }
+}
+
+/// Whether a resource holds `|` or a control character. Bytes are checked without stopping at
+/// the first match, which the compiler turns into wide compares; only text that is not ASCII
+/// is walked again by characters, for the C1 controls (U+0080 to U+009F).
+fn needs_escape(resource: &str) -> bool {
+    let ascii_hit = resource
+        .bytes()
+        .fold(false, |hit, b| hit | (b == b'|') | (b < 0x20) | (b == 0x7f));
+    ascii_hit || (!resource.is_ascii() && resource.chars().any(char::is_control))
+}
+
+fn escape_resource(resource: &str) -> String {
+    let mut escaped = String::with_capacity(resource.len() + 8);
+    for c in resource.chars() {
+        match c {
+            '|' => escaped.push_str("%7C"),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    let _ = write!(escaped, "%{b:02X}");
+                }
+            }
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// A byte a variant part holds as it is: printable ASCII or a space, other than the separators
+/// and `%`.
+fn plain(b: u8) -> bool {
+    b.is_ascii_graphic() && !matches!(b, b'%' | b'&' | b'=' | b'|') || b == b' '
+}
+
+/// Whether every byte is [`plain`], checked without stopping early (so in wide compares).
+fn all_plain(bytes: &[u8]) -> bool {
+    bytes.iter().fold(true, |all, &b| all & plain(b))
 }
 
 fn escape_part(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let plain =
-        |b: u8| b.is_ascii_graphic() && !matches!(b, b'%' | b'&' | b'=' | b'|') || b == b' ';
+    // The usual part (an encoding name, a header value) is plain whole: copied in one go.
+    if all_plain(bytes)
+        && let Ok(text) = std::str::from_utf8(bytes)
+    {
+        out.push_str(text);
+        return;
+    }
     let mut rest = bytes;
     while !rest.is_empty() {
         // Runs of plain bytes are copied whole; they are ASCII, so always a `str`.
@@ -147,6 +205,50 @@ mod tests {
         assert_eq!(a.variant(), "a=1%26b%3D2");
         assert_eq!(CacheKey::new("a|b").resource(), "a%7Cb");
         assert_eq!(CacheKey::new("a\nb").resource(), "a%0Ab");
+    }
+
+    #[test]
+    fn the_printed_form_is_the_parts_joined() {
+        let key = CacheKey::new("GET http://a/x|y").with_variant("enc", "br");
+        assert_eq!(key.as_str(), "GET http://a/x%7Cy|enc=br");
+        assert_eq!(key.to_string(), key.as_str());
+        assert_eq!(
+            (key.resource(), key.variant()),
+            ("GET http://a/x%7Cy", "enc=br")
+        );
+        assert_eq!(CacheKey::from_escaped(key.resource(), key.variant()), key);
+        assert_eq!(CacheKey::new("r").variant(), "");
+        assert_eq!(CacheKey::new("r").as_str(), "r|");
+        assert_eq!(CacheKey::resource_prefix("a|b"), "a%7Cb|");
+        assert_eq!(CacheKey::escape_prefix("a|b"), "a%7Cb");
+        assert_eq!(
+            format!("{:?}", CacheKey::new("r").with_variant("a", "1")),
+            r#"CacheKey { resource: "r", variant: "a=1" }"#
+        );
+        // Equal parts, equal keys, however they were built.
+        assert_eq!(
+            CacheKey::new("r")
+                .with_variant("a", "1")
+                .with_variant("b", "2"),
+            CacheKey::from_escaped("r", "a=1&b=2")
+        );
+    }
+
+    #[test]
+    fn every_control_character_is_escaped_in_a_resource() {
+        // C0, DEL and C1 (U+0085 is two bytes in UTF-8), and `|` anywhere.
+        for (raw, escaped) in [
+            ("a\u{0}b", "a%00b"),
+            ("a\u{1f}b", "a%1Fb"),
+            ("a\u{7f}b", "a%7Fb"),
+            ("a\u{85}b", "a%C2%85b"),
+            ("|", "%7C"),
+            ("é|", "é%7C"),
+        ] {
+            assert_eq!(CacheKey::new(raw).resource(), escaped, "{raw:?}");
+        }
+        // Other text outside ASCII is kept as it is.
+        assert_eq!(CacheKey::new("/café").resource(), "/café");
     }
 
     #[test]

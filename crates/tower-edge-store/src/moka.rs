@@ -250,14 +250,14 @@ impl MokaStore {
     }
 
     fn storage_key(&self, key: &CacheKey) -> String {
-        let mut out = String::with_capacity(24 + key.resource().len() + key.variant().len());
+        let mut out = String::with_capacity(24 + key.as_str().len());
         self.write_storage_key(key, &mut out);
         out
     }
 
     fn write_storage_key(&self, key: &CacheKey, out: &mut String) {
         let generation = self.inner.generation.load(Ordering::Acquire);
-        out.reserve(24 + key.resource().len() + key.variant().len());
+        out.reserve(24 + key.as_str().len());
         // The generation's decimal digits, without the formatting machinery: this runs on
         // every lookup.
         let mut digits = [0u8; 20];
@@ -273,9 +273,7 @@ impl MokaStore {
         }
         out.extend(digits[at..].iter().map(|&d| char::from(d)));
         out.push(':');
-        out.push_str(key.resource());
-        out.push('|');
-        out.push_str(key.variant());
+        out.push_str(key.as_str());
     }
 
     fn put_now(&self, key: &CacheKey, entry: Entry, ttl: Duration) {

@@ -152,11 +152,14 @@ pub(crate) fn origin(parts: &Parts) -> Option<String> {
             }
         }
     };
-    // One allocation: the host is checked to be ASCII above, and lowercased as it is copied.
+    // One allocation: the host is checked to be ASCII above, and lowercased once copied.
+    let host = std::str::from_utf8(host).ok()?;
     let mut origin = String::with_capacity(scheme.len() + 3 + host.len());
     origin.push_str(scheme);
     origin.push_str("://");
-    origin.extend(host.iter().map(|b| char::from(b.to_ascii_lowercase())));
+    let at = origin.len();
+    origin.push_str(host);
+    origin[at..].make_ascii_lowercase();
     Some(origin)
 }
 
@@ -165,17 +168,51 @@ pub(crate) fn origin(parts: &Parts) -> Option<String> {
 fn is_plain_authority(value: &[u8]) -> bool {
     !value.is_empty()
         && value.len() <= 255 + 6
-        && value
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b))
+        && value.iter().all(|&b| AUTHORITY_BYTES[usize::from(b)])
 }
+
+/// The bytes [`is_plain_authority`] allows, by value: this runs on every request.
+const AUTHORITY_BYTES: [bool; 256] = {
+    let mut allowed = [false; 256];
+    let mut b = 0u8;
+    loop {
+        allowed[b as usize] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+                    | b':'
+                    | b'['
+                    | b']'
+            );
+        if b == u8::MAX {
+            break allowed;
+        }
+        b += 1;
+    }
+};
 
 /// The resource string of a GET (or HEAD) for `uri` at `origin`.
 pub(crate) fn resource(origin: &str, uri: &Uri, query: &QueryPolicy) -> String {
     let query = query.normalize(uri.query());
     let path = uri.path();
-    // One allocation, of the final length: this runs on every lookup.
-    let mut out = String::with_capacity(4 + origin.len() + path.len() + 1 + query.len());
+    // One allocation, this runs on every lookup: the resource, and room for the usual variant
+    // parts the key adds after it (`|enc=identity`, a user key).
+    let mut out =
+        String::with_capacity(4 + origin.len() + path.len() + 1 + query.len() + VARIANT_ROOM);
     out.push_str("GET ");
     out.push_str(origin);
     out.push_str(path);
@@ -185,6 +222,9 @@ pub(crate) fn resource(origin: &str, uri: &Uri, query: &QueryPolicy) -> String {
     }
     out
 }
+
+/// The bytes [`resource`] leaves free for the variant parts of [`base_key`].
+const VARIANT_ROOM: usize = 48;
 
 /// The key before `Vary`: resource, negotiated encoding, user key.
 pub(crate) fn base_key(resource: String, encoding: &str, user: Option<&str>) -> CacheKey {
@@ -437,6 +477,14 @@ mod tests {
                 .unwrap()
                 .into_parts();
             assert_eq!(origin(&parts).unwrap(), format!("http://{good}"));
+        }
+    }
+
+    #[test]
+    fn the_authority_table_allows_exactly_the_plain_bytes() {
+        let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b);
+        for b in 0..=u8::MAX {
+            assert_eq!(AUTHORITY_BYTES[usize::from(b)], plain(b), "byte {b:#04x}");
         }
     }
 

@@ -4,10 +4,10 @@
 
 use std::{fmt, time::Duration};
 
-use http::{HeaderMap, HeaderName, StatusCode};
+use http::{HeaderMap, StatusCode};
 
 use super::stats::Counters;
-use crate::http::cache_status::CacheStatus;
+use crate::http::cache_status::{CACHE_STATUS, CacheStatus};
 
 /// Why a request went to the inner service (RFC 9211 §2.2 `fwd`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,7 +179,7 @@ impl Outcome {
     /// span and counts it in `counters`' event family.
     pub(crate) fn apply(self, headers: &mut HeaderMap, counters: &Counters, name: &CacheName) {
         if let Some(value) = self.cache_status().header_value(&name.prefix) {
-            headers.append(HeaderName::from_static("cache-status"), value);
+            headers.append(CACHE_STATUS.clone(), value);
         }
         self.count(headers, counters, name);
     }
@@ -189,15 +189,20 @@ impl Outcome {
     pub(crate) fn count(self, headers: &HeaderMap, counters: &Counters, name: &CacheName) {
         counters.events.count(self.event());
         crate::observe::scope::cache_outcome(self.event());
-        // The span field is this cache's member's parameters, without its name.
+        // The span field is this cache's member's parameters, without its name; looked for
+        // only when there is a span to record it on.
+        let span = tracing::Span::current();
+        if span.is_disabled() {
+            return;
+        }
         let prefix = &*name.prefix;
         let ours = headers
-            .get_all("cache-status")
+            .get_all(&CACHE_STATUS)
             .iter()
             .filter_map(|v| v.to_str().ok()?.strip_prefix(prefix))
             .next_back();
         if let Some(text) = ours {
-            crate::observe::record("edge.cache", text);
+            span.record("edge.cache", text);
         }
     }
 }

@@ -30,8 +30,11 @@ use crate::collected::Collected;
 use crate::http::responses::Short;
 use crate::http::{
     cache_control::CacheControl,
+    cache_status::CACHE_STATUS,
     freshness::Demand,
-    preconditions::{NOT_MODIFIED_HEADERS, Precondition, Validators, evaluate, has_preconditions},
+    preconditions::{
+        CONDITIONAL_HEADERS, NOT_MODIFIED_HEADERS, Precondition, Validators, evaluate,
+    },
     range::{self, ByteRange, RangeLimits, Resolution},
 };
 use crate::range::{partial_parts, serves_ranges, unsatisfiable_parts};
@@ -122,7 +125,8 @@ where
 
 /// The header a marker entry lists a resource's `Vary` names in. A marker is stored under the
 /// key without `Vary` parts; the response itself under the key with them.
-const VARY_MARKER: &str = "tower-edge-vary";
+// A static name, not text: text is parsed into a name on every lookup.
+static VARY_MARKER: HeaderName = HeaderName::from_static("tower-edge-vary");
 
 /// Bodies of a known length up to this many bytes (and `max_body_size`) are read whole and
 /// stored before the client is answered, so that their `Cache-Status` says `stored` only when
@@ -148,6 +152,8 @@ struct Ctx<St> {
     method: Method,
     /// The client's headers as received (for conditionals and `Vary` values).
     client: HeaderMap,
+    /// Which of the fields the cache acts on `client` holds.
+    asks: Asks,
     base: CacheKey,
     origin: String,
     per_user: bool,
@@ -156,6 +162,40 @@ struct Ctx<St> {
     demand: Demand,
     /// §5.2.1.7: answer from the cache or not at all.
     only_if_cached: bool,
+}
+
+/// Which of the fields the cache acts on a request carries. Found in one pass over its header
+/// names, since each lookup by name hashes the name, and every request asks about most of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Asks {
+    /// Any of the preconditions of RFC 9110 §13.2.2 (as
+    /// [`has_preconditions`](crate::http::preconditions::has_preconditions)).
+    conditional: bool,
+    range: bool,
+    authorization: bool,
+    cache_control: bool,
+    pragma: bool,
+}
+
+impl Asks {
+    fn of(headers: &HeaderMap) -> Self {
+        let mut asks = Self::default();
+        // `keys` yields each name once, however many lines it has.
+        for name in headers.keys() {
+            if CONDITIONAL_HEADERS.contains(name) {
+                asks.conditional = true;
+            } else if name == header::RANGE {
+                asks.range = true;
+            } else if name == header::AUTHORIZATION {
+                asks.authorization = true;
+            } else if name == header::CACHE_CONTROL {
+                asks.cache_control = true;
+            } else if name == header::PRAGMA {
+                asks.pragma = true;
+            }
+        }
+        asks
+    }
 }
 
 /// A request as `call` leaves it, its key built and (from a store that answers at once)
@@ -223,21 +263,27 @@ fn start<St: CacheStore + Clone>(shared: &Arc<Shared<St>>, mut parts: request::P
     }
 
     let user = config.per_user.as_ref().and_then(|f| f(&parts));
+    let asks = Asks::of(&parts.headers);
     let bypass = !keyed || config.bypass.as_ref().is_some_and(|f| f(&parts));
     // A request with credentials is never answered from entries shared between users: the
     // origin may answer it for that user alone. Its answer is stored only when RFC 9111 §3.5
     // allows (`public`, `s-maxage`, `must-revalidate`), which `policy::decide` checks.
-    let authorized = parts.headers.contains_key(header::AUTHORIZATION) && user.is_none();
+    let authorized = asks.authorization && user.is_none();
     if bypass {
         bump(&shared.counters.bypassed);
         parts.extensions.insert(CacheHandle::new(shared, origin));
         return Start::Bypass(parts, Arc::clone(shared));
     }
 
-    let request_cc = CacheControl::parse(parts.headers.get_all(header::CACHE_CONTROL));
+    let request_cc = if asks.cache_control {
+        CacheControl::parse(parts.headers.get_all(header::CACHE_CONTROL))
+    } else {
+        CacheControl::default()
+    };
     // RFC 9111 §5.2.1.4 and §5.4: the client wants a validated answer, not a stored one.
     let no_cache = request_cc.has("no-cache")
-        || (request_cc.is_empty()
+        || (asks.pragma
+            && request_cc.is_empty()
             && parts
                 .headers
                 .get_all(header::PRAGMA)
@@ -271,6 +317,7 @@ fn start<St: CacheStore + Clone>(shared: &Arc<Shared<St>>, mut parts: request::P
         now,
         method: parts.method.clone(),
         client: std::mem::take(&mut parts.headers),
+        asks,
         base,
         origin,
         per_user: user.is_some(),
@@ -387,7 +434,7 @@ where
     // A range goes to the origin as it is, without joining the flight of the whole: another
     // range's answer seldom serves it, and queueing ranges behind one another would make a
     // download's readers wait for each other's parts.
-    if ctx.method == Method::GET && ctx.client.contains_key(header::RANGE) {
+    if ctx.method == Method::GET && ctx.asks.range {
         return Box::pin(forward(&ctx, &mut inner, parts, body, None, None, fwd)).await;
     }
     let mut lead = match Box::pin(take_flight(&ctx, flight_key.clone())).await {
@@ -482,6 +529,7 @@ where
                 now: ctx.now,
                 method: Method::GET,
                 client: ctx.client.clone(),
+                asks: ctx.asks,
                 base: ctx.base.clone(),
                 origin: ctx.origin.clone(),
                 per_user: ctx.per_user,
@@ -572,4 +620,47 @@ fn only_if_cached<B, St>(fwd: Fwd, shared: &Shared<St>) -> Response<CacheBody<B>
         &shared.config.cache_name,
     );
     res
+}
+
+#[cfg(test)]
+mod asks_tests {
+    use super::*;
+    use crate::http::preconditions::has_preconditions;
+
+    #[test]
+    fn one_pass_agrees_with_a_lookup_of_each_field() {
+        let fields = [
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_UNMODIFIED_SINCE,
+            header::IF_RANGE,
+            header::RANGE,
+            header::AUTHORIZATION,
+            header::CACHE_CONTROL,
+            header::PRAGMA,
+            header::ACCEPT,
+            HeaderName::from_static("x-range"),
+        ];
+        // Every subset of the fields, each present with one line or two.
+        for subset in 0u32..1 << fields.len() {
+            let mut headers = HeaderMap::new();
+            for (i, name) in fields.iter().enumerate() {
+                if subset & (1 << i) != 0 {
+                    headers.append(name.clone(), HeaderValue::from_static("1"));
+                    if subset.count_ones() % 2 == 0 {
+                        headers.append(name.clone(), HeaderValue::from_static("2"));
+                    }
+                }
+            }
+            let expected = Asks {
+                conditional: has_preconditions(&headers),
+                range: headers.contains_key(header::RANGE),
+                authorization: headers.contains_key(header::AUTHORIZATION),
+                cache_control: headers.contains_key(header::CACHE_CONTROL),
+                pragma: headers.contains_key(header::PRAGMA),
+            };
+            assert_eq!(Asks::of(&headers), expected, "{headers:?}");
+        }
+    }
 }

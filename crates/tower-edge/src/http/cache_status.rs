@@ -15,6 +15,13 @@
 
 use std::fmt;
 
+use http::HeaderName;
+
+/// The field's name, made once: a name made from text is checked on every use, and the cache
+/// writes and reads this field on every hit.
+#[allow(dead_code)] // unused when no layer feature is on
+pub(crate) static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
 /// The parameters of one cache's `Cache-Status` member (RFC 9211 §2), after the cache's name.
 ///
 /// They are written in one order: `hit`, `ttl`, `fwd`, `fwd-status`, `stored`, `collapsed`,

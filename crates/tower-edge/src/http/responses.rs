@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
 use super::{
+    cache_status::CACHE_STATUS,
     preconditions::{PRECONDITION_FAILED_REASON, retain_not_modified_headers},
     range::unsatisfied_content_range,
 };
@@ -40,7 +41,7 @@ impl Short {
     ///   them for the representation.
     #[allow(dead_code)] // unused when no layer feature is on
     pub(crate) fn head(self, headers: &mut HeaderMap) -> (StatusCode, Bytes) {
-        let cache_status = HeaderName::from_static("cache-status");
+        let cache_status = CACHE_STATUS.clone();
         match self {
             Self::NotModified => {
                 crate::observe::validator("304");

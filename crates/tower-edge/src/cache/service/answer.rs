@@ -10,7 +10,7 @@ pub(super) fn client_precondition<St>(ctx: &Ctx<St>, parts: &response::Parts) ->
 
 /// [`client_precondition`] for a response's status and header fields.
 fn precondition_of<St>(ctx: &Ctx<St>, status: StatusCode, headers: &HeaderMap) -> Precondition {
-    if !status.is_success() || !has_preconditions(&ctx.client) {
+    if !status.is_success() || !ctx.asks.conditional {
         return Precondition::Proceed;
     }
     let mut validators = Validators::from_headers(headers);
@@ -83,7 +83,7 @@ pub(super) fn serve<St, B>(
         Outcome::Hit { ttl }
             if matches!(precondition, Precondition::Proceed)
                 && ctx.method == Method::GET
-                && !ctx.client.contains_key(header::RANGE) =>
+                && !ctx.asks.range =>
         {
             Some((found.age(ctx.now).as_secs(), ttl.as_secs()))
         }
@@ -141,7 +141,7 @@ pub(super) fn serve<St, B>(
         return Response::from_parts(parts, CacheBody::empty());
     }
     // RFC 9110 §14: ranges of the stored body, with the same code as RangeLayer.
-    if ctx.client.contains_key(header::RANGE) && serves_ranges(parts.status, &parts.headers) {
+    if ctx.asks.range && serves_ranges(parts.status, &parts.headers) {
         let validators = Validators::from_headers(&parts.headers);
         let len = entry.body().len() as u64;
         match range::evaluate(

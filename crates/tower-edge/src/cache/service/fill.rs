@@ -26,7 +26,7 @@ pub(super) fn entry_of(
 ) -> Entry {
     let mut headers = parts.headers.clone();
     headers.remove(header::AGE);
-    headers.remove(HeaderName::from_static("cache-status"));
+    headers.remove(&CACHE_STATUS);
     // RFC 9110 §6.6.1: a cache that stores a response without a Date adds one; hits then send
     // the Date of the stored response with its Age, not the time of the hit.
     if !headers.contains_key(header::DATE) {
@@ -83,10 +83,7 @@ pub(super) fn marker_for<St>(
         .collect::<Vec<_>>()
         .join(",");
     let mut marker_headers = HeaderMap::new();
-    marker_headers.insert(
-        HeaderName::from_static(VARY_MARKER),
-        HeaderValue::from_str(&list).ok()?,
-    );
+    marker_headers.insert(VARY_MARKER.clone(), HeaderValue::from_str(&list).ok()?);
     let marker = Entry::new(StatusCode::OK, marker_headers, Bytes::new()).with_stored_at(ctx.now);
     Some((ctx.base.clone(), marker))
 }

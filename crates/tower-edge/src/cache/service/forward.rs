@@ -86,8 +86,7 @@ impl<'a, St: CacheStore + Clone> Forwarding<'a, St> {
         // A range asked for on a miss goes to the origin as it is, rather than fetching (and
         // the client waiting for) the whole representation; its 206 is stored as a part (see
         // `partial`). Revalidations fetch the whole, to refresh the stored body.
-        let keep_range =
-            stale.is_none() && ctx.method == Method::GET && ctx.client.contains_key(header::RANGE);
+        let keep_range = stale.is_none() && ctx.method == Method::GET && ctx.asks.range;
         for name in &CLIENT_ONLY {
             if keep_range && (*name == header::RANGE || *name == header::IF_RANGE) {
                 continue;

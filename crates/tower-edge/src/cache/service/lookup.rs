@@ -116,7 +116,7 @@ fn after_base<St>(ctx: &Ctx<St>, entry: Option<Arc<Entry>>) -> Probe {
     let Some(entry) = entry else {
         return Probe::Done(Err(ctx.base.clone()));
     };
-    let Some(names) = entry.headers().get(VARY_MARKER) else {
+    let Some(names) = entry.headers().get(&VARY_MARKER) else {
         return Probe::Done(Ok(Found { entry, key: None }));
     };
     let names: Option<Vec<HeaderName>> = names.to_str().ok().and_then(|names| {
@@ -137,7 +137,7 @@ fn after_variant(key: CacheKey, entry: Option<Arc<Entry>>) -> Result<Found, Cach
         return Err(key);
     };
     // A marker under a variant key would be a corrupt store; never serve it.
-    if entry.headers().contains_key(VARY_MARKER) {
+    if entry.headers().contains_key(&VARY_MARKER) {
         return Err(key);
     }
     Ok(Found {

@@ -23,10 +23,7 @@ pub(super) async fn answer_from_parts<St: CacheStore, B>(
     ctx: &Ctx<St>,
     variant: &CacheKey,
 ) -> Option<Response<CacheBody<B>>> {
-    if ctx.method != Method::GET
-        || !ctx.client.contains_key(header::RANGE)
-        || has_preconditions(&ctx.client)
-    {
+    if ctx.method != Method::GET || !ctx.asks.range || ctx.asks.conditional {
         return None;
     }
     let key = parts_key(variant);
