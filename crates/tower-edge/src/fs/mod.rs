@@ -93,5 +93,7 @@ mod tests;
 /// Hook for [`crate::fuzzing`]: the request-path parser, as segments, or `None` when refused.
 #[cfg(feature = "fuzzing")]
 pub(crate) fn fuzz_parse_path(path: &str, allow_hidden: bool) -> Option<Vec<String>> {
-    path::parse(path, allow_hidden).ok().map(|p| p.segments)
+    path::parse(path, allow_hidden)
+        .ok()
+        .map(|p| p.segments().map(str::to_owned).collect())
 }

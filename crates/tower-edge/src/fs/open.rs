@@ -74,15 +74,15 @@ fn try_load(
 ) -> io::Result<Loaded> {
     let root = config.canonical_root()?;
     let mut full = config.root().to_path_buf();
-    full.extend(&path.segments);
+    full.extend(path.segments());
     // stat before open: opening a FIFO or a device could block or have effects.
     let mut meta = fs::metadata(&full)?;
-    let mut relative = path.segments.join("/");
+    let mut relative = path.relative().to_owned();
     if meta.is_dir() {
         if !path.trailing_slash {
             // A relative reference (RFC 3986 §4.2) resolves against the request's own URL,
             // so the redirect is right wherever the service is nested.
-            let Some(last) = path.segments.last() else {
+            let Some(last) = path.segments().next_back() else {
                 return Ok(Loaded::NotFound);
             };
             let location = format!("{}/", super::path::percent_encode(last));

@@ -15,11 +15,32 @@ pub(super) enum Refused {
 /// A request path reduced to plain file-name segments.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct SafePath {
-    pub(super) segments: Vec<String>,
     /// Whether the request path ends with `/` (a directory was asked for).
     pub(super) trailing_slash: bool,
-    /// The segments joined with `/`, plus a trailing `/` when asked: the hot cache's key.
+    /// The segments joined with `/`, plus a trailing `/` when asked: the hot cache's key. The
+    /// segments are read back from it (none holds a `/`), so a request parses into one string.
     pub(super) key: Box<str>,
+}
+
+impl SafePath {
+    /// The path of one file name, which must hold no `/`.
+    pub(super) fn file(name: &str) -> Self {
+        debug_assert!(!name.contains('/'));
+        Self {
+            trailing_slash: false,
+            key: name.into(),
+        }
+    }
+
+    /// The decoded segments, in order: none empty, none `.` or `..`, none holding `/`.
+    pub(super) fn segments(&self) -> impl DoubleEndedIterator<Item = &str> {
+        self.relative().split('/').filter(|s| !s.is_empty())
+    }
+
+    /// The segments joined with `/`, without the trailing one.
+    pub(super) fn relative(&self) -> &str {
+        self.key.strip_suffix('/').unwrap_or(&self.key)
+    }
 }
 
 /// Parses the path of a request URI (without query).
@@ -30,46 +51,59 @@ pub(super) struct SafePath {
 /// needs normalizing is refused, so `a/../b` never becomes `b`. Empty segments (`//`) are
 /// skipped, which cannot climb anywhere.
 pub(super) fn parse(path: &str, allow_hidden: bool) -> Result<SafePath, Refused> {
-    let mut segments = Vec::new();
+    let mut key = String::with_capacity(path.len());
     for raw in path.split('/') {
         if raw.is_empty() {
             continue;
         }
-        let decoded = percent_decode(raw.as_bytes()).ok_or(Refused::Malformed(
-            "bad request: malformed percent-encoding in the path\n",
-        ))?;
-        if decoded.contains(&0) {
-            return Err(Refused::Malformed("bad request: NUL byte in the path\n"));
+        // A segment without `%` is its own decoding: checked where it lies, copied once.
+        let decoded;
+        let segment = if raw.contains('%') {
+            let bytes = percent_decode(raw.as_bytes()).ok_or(Refused::Malformed(
+                "bad request: malformed percent-encoding in the path\n",
+            ))?;
+            decoded = String::from_utf8(bytes)
+                .map_err(|_| Refused::Malformed("bad request: the path is not valid UTF-8\n"))?;
+            decoded.as_str()
+        } else {
+            raw
+        };
+        check_segment(segment, allow_hidden)?;
+        if !key.is_empty() {
+            key.push('/');
         }
-        let segment = String::from_utf8(decoded)
-            .map_err(|_| Refused::Malformed("bad request: the path is not valid UTF-8\n"))?;
-        if segment == "." || segment == ".." {
-            return Err(Refused::Hidden);
-        }
-        if segment.contains(['/', '\\', ':']) {
-            return Err(Refused::Hidden);
-        }
-        if segment.starts_with('.') && !allow_hidden {
-            return Err(Refused::Hidden);
-        }
-        // Belt and braces: the platform must see exactly one ordinary component.
-        let mut components = Path::new(&segment).components();
-        match (components.next(), components.next()) {
-            (Some(Component::Normal(c)), None) if c == segment.as_str() => {}
-            _ => return Err(Refused::Hidden),
-        }
-        segments.push(segment);
+        key.push_str(segment);
     }
-    let trailing_slash = path.ends_with('/') || segments.is_empty();
-    let mut key = segments.join("/");
+    let trailing_slash = path.ends_with('/') || key.is_empty();
     if trailing_slash {
         key.push('/');
     }
     Ok(SafePath {
-        segments,
         trailing_slash,
         key: key.into_boxed_str(),
     })
+}
+
+/// One decoded segment must be a single, ordinary file name (see [`parse`]).
+fn check_segment(segment: &str, allow_hidden: bool) -> Result<(), Refused> {
+    if segment.contains('\0') {
+        return Err(Refused::Malformed("bad request: NUL byte in the path\n"));
+    }
+    if segment == "." || segment == ".." {
+        return Err(Refused::Hidden);
+    }
+    if segment.contains(['/', '\\', ':']) {
+        return Err(Refused::Hidden);
+    }
+    if segment.starts_with('.') && !allow_hidden {
+        return Err(Refused::Hidden);
+    }
+    // Belt and braces: the platform must see exactly one ordinary component.
+    let mut components = Path::new(segment).components();
+    match (components.next(), components.next()) {
+        (Some(Component::Normal(c)), None) if c == segment => Ok(()),
+        _ => Err(Refused::Hidden),
+    }
 }
 
 fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
@@ -125,13 +159,20 @@ mod tests {
     #[test]
     fn splits_and_decodes_plain_paths() {
         let p = ok("/css/app%20v2.css");
-        assert_eq!(p.segments, ["css", "app v2.css"]);
+        assert_eq!(p.segments().collect::<Vec<_>>(), ["css", "app v2.css"]);
+        assert_eq!(p.relative(), "css/app v2.css");
         assert!(!p.trailing_slash);
         assert_eq!(&*p.key, "css/app v2.css");
         assert_eq!(&*ok("/docs/").key, "docs/");
+        assert_eq!(ok("/docs/").relative(), "docs");
+        assert_eq!(ok("/docs/").segments().next_back(), Some("docs"));
         assert!(ok("/").trailing_slash);
+        assert_eq!(ok("/").segments().count(), 0);
+        assert_eq!(ok("/").relative(), "");
         assert_eq!(&*ok("//a//b").key, "a/b");
-        assert_eq!(ok("/caf%C3%A9").segments, ["café"]);
+        assert_eq!(ok("/caf%C3%A9").segments().collect::<Vec<_>>(), ["café"]);
+        // Decoded and plain segments side by side, and an encoded space kept as one segment.
+        assert_eq!(&*ok("/a%2Db/c/d%20e/").key, "a-b/c/d e/");
     }
 
     #[test]
@@ -160,7 +201,10 @@ mod tests {
     #[test]
     fn allows_hidden_files_when_asked() {
         assert_eq!(
-            parse("/.well-known/x", true).unwrap().segments,
+            parse("/.well-known/x", true)
+                .unwrap()
+                .segments()
+                .collect::<Vec<_>>(),
             [".well-known", "x"]
         );
         assert_eq!(parse("/..", true), Err(Refused::Hidden));
@@ -188,9 +232,12 @@ mod tests {
         #[test]
         fn never_yields_a_segment_that_climbs(path in "(/|%2e|%2E|\\.|%2f|%5c|\\\\|a|%00|%|:)*") {
             if let Ok(p) = parse(&path, true) {
-                for s in &p.segments {
+                for s in p.segments() {
                     prop_assert!(s != "." && s != ".." && !s.contains(['/', '\\', '\0', ':']));
                 }
+                // The key is the segments joined, so they read back as parsed.
+                let joined = p.segments().collect::<Vec<_>>().join("/");
+                prop_assert_eq!(joined.as_str(), p.relative());
             }
         }
     }

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::http::responses::Short;
 use crate::http::{
+    fields::Asks,
     preconditions::{Precondition, Validators, evaluate},
     range::{self, ByteRange, Multipart, Resolution},
 };
@@ -83,13 +84,18 @@ pub(super) fn respond(
     {
         validators = validators.with_last_modified(modified);
     }
-    // RFC 9110 §13.2.2: preconditions first, then (step 5) the range.
-    let precondition = evaluate(request.method, request.headers, &validators);
+    // RFC 9110 §13.2.2: preconditions first, then (step 5) the range. A request with neither
+    // (most of them) is told so by one pass over its field names.
+    let asks = Asks::of(request.headers);
+    let precondition = if asks.conditional {
+        evaluate(request.method, request.headers, &validators)
+    } else {
+        Precondition::Proceed
+    };
     let len = rep.version.len;
     let head = request.method == Method::HEAD;
     // A 304, or the whole file with no range asked: from the kept heads, if any.
-    let plain = matches!(precondition, Precondition::Proceed)
-        && !request.headers.contains_key(header::RANGE);
+    let plain = matches!(precondition, Precondition::Proceed) && !asks.range;
     let kept = kept.filter(|_| plain || matches!(precondition, Precondition::NotModified));
     if let Some(headers) = kept.and_then(|k| k.get(config.id, !plain)) {
         if !plain {

@@ -389,11 +389,7 @@ impl<F> ServeDir<F> {
 
     fn safe_path<B>(&self, req: &Request<B>) -> Result<SafePath, Refused> {
         if let Some(name) = &self.config.single_file {
-            return Ok(SafePath {
-                segments: vec![name.clone()],
-                trailing_slash: false,
-                key: name.as_str().into(),
-            });
+            return Ok(SafePath::file(name));
         }
         path::parse(req.uri().path(), self.config.allow_hidden)
     }

@@ -14,6 +14,7 @@ pub mod cache_control;
 pub mod cache_status;
 pub mod date;
 pub mod etag;
+pub(crate) mod fields;
 pub mod freshness;
 pub mod invalidation;
 pub mod preconditions;
