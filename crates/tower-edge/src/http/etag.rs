@@ -81,6 +81,12 @@ impl EntityTag {
 
     /// Parses one entity tag, such as an `ETag` field value. Surrounding whitespace is allowed.
     pub fn parse(value: &[u8]) -> Result<Self, InvalidEntityTag> {
+        let (weak, opaque) = Self::read(value)?;
+        Ok(Self::from_valid(weak, opaque))
+    }
+
+    /// Whether `value` holds one valid tag, and its weakness and opaque content.
+    fn read(value: &[u8]) -> Result<(bool, &[u8]), InvalidEntityTag> {
         // One tag, not a list: no list separators around it (the list reader skips them).
         let start = value
             .iter()
@@ -97,7 +103,7 @@ impl EntityTag {
         }
         let mut members = Members::new(trimmed);
         match (members.next(), members.next()) {
-            (Some(Member::Tag { weak, opaque }), None) => Ok(Self::from_valid(weak, opaque)),
+            (Some(Member::Tag { weak, opaque }), None) => Ok((weak, opaque)),
             _ => Err(InvalidEntityTag { _priv: () }),
         }
     }
@@ -163,7 +169,17 @@ impl TryFrom<&HeaderValue> for EntityTag {
     type Error = InvalidEntityTag;
 
     fn try_from(value: &HeaderValue) -> Result<Self, Self::Error> {
-        Self::parse(value.as_bytes())
+        let (weak, opaque) = Self::read(value.as_bytes())?;
+        // A value that is the tag and nothing else (as sent, usually) is shared, not copied:
+        // the cache reads its stored `ETag` on every conditional request.
+        let framing = if weak { 4 } else { 2 };
+        if opaque.len() + framing == value.len() {
+            return Ok(Self {
+                weak,
+                value: value.clone(),
+            });
+        }
+        Ok(Self::from_valid(weak, opaque))
     }
 }
 
@@ -503,6 +519,31 @@ mod tests {
         let b = HeaderValue::from_static("W/\"b\"");
         let list = EntityTagList::parse([&a, &b]);
         assert_eq!(list.tags().len(), 2);
+    }
+
+    #[test]
+    fn a_tag_read_from_a_field_keeps_its_value_or_trims_it() {
+        for (field, weak, tag) in [
+            ("\"abc\"", false, "abc"),
+            ("W/\"abc\"", true, "abc"),
+            ("  \"abc\"\t", false, "abc"),
+            ("W/\"\"", true, ""),
+        ] {
+            let read = EntityTag::try_from(&HeaderValue::from_static(field)).unwrap();
+            assert_eq!(
+                (read.is_weak(), read.tag()),
+                (weak, tag.as_bytes()),
+                "{field:?}"
+            );
+            assert_eq!(read.to_header_value(), field.trim(), "{field:?}");
+            assert_eq!(read, EntityTag::parse(field.as_bytes()).unwrap());
+        }
+        for bad in ["abc", "\"a\" \"b\"", "W/abc", "\"a\"b\"", ""] {
+            assert!(
+                EntityTag::try_from(&HeaderValue::from_static(bad)).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
