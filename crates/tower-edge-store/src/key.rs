@@ -17,9 +17,10 @@ use std::fmt::{self, Write as _};
 ///
 /// `|` in the resource and `%`, `&`, `=`, `|` and non-printable bytes in variant parts are
 /// percent-encoded, so two different keys never print the same.
-// One string, `resource|variant`, and where the `|` is: a key is built on every lookup, and one
-// allocation is half the cost of two. The resource never holds an unescaped `|`, so `split` is
-// the first one and the derived comparisons agree with comparing the parts.
+// One string, `resource|variant`, and where the resource ends: a key is built on every lookup,
+// and one allocation is half the cost of two. The derived comparisons take `split` too, so two
+// keys are equal exactly when both parts are, even for parts given to `from_escaped` with a `|`
+// in the resource (which `new` would have escaped).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     text: String,
@@ -225,6 +226,12 @@ mod tests {
             format!("{:?}", CacheKey::new("r").with_variant("a", "1")),
             r#"CacheKey { resource: "r", variant: "a=1" }"#
         );
+        // Where the resource ends is part of the key, even with a `|` in an escaped resource.
+        assert_ne!(
+            CacheKey::from_escaped("a|b", ""),
+            CacheKey::from_escaped("a", "b")
+        );
+        assert_eq!(CacheKey::from_escaped("a|b", "").resource(), "a|b");
         // Equal parts, equal keys, however they were built.
         assert_eq!(
             CacheKey::new("r")

@@ -647,6 +647,14 @@ async fn serve_file_ignores_the_request_path() {
         get(&missing, "/", &[]).await.0.status,
         StatusCode::NOT_FOUND
     );
+    // A path that names no file (it ends in `..`) is missing too: not a redirect into the
+    // directory it resolves to.
+    let no_name = ServeFile::new(dir.path().join("docs").join(".."));
+    for path in ["/", "/docs"] {
+        let (parts, _) = get(&no_name, path, &[]).await;
+        assert_eq!(parts.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(!parts.headers.contains_key(header::LOCATION), "{path}");
+    }
     let attach = ServeFile::new(dir.path().join("hello.txt")).configure(|d| d.attachment(true));
     let (parts, _) = get(&attach, "/", &[]).await;
     assert_eq!(
