@@ -30,7 +30,8 @@ pin_project! {
         Stream { #[pin] inner: B },
         Buffered {
             chunks: VecDeque<Bytes>,
-            trailers: Option<HeaderMap>,
+            // Boxed: this body sits inside responses that are moved whole, and trailers are rare.
+            trailers: Option<Box<HeaderMap>>,
             // Boxed: the rest of a body a layer started reading, handed on without copying.
             rest: Option<Pin<Box<B>>>,
         },
@@ -61,7 +62,7 @@ impl<B: Body> EdgeBody<B> {
         Self {
             kind: Kind::Buffered {
                 chunks,
-                trailers,
+                trailers: trailers.map(Box::new),
                 rest: None,
             },
         }
@@ -130,7 +131,7 @@ where
                 if let Some(rest) = rest {
                     return map_frame(rest.as_mut().poll_frame(cx));
                 }
-                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
+                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(*t))))
             }
             KindProj::Empty | KindProj::NoContent => Poll::Ready(None),
             KindProj::Failed { error } => Poll::Ready(error.take().map(Err)),

@@ -34,7 +34,8 @@ pin_project! {
         NoContent,
         Chunks { chunks: std::collections::VecDeque<Bytes> },
         Stream { #[pin] body: B },
-        Tee { #[pin] body: B, tee: Option<Tee> },
+        // Boxed: a response holding this body is moved whole through every layer outside.
+        Tee { #[pin] body: B, tee: Option<Box<Tee>> },
     }
 }
 
@@ -117,12 +118,12 @@ impl<B> CacheBody<B> {
         Self {
             kind: Kind::Tee {
                 body,
-                tee: Some(Tee {
+                tee: Some(Box::new(Tee {
                     collected: Collected::default(),
                     max,
                     expected,
                     on_complete: Some(on_complete),
-                }),
+                })),
             },
         }
     }

@@ -23,11 +23,13 @@ pin_project! {
         inner: Inner<B>,
         // Bytes read before the response head was decided (the size sniff), sent first.
         prefix: VecDeque<Bytes>,
-        encoder: Option<Encoder>,
+        // Boxed, as are the trailers: this body sits inside every response of a stack, and is
+        // moved whole wherever the response is.
+        encoder: Option<Box<Encoder>>,
         // Flush after every frame: the body streams and each frame should reach the client.
         flush_each: bool,
         encoder_finished: bool,
-        trailers: Option<HeaderMap>,
+        trailers: Option<Box<HeaderMap>>,
         error: Option<BoxError>,
         done: bool,
         // For the request's span and the byte counters, when compressing.
@@ -97,7 +99,7 @@ impl<B> CompressionBody<B> {
             None => Inner::Ended,
         };
         let mut body = Self::build(inner, prefix, encoder, flush_each);
-        body.trailers = trailers;
+        body.trailers = trailers.map(Box::new);
         body.error = error;
         body
     }
@@ -125,7 +127,7 @@ impl<B> CompressionBody<B> {
             bytes,
             inner,
             prefix,
-            encoder,
+            encoder: encoder.map(Box::new),
             flush_each,
             encoder_finished: false,
             trailers: None,
@@ -204,7 +206,7 @@ where
                     }
                     Err(frame) => {
                         // Trailers end the body; they go out after the compressed stream ends.
-                        *this.trailers = frame.into_trailers().ok();
+                        *this.trailers = frame.into_trailers().ok().map(Box::new);
                         this.inner.set(Inner::Ended);
                     }
                 },
@@ -236,7 +238,7 @@ where
                         }
                     }
                     *this.done = true;
-                    return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+                    return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(*t))));
                 }
             }
         }
