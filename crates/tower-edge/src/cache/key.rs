@@ -104,12 +104,29 @@ impl KeyOrigin {
     /// The origin a request is keyed under; `None` when its host cannot be keyed without
     /// ambiguity (see [`origin`]), whatever the policy: such a request bypasses the cache.
     pub(crate) fn of(&self, parts: &Parts) -> Option<String> {
-        let own = origin(parts)?;
-        Some(match self {
-            Self::Request => own,
-            Self::Fixed(fixed) => fixed.clone(),
-            Self::None => String::new(),
-        })
+        let (scheme, host) = authority(parts)?;
+        let mut out = String::with_capacity(self.len(scheme, host));
+        self.push(scheme, host, &mut out);
+        Some(out)
+    }
+
+    /// Appends the origin keys carry for a request naming `scheme` and `host` (see
+    /// [`authority`]) to `out`.
+    fn push(&self, scheme: &str, host: &str, out: &mut String) {
+        match self {
+            Self::Request => push_origin(out, scheme, host),
+            Self::Fixed(fixed) => out.push_str(fixed),
+            Self::None => {}
+        }
+    }
+
+    /// The length of what [`KeyOrigin::push`] appends.
+    fn len(&self, scheme: &str, host: &str) -> usize {
+        match self {
+            Self::Request => scheme.len() + 3 + host.len(),
+            Self::Fixed(fixed) => fixed.len(),
+            Self::None => 0,
+        }
     }
 }
 
@@ -125,6 +142,14 @@ pub(crate) const UNKEYABLE_ORIGIN: &str = "http://unkeyable.invalid";
 /// than `http` and `https`. Such a request bypasses the cache: a `Host`
 /// of `example.com/private` must not produce the key of `/private/…` on `example.com`.
 pub(crate) fn origin(parts: &Parts) -> Option<String> {
+    let (scheme, host) = authority(parts)?;
+    let mut origin = String::with_capacity(scheme.len() + 3 + host.len());
+    push_origin(&mut origin, scheme, host);
+    Some(origin)
+}
+
+/// The scheme and the `host[:port]` (as the request wrote it) of [`origin`]; `None` where it is.
+fn authority(parts: &Parts) -> Option<(&'static str, &str)> {
     let scheme = match parts.uri.scheme_str() {
         None => "http",
         Some(s) if s.eq_ignore_ascii_case("http") => "http",
@@ -152,15 +177,17 @@ pub(crate) fn origin(parts: &Parts) -> Option<String> {
             }
         }
     };
-    // One allocation: the host is checked to be ASCII above, and lowercased once copied.
-    let host = std::str::from_utf8(host).ok()?;
-    let mut origin = String::with_capacity(scheme.len() + 3 + host.len());
-    origin.push_str(scheme);
-    origin.push_str("://");
-    let at = origin.len();
-    origin.push_str(host);
-    origin[at..].make_ascii_lowercase();
-    Some(origin)
+    // Checked to be ASCII above.
+    Some((scheme, std::str::from_utf8(host).ok()?))
+}
+
+/// `scheme://host`, the host lowercased once copied (it is ASCII: see [`authority`]).
+fn push_origin(out: &mut String, scheme: &str, host: &str) {
+    out.push_str(scheme);
+    out.push_str("://");
+    let at = out.len();
+    out.push_str(host);
+    out[at..].make_ascii_lowercase();
 }
 
 /// `host[:port]` with a registered name, IPv4 or bracketed IPv6 host: no userinfo, path, query,
@@ -209,18 +236,49 @@ const AUTHORITY_BYTES: [bool; 256] = {
 pub(crate) fn resource(origin: &str, uri: &Uri, query: &QueryPolicy) -> String {
     let query = query.normalize(uri.query());
     let path = uri.path();
-    // One allocation, this runs on every lookup: the resource, and room for the usual variant
-    // parts the key adds after it (`|enc=identity`, a user key).
     let mut out =
         String::with_capacity(4 + origin.len() + path.len() + 1 + query.len() + VARIANT_ROOM);
     out.push_str("GET ");
     out.push_str(origin);
+    push_target(&mut out, path, &query);
+    out
+}
+
+/// [`resource`] for a request, its origin as `key_origin` keys it after `prefix`: the same
+/// string as `resource(prefix + origin, ..)`, written in one buffer with no origin string of its
+/// own. `None` when the request's host cannot be keyed (see [`origin`]).
+pub(crate) fn request_resource(
+    prefix: &str,
+    key_origin: &KeyOrigin,
+    parts: &Parts,
+    query: &QueryPolicy,
+) -> Option<String> {
+    let (scheme, host) = authority(parts)?;
+    let query = query.normalize(parts.uri.query());
+    let path = parts.uri.path();
+    // One allocation, this runs on every lookup: the resource, and room for the usual variant
+    // parts the key adds after it (`|enc=identity`, a user key).
+    let mut out = String::with_capacity(
+        4 + prefix.len()
+            + key_origin.len(scheme, host)
+            + path.len()
+            + 1
+            + query.len()
+            + VARIANT_ROOM,
+    );
+    out.push_str("GET ");
+    out.push_str(prefix);
+    key_origin.push(scheme, host, &mut out);
+    push_target(&mut out, path, &query);
+    Some(out)
+}
+
+fn push_target(out: &mut String, path: &str, query: &str) {
     out.push_str(path);
     if !query.is_empty() {
         out.push('?');
-        out.push_str(&query);
+        out.push_str(query);
     }
-    out
 }
 
 /// The bytes [`resource`] leaves free for the variant parts of [`base_key`].
@@ -419,6 +477,52 @@ mod tests {
         };
         assert_eq!(allow.normalize(Some("sort=asc&page=2")), "page=2");
         assert_eq!(allow.normalize(None), "");
+    }
+
+    #[test]
+    fn a_request_resource_is_the_resource_of_its_keyed_origin() {
+        let requests = [
+            Request::get("/p?b=2&a=1").header(header::HOST, "Example.COM:8080"),
+            Request::get("/").header(header::HOST, "[::1]:3000"),
+            Request::get("https://A.test/q%7C?x"),
+            Request::get("http://user@b.test/r"),
+            Request::get("/no-host"),
+            // Not keyable: two Host lines, a host with a path, a scheme other than http(s).
+            Request::get("/")
+                .header(header::HOST, "a")
+                .header(header::HOST, "b"),
+            Request::get("/").header(header::HOST, "a.test/private"),
+            Request::get("ftp://a.test/f"),
+        ];
+        let policies = [
+            KeyOrigin::Request,
+            KeyOrigin::fixed("https://Fixed.example").unwrap(),
+            KeyOrigin::None,
+        ];
+        let queries = [
+            QueryPolicy::default(),
+            QueryPolicy {
+                allow: Some(vec!["a".into()]),
+                deny: Vec::new(),
+            },
+        ];
+        for request in requests {
+            let (parts, ()) = request.body(()).unwrap().into_parts();
+            for policy in &policies {
+                for query in &queries {
+                    for prefix in ["", "tenant-1:"] {
+                        let expected = policy
+                            .of(&parts)
+                            .map(|o| resource(&format!("{prefix}{o}"), &parts.uri, query));
+                        let got = request_resource(prefix, policy, &parts, query);
+                        assert_eq!(got, expected, "{:?} {policy:?} {prefix}", parts.uri);
+                        if let Some(got) = got {
+                            assert!(got.capacity() >= got.len() + VARIANT_ROOM, "{got}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

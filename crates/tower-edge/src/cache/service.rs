@@ -154,7 +154,6 @@ struct Ctx<St> {
     /// Which of the fields the cache acts on `client` holds.
     asks: Asks,
     base: CacheKey,
-    origin: String,
     per_user: bool,
     no_store: bool,
     /// What the request's own directives ask of a stored response (RFC 9111 §5.2.1).
@@ -205,11 +204,12 @@ fn start<St: CacheStore + Clone>(shared: &Arc<Shared<St>>, mut parts: request::P
     let now = config.clock.now();
     // A request whose host cannot be keyed without ambiguity neither reads, stores nor
     // invalidates; its handle addresses a reserved name no valid request shares a key with.
-    let keyed_origin = config.key_origin.of(&parts);
-    let keyed = keyed_origin.is_some();
-    let origin = keyed_origin.unwrap_or_else(|| key::UNKEYABLE_ORIGIN.to_owned());
+    let origin_of = |parts: &request::Parts| config.key_origin.of(parts);
 
     if parts.method != Method::GET && parts.method != Method::HEAD {
+        let keyed_origin = origin_of(&parts);
+        let keyed = keyed_origin.is_some();
+        let origin = keyed_origin.unwrap_or_else(|| key::UNKEYABLE_ORIGIN.to_owned());
         let handle = CacheHandle::new(shared, origin.clone());
         parts.extensions.insert(handle.clone());
         bump(&shared.counters.bypassed);
@@ -229,16 +229,25 @@ fn start<St: CacheStore + Clone>(shared: &Arc<Shared<St>>, mut parts: request::P
 
     let user = config.per_user.as_ref().and_then(|f| f(&parts));
     let asks = Asks::of(&parts.headers);
-    let bypass = !keyed || config.bypass.as_ref().is_some_and(|f| f(&parts));
+    // The resource, written with its origin in one buffer: `None` for a host that cannot be
+    // keyed, or a request the layer's bypass takes.
+    let resource = key::request_resource(
+        &config.key_prefix,
+        &config.key_origin,
+        &parts,
+        &config.query,
+    )
+    .filter(|_| !config.bypass.as_ref().is_some_and(|f| f(&parts)));
     // A request with credentials is never answered from entries shared between users: the
     // origin may answer it for that user alone. Its answer is stored only when RFC 9111 §3.5
     // allows (`public`, `s-maxage`, `must-revalidate`), which `policy::decide` checks.
     let authorized = asks.authorization && user.is_none();
-    if bypass {
+    let Some(resource) = resource else {
         bump(&shared.counters.bypassed);
+        let origin = origin_of(&parts).unwrap_or_else(|| key::UNKEYABLE_ORIGIN.to_owned());
         parts.extensions.insert(CacheHandle::new(shared, origin));
         return Start::Bypass(parts, Arc::clone(shared));
-    }
+    };
 
     let request_cc = if asks.cache_control {
         CacheControl::parse(parts.headers.get_all(header::CACHE_CONTROL))
@@ -254,12 +263,6 @@ fn start<St: CacheStore + Clone>(shared: &Arc<Shared<St>>, mut parts: request::P
                 .get_all(header::PRAGMA)
                 .iter()
                 .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache")));
-    let resource = if config.key_prefix.is_empty() {
-        key::resource(&origin, &parts.uri, &config.query)
-    } else {
-        let prefixed = format!("{}{origin}", config.key_prefix);
-        key::resource(&prefixed, &parts.uri, &config.query)
-    };
     let encoding = config
         .encoding
         .as_ref()
@@ -284,7 +287,6 @@ fn start<St: CacheStore + Clone>(shared: &Arc<Shared<St>>, mut parts: request::P
         client: std::mem::take(&mut parts.headers),
         asks,
         base,
-        origin,
         per_user: user.is_some(),
         no_store: request_cc.has("no-store"),
         demand: Demand::of(&request_cc),
@@ -496,7 +498,6 @@ where
                 client: ctx.client.clone(),
                 asks: ctx.asks,
                 base: ctx.base.clone(),
-                origin: ctx.origin.clone(),
                 per_user: ctx.per_user,
                 no_store: false,
                 demand: Demand::default(),

@@ -93,9 +93,12 @@ impl<'a, St: CacheStore + Clone> Forwarding<'a, St> {
             }
             parts.headers.remove(name);
         }
-        parts
-            .extensions
-            .insert(CacheHandle::new(shared, ctx.origin.clone()));
+        // The origin the request was keyed under, read again from what it named: only a
+        // request that goes on to the inner service needs it as a string of its own.
+        let origin = (shared.config.key_origin)
+            .of(&parts)
+            .unwrap_or_else(|| super::key::UNKEYABLE_ORIGIN.to_owned());
+        parts.extensions.insert(CacheHandle::new(shared, origin));
         if let Some(stale) = &stale {
             if let Some(etag) = stale.headers().get(header::ETAG) {
                 parts.headers.insert(header::IF_NONE_MATCH, etag.clone());
