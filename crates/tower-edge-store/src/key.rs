@@ -157,12 +157,26 @@ fn escape_resource(resource: &str) -> String {
 /// A byte a variant part holds as it is: printable ASCII or a space, other than the separators
 /// and `%`.
 fn plain(b: u8) -> bool {
-    b.is_ascii_graphic() && !matches!(b, b'%' | b'&' | b'=' | b'|') || b == b' '
+    PLAIN[usize::from(b)]
 }
 
-/// Whether every byte is [`plain`], checked without stopping early (so in wide compares).
+/// [`plain`] by value: variant names and values are short, and checked on every lookup.
+const PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0u8;
+    loop {
+        table[b as usize] =
+            b.is_ascii_graphic() && !matches!(b, b'%' | b'&' | b'=' | b'|') || b == b' ';
+        if b == u8::MAX {
+            break table;
+        }
+        b += 1;
+    }
+};
+
+/// Whether every byte is [`plain`].
 fn all_plain(bytes: &[u8]) -> bool {
-    bytes.iter().fold(true, |all, &b| all & plain(b))
+    bytes.iter().all(|&b| plain(b))
 }
 
 fn escape_part(out: &mut String, bytes: &[u8]) {
@@ -195,6 +209,17 @@ fn escape_part(out: &mut String, bytes: &[u8]) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_byte_is_plain_when_it_is_printable_ascii_or_a_space_and_no_separator() {
+        for b in 0..=u8::MAX {
+            let printable = (0x21..=0x7e).contains(&b) || b == b' ';
+            let separator = b"%&=|".contains(&b);
+            assert_eq!(plain(b), printable && !separator, "byte {b:#04x}");
+            let part = CacheKey::new("r").with_variant("n", [b]);
+            assert_eq!(part.variant().len() == 3, plain(b), "byte {b:#04x}");
+        }
+    }
 
     #[test]
     fn separators_inside_parts_are_escaped() {
