@@ -184,3 +184,172 @@ async fn decisions_become_span_fields_and_counters() {
         ) >= 1
     );
 }
+
+/// An app, a path, the request's fields and the status expected.
+type Case<'a> = (&'a Router, &'a str, Vec<(&'a str, &'a str)>, StatusCode);
+
+/// Each layer and `ServeDir` counts its 304s, 412s, 206s, 416s and compressed responses through
+/// handles it keeps: the second answer of each kind is counted as the first was.
+#[tokio::test]
+async fn every_layer_counts_its_answers_through_its_kept_handles() {
+    use tower_edge::{
+        compression::CompressionLayer, etag::ETagLayer, fs::ServeDir,
+        last_modified::LastModifiedLayer, range::RangeLayer,
+    };
+
+    // A recorder of this thread alone (the runtime of a `#[tokio::test]` polls here), so that
+    // the other test's global one does not see these counts, nor this one its.
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+
+    let page = "<p>counted</p>".repeat(200);
+    let handler = move || {
+        let page = page.clone();
+        async move {
+            (
+                [
+                    (header::CONTENT_TYPE, "text/html"),
+                    (header::LAST_MODIFIED, "Mon, 30 Nov 2026 10:00:00 GMT"),
+                ],
+                page,
+            )
+        }
+    };
+    let etag = Router::new()
+        .route("/", get(handler.clone()))
+        .layer(ETagLayer::new());
+    let last_modified = Router::new()
+        .route("/", get(handler.clone()))
+        .layer(LastModifiedLayer::new());
+    let range = Router::new()
+        .route("/", get(handler.clone()))
+        .layer(RangeLayer::new());
+    let compression = Router::new()
+        .route("/", get(handler))
+        .layer(CompressionLayer::new());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.txt"), "0123456789".repeat(100)).unwrap();
+    let files = Router::new().fallback_service(ServeDir::new(dir.path()));
+
+    let send = |app: &Router, path: &str, headers: &[(&str, &str)]| {
+        let mut req = Request::get(path).header(header::HOST, "t");
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        let app = app.clone();
+        let req = req.body(Body::empty()).unwrap();
+        async move {
+            let res = app.oneshot(req).await.unwrap();
+            let status = res.status();
+            let headers = res.headers().clone();
+            res.into_body().collect().await.unwrap();
+            (status, headers)
+        }
+    };
+
+    let (_, h) = send(&etag, "/", &[]).await;
+    let tag = h[header::ETAG].to_str().unwrap().to_owned();
+    let (_, h) = send(&files, "/f.txt", &[]).await;
+    let file_tag = h[header::ETAG].to_str().unwrap().to_owned();
+    let since = "Mon, 30 Nov 2026 10:00:00 GMT";
+    let earlier = "Sun, 29 Nov 2026 10:00:00 GMT";
+    for _ in 0..2 {
+        let cases: [Case<'_>; 10] = [
+            (
+                &etag,
+                "/",
+                vec![("if-none-match", &tag)],
+                StatusCode::NOT_MODIFIED,
+            ),
+            (
+                &etag,
+                "/",
+                vec![("if-match", "\"other\"")],
+                StatusCode::PRECONDITION_FAILED,
+            ),
+            (
+                &last_modified,
+                "/",
+                vec![("if-modified-since", since)],
+                StatusCode::NOT_MODIFIED,
+            ),
+            (
+                &last_modified,
+                "/",
+                vec![("if-unmodified-since", earlier)],
+                StatusCode::PRECONDITION_FAILED,
+            ),
+            (
+                &range,
+                "/",
+                vec![("range", "bytes=0-9")],
+                StatusCode::PARTIAL_CONTENT,
+            ),
+            (
+                &range,
+                "/",
+                vec![("range", "bytes=0-1,5-6")],
+                StatusCode::PARTIAL_CONTENT,
+            ),
+            (
+                &range,
+                "/",
+                vec![("range", "bytes=999999-")],
+                StatusCode::RANGE_NOT_SATISFIABLE,
+            ),
+            (
+                &compression,
+                "/",
+                vec![("accept-encoding", "gzip")],
+                StatusCode::OK,
+            ),
+            (
+                &files,
+                "/f.txt",
+                vec![("if-none-match", &file_tag)],
+                StatusCode::NOT_MODIFIED,
+            ),
+            (
+                &files,
+                "/f.txt",
+                vec![("if-match", "\"other\"")],
+                StatusCode::PRECONDITION_FAILED,
+            ),
+        ];
+        for (app, path, headers, expected) in cases {
+            let (status, _) = send(app, path, &headers).await;
+            assert_eq!(status, expected, "{path} {headers:?}");
+        }
+    }
+
+    let snapshot = snapshotter.snapshot().into_vec();
+    let validator = |status| {
+        counter(
+            &snapshot,
+            "tower_edge_validator_total",
+            Some(("status", status)),
+        )
+    };
+    // ETagLayer, LastModifiedLayer and ServeDir, twice each.
+    assert_eq!(validator("304"), 6);
+    assert_eq!(validator("412"), 6);
+    let range = |status| {
+        counter(
+            &snapshot,
+            "tower_edge_range_total",
+            Some(("status", status)),
+        )
+    };
+    assert_eq!(range("206"), 2);
+    assert_eq!(range("206 multipart"), 2);
+    assert_eq!(range("416"), 2);
+    assert_eq!(
+        counter(
+            &snapshot,
+            "tower_edge_compression_total",
+            Some(("encoding", "gzip"))
+        ),
+        2
+    );
+}

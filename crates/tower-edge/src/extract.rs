@@ -130,7 +130,9 @@ impl IntoResponse for Unmet {
         };
         let mut headers = HeaderMap::new();
         self.validators.write_headers(&mut headers);
-        let (status, body) = answer.head(&mut headers);
+        // No layer holds this answer's counter handles: registered for each one, as the
+        // facade does.
+        let (status, body) = answer.head(&mut headers, &crate::observe::Counts::new());
         let body = if status == StatusCode::NOT_MODIFIED {
             axum_core::body::Body::new(NoContent)
         } else {

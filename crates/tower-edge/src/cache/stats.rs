@@ -33,10 +33,10 @@ pub struct CacheStats {
 
 #[derive(Debug)]
 pub(crate) struct Counters {
-    /// `tower_edge_cache_total{event}`, and the cache's own 304s in
-    /// `tower_edge_validator_total`, counted through kept handles.
+    /// `tower_edge_cache_total{event}`, counted through kept handles.
     pub(crate) events: crate::observe::CounterFamily<7>,
-    pub(crate) validators: crate::observe::CounterFamily<1>,
+    /// The cache's own 304s, 412s, 206s and 416s, counted as the layers count theirs.
+    pub(crate) answers: crate::observe::Counts,
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) stale: AtomicU64,
@@ -65,11 +65,7 @@ impl Default for Counters {
                     "bypass",
                 ],
             ),
-            validators: crate::observe::CounterFamily::new(
-                "tower_edge_validator_total",
-                "status",
-                ["304"],
-            ),
+            answers: crate::observe::Counts::new(),
             hits: AtomicU64::default(),
             misses: AtomicU64::default(),
             stale: AtomicU64::default(),

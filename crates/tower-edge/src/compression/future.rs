@@ -151,9 +151,9 @@ pub(crate) fn weaken_etag(headers: &mut HeaderMap) {
     }
 }
 
-fn compressed_head(parts: &mut Parts, coding: Coding) {
+fn compressed_head(parts: &mut Parts, coding: Coding, config: &Config) {
     crate::observe::record("edge.encoding", coding.as_str());
-    crate::observe::count("tower_edge_compression_total", "encoding", coding.as_str());
+    config.counts.encodings.count(coding.as_str());
     let headers = &mut parts.headers;
     headers.remove(header::CONTENT_LENGTH);
     // Ranges of the identity bytes mean nothing against the compressed ones.
@@ -226,7 +226,7 @@ where
                             match Encoder::new(coding, this.config.levels, body.size_hint().exact())
                             {
                                 Some(encoder) => {
-                                    compressed_head(&mut parts, coding);
+                                    compressed_head(&mut parts, coding, this.config);
                                     Response::from_parts(
                                         parts,
                                         CompressionBody::encode(body, encoder, flush_each),
@@ -291,7 +291,7 @@ where
                         .flatten()
                     {
                         Some(encoder) => {
-                            compressed_head(&mut head, *coding);
+                            compressed_head(&mut head, *coding, this.config);
                             // Past the sniff it is a stream of unknown length: flush per frame.
                             let body = CompressionBody::resumed(
                                 chunks,

@@ -26,6 +26,9 @@ pub(crate) struct Config {
     pub(crate) levels: Levels,
     pub(crate) min_size: u64,
     pub(crate) reject_unacceptable: bool,
+    /// The counters of the responses this layer compresses (a service's own: each service
+    /// holds its config in an `Arc`).
+    pub(crate) counts: crate::observe::Counts,
 }
 
 /// The codecs this build has, in the default order of preference.
@@ -68,6 +71,7 @@ impl CompressionLayer {
                 },
                 min_size: 1024,
                 reject_unacceptable: false,
+                counts: crate::observe::Counts::new(),
             },
             predicate: MimeAllowList::new(),
         }

@@ -95,6 +95,7 @@ where
                             ETagBody::stream(body),
                             request,
                             validators,
+                            &this.config.counts,
                         )));
                     }
                     this.state.set(State::Hashing {
@@ -230,7 +231,7 @@ fn finish<B: Body>(
             {
                 validators = validators.with_last_modified(lm);
             }
-            answer(parts, body, request, Some(validators))
+            answer(parts, body, request, Some(validators), &config.counts)
         }
         _ => Response::from_parts(parts, body),
     }
@@ -269,14 +270,15 @@ fn answer<B: Body>(
     body: ETagBody<B>,
     request: &RequestConditions,
     validators: Option<Validators>,
+    counts: &crate::observe::Counts,
 ) -> Response<ETagBody<B>> {
     let Some(validators) = validators else {
         return Response::from_parts(parts, body);
     };
     match request.evaluate(&validators) {
         Precondition::Proceed => Response::from_parts(parts, body),
-        Precondition::NotModified => not_modified(parts),
-        Precondition::PreconditionFailed => precondition_failed(parts),
+        Precondition::NotModified => not_modified(parts, counts),
+        Precondition::PreconditionFailed => precondition_failed(parts, counts),
     }
 }
 

@@ -19,6 +19,8 @@ pub(super) struct Config {
     pub(super) algorithm: Algorithm,
     /// Shared by the layer's clones and the services it makes; `None` when turned off.
     pub(super) digests: Option<Arc<Digests>>,
+    /// The counters of this layer's 304s and 412s, shared like `digests`.
+    pub(super) counts: Arc<crate::observe::Counts>,
 }
 
 impl Default for ETagLayer {
@@ -36,6 +38,7 @@ impl ETagLayer {
                 weak: false,
                 algorithm: Algorithm::Sha256,
                 digests: Some(Arc::default()),
+                counts: Arc::default(),
             },
         }
     }

@@ -99,7 +99,7 @@ pub(super) fn respond(
     let kept = kept.filter(|_| plain || matches!(precondition, Precondition::NotModified));
     if let Some(headers) = kept.and_then(|k| k.get(config.id, !plain)) {
         if !plain {
-            crate::observe::validator("304");
+            config.counts.validator("304");
             return with(StatusCode::NOT_MODIFIED, headers, FileBody::no_content());
         }
         let body = if head || len == 0 {
@@ -152,9 +152,11 @@ pub(super) fn respond(
                 full.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
                 kept.keep(config.id, &full);
             }
-            return short(Short::NotModified, headers);
+            return short(Short::NotModified, headers, config);
         }
-        Precondition::PreconditionFailed => return short(Short::PreconditionFailed, headers),
+        Precondition::PreconditionFailed => {
+            return short(Short::PreconditionFailed, headers, config);
+        }
     }
 
     let resolution = range::evaluate(
@@ -178,7 +180,11 @@ pub(super) fn respond(
             };
             with(StatusCode::OK, headers, body)
         }
-        Resolution::Unsatisfiable => short(Short::RangeNotSatisfiable { complete: len }, headers),
+        Resolution::Unsatisfiable => short(
+            Short::RangeNotSatisfiable { complete: len },
+            headers,
+            config,
+        ),
         Resolution::Partial(ranges) => {
             let segments = if let [range] = ranges.as_slice() {
                 headers.insert(header::CONTENT_RANGE, range.content_range(len));
@@ -246,8 +252,8 @@ fn body(config: &Config, source: Source, pieces: Vec<Piece>) -> FileBody {
 }
 
 /// The 304, 412 or 416 in place of the file whose header fields are `headers`.
-fn short(answer: Short, mut headers: HeaderMap) -> Response<FileBody> {
-    let (status, body) = answer.head(&mut headers);
+fn short(answer: Short, mut headers: HeaderMap, config: &Config) -> Response<FileBody> {
+    let (status, body) = answer.head(&mut headers, &config.counts);
     let body = if status == StatusCode::NOT_MODIFIED {
         FileBody::no_content()
     } else if body.is_empty() {

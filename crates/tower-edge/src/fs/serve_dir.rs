@@ -92,6 +92,8 @@ pub(super) struct Config {
     pub(super) cache_revalidate: Duration,
     pub(super) limits: RangeLimits,
     pub(super) clock: SharedClock,
+    /// The counters of the 304s and 412s answered (a clone starts its own handles).
+    pub(super) counts: crate::observe::Counts,
 }
 
 impl Config {
@@ -157,6 +159,7 @@ impl ServeDir {
                 cache_revalidate: Duration::from_secs(1),
                 limits: RangeLimits::new(),
                 clock: SharedClock::default(),
+                counts: crate::observe::Counts::new(),
             }),
             cache: Arc::default(),
             hashes: Arc::default(),

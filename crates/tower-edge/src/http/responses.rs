@@ -31,7 +31,7 @@ pub(crate) enum Short {
 
 impl Short {
     /// Rewrites `headers`, those of the representation, into this answer's; returns its status
-    /// and body.
+    /// and body. A `304` or `412` is counted in `counts` (a `416` is counted by its caller).
     ///
     /// - `304` keeps the fields of RFC 9110 §15.4.5 (all lines of each), and a cache's `Age`
     ///   and `Cache-Status`: it describes the stored response it validated.
@@ -40,11 +40,15 @@ impl Short {
     ///   one-line `text/plain` reason and `Cache-Control: no-store`, so that no cache mistakes
     ///   them for the representation.
     #[allow(dead_code)] // unused when no layer feature is on
-    pub(crate) fn head(self, headers: &mut HeaderMap) -> (StatusCode, Bytes) {
+    pub(crate) fn head(
+        self,
+        headers: &mut HeaderMap,
+        counts: &crate::observe::Counts,
+    ) -> (StatusCode, Bytes) {
         let cache_status = CACHE_STATUS.clone();
         match self {
             Self::NotModified => {
-                crate::observe::validator("304");
+                counts.validator("304");
                 let age = headers.remove(header::AGE);
                 let status = take_all(headers, &cache_status);
                 retain_not_modified_headers(headers);
@@ -55,7 +59,7 @@ impl Short {
                 (StatusCode::NOT_MODIFIED, Bytes::new())
             }
             Self::PreconditionFailed => {
-                crate::observe::validator("412");
+                counts.validator("412");
                 keep_only(
                     headers,
                     &[header::ETAG, header::LAST_MODIFIED, cache_status],
@@ -147,7 +151,7 @@ mod tests {
     #[test]
     fn a_304_keeps_the_fields_of_rfc_9110_and_the_cache_s_own() {
         let mut h = fields(REPRESENTATION);
-        let (status, body) = Short::NotModified.head(&mut h);
+        let (status, body) = Short::NotModified.head(&mut h, &crate::observe::Counts::new());
         assert_eq!(status, StatusCode::NOT_MODIFIED);
         assert!(body.is_empty());
         let mut names: Vec<_> = h.keys().map(HeaderName::as_str).collect();
@@ -169,7 +173,7 @@ mod tests {
     #[test]
     fn a_412_keeps_only_the_validators_and_is_never_stored() {
         let mut h = fields(REPRESENTATION);
-        let (status, body) = Short::PreconditionFailed.head(&mut h);
+        let (status, body) = Short::PreconditionFailed.head(&mut h, &crate::observe::Counts::new());
         assert_eq!(status, StatusCode::PRECONDITION_FAILED);
         assert_eq!(h["etag"], "\"v1\"");
         assert_eq!(h["cache-control"], "no-store");
@@ -181,7 +185,8 @@ mod tests {
     #[test]
     fn a_416_says_the_length_and_keeps_what_a_range_client_needs() {
         let mut h = fields(REPRESENTATION);
-        let (status, body) = Short::RangeNotSatisfiable { complete: 1234 }.head(&mut h);
+        let (status, body) = Short::RangeNotSatisfiable { complete: 1234 }
+            .head(&mut h, &crate::observe::Counts::new());
         assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
         assert_eq!(h["content-range"], "bytes */1234");
         assert_eq!(h["accept-ranges"], "bytes");

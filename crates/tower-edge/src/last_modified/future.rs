@@ -82,8 +82,8 @@ where
         });
         let response = match request.evaluate_dates(last_modified) {
             Precondition::Proceed => Response::from_parts(parts, body),
-            Precondition::NotModified => not_modified(parts),
-            Precondition::PreconditionFailed => precondition_failed(parts),
+            Precondition::NotModified => not_modified(parts, &this.config.counts),
+            Precondition::PreconditionFailed => precondition_failed(parts, &this.config.counts),
         };
         Poll::Ready(Ok(response))
     }

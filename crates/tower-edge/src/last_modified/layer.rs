@@ -18,6 +18,8 @@ pub struct LastModifiedLayer {
 pub(super) struct Config {
     pub(super) source: Option<Source>,
     pub(super) clock: SharedClock,
+    /// The counters of this layer's 304s and 412s, shared by the services it makes.
+    pub(super) counts: Arc<crate::observe::Counts>,
 }
 
 pub(super) type Source = Arc<dyn Fn(&Parts) -> Option<SystemTime> + Send + Sync>;

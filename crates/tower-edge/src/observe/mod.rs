@@ -84,15 +84,14 @@ pub(crate) fn record(field: &'static str, value: &str) {
     Span::current().record(field, value);
 }
 
-// Used by the cache alone, so far.
-#[cfg(feature = "cache")]
 /// The handles of one counter family, `name{label}` over a fixed set of label values, each
 /// registered with the recorder on its first count and kept. On a hot path the facade's
 /// registration (a key built, hashed and looked up, then dropped) costs several times the count
 /// itself; a layer keeps one of these so that each count is one atomic add.
 ///
 /// The handles belong to the recorder installed when each was first used: install it before
-/// the first request.
+/// the first request. A clone starts with no handles.
+#[allow(dead_code)] // unused in builds with no layer
 pub(crate) struct CounterFamily<const N: usize> {
     #[allow(dead_code)] // without `metrics`, nothing is counted
     name: &'static str,
@@ -104,7 +103,7 @@ pub(crate) struct CounterFamily<const N: usize> {
     cells: [std::sync::OnceLock<metrics::Counter>; N],
 }
 
-#[cfg(feature = "cache")]
+#[allow(dead_code)] // unused in builds with no layer
 impl<const N: usize> CounterFamily<N> {
     pub(crate) const fn new(
         name: &'static str,
@@ -134,20 +133,18 @@ impl<const N: usize> CounterFamily<N> {
     }
 }
 
-#[cfg(feature = "cache")]
+impl<const N: usize> Clone for CounterFamily<N> {
+    fn clone(&self) -> Self {
+        Self::new(self.name, self.label, self.values)
+    }
+}
+
 impl<const N: usize> std::fmt::Debug for CounterFamily<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CounterFamily")
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
-}
-
-/// Counts one `name{label=value}` event.
-#[allow(unused_variables, dead_code)]
-pub(crate) fn count(name: &'static str, label: &'static str, value: &'static str) {
-    #[cfg(feature = "metrics")]
-    metrics::counter!(name, label => value).increment(1);
 }
 
 /// Adds `n` to the counter `name`.
@@ -157,11 +154,56 @@ pub(crate) fn add(name: &'static str, n: u64) {
     metrics::counter!(name).increment(n);
 }
 
-/// A validator layer answered `status` (304 or 412) in place of the response.
-#[allow(dead_code)] // unused in builds with no validator layer
-pub(crate) fn validator(status: &'static str) {
-    record("edge.validator", status);
-    count("tower_edge_validator_total", "status", status);
+/// The counters a layer counts its answers in, with their kept handles (see [`CounterFamily`]):
+/// one of these per layer (or `ServeDir`), shared by the services it makes.
+#[derive(Clone, Debug)]
+#[allow(dead_code)] // each layer counts in some of them
+pub(crate) struct Counts {
+    /// `tower_edge_validator_total{status}`: a `304` or `412` in place of the response.
+    pub(crate) validators: CounterFamily<2>,
+    /// `tower_edge_range_total{status}`: a `206` (one part or several) or a `416`.
+    pub(crate) ranges: CounterFamily<3>,
+    /// `tower_edge_compression_total{encoding}`: a response compressed.
+    pub(crate) encodings: CounterFamily<4>,
+}
+
+#[allow(dead_code)] // unused in builds with no layer
+impl Counts {
+    pub(crate) const fn new() -> Self {
+        Self {
+            validators: CounterFamily::new("tower_edge_validator_total", "status", ["304", "412"]),
+            ranges: CounterFamily::new(
+                "tower_edge_range_total",
+                "status",
+                ["206", "206 multipart", "416"],
+            ),
+            encodings: CounterFamily::new(
+                "tower_edge_compression_total",
+                "encoding",
+                ["br", "gzip", "zstd", "deflate"],
+            ),
+        }
+    }
+
+    /// A validator answered `status` (`304` or `412`) in place of the response: on the
+    /// request's span and in `tower_edge_validator_total`.
+    pub(crate) fn validator(&self, status: &'static str) {
+        record("edge.validator", status);
+        self.validators.count(status);
+    }
+
+    /// A range answer, `status` (`206`, `206 multipart` or `416`): on the request's span and in
+    /// `tower_edge_range_total`.
+    pub(crate) fn range(&self, status: &'static str) {
+        record("edge.range", status);
+        self.ranges.count(status);
+    }
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use crate::http::{
     preconditions::Validators,
     range::{ByteRange, Multipart, Resolution, evaluate},
 };
+use crate::observe::Counts;
 
 pin_project! {
     /// Response future of [`Range`](super::Range).
@@ -234,17 +235,22 @@ fn finish<B: Body>(
             };
             Response::from_parts(parts, body)
         }
-        Resolution::Unsatisfiable => unsatisfiable(parts, len),
+        Resolution::Unsatisfiable => unsatisfiable(parts, len, &config.counts),
         Resolution::Partial(ranges) => {
             let whole = collected.into_bytes();
-            partial(parts, &whole, &ranges)
+            partial(parts, &whole, &ranges, &config.counts)
         }
     }
 }
 
 /// The `206` for `ranges` (disjoint, within `whole`, in the order to send them).
-fn partial<B: Body>(parts: Parts, whole: &Bytes, ranges: &[ByteRange]) -> Response<RangeBody<B>> {
-    let (parts, body) = partial_parts(parts, whole, ranges);
+fn partial<B: Body>(
+    parts: Parts,
+    whole: &Bytes,
+    ranges: &[ByteRange],
+    counts: &Counts,
+) -> Response<RangeBody<B>> {
+    let (parts, body) = partial_parts(parts, whole, ranges, counts);
     Response::from_parts(parts, RangeBody::buffered(body, None))
 }
 
@@ -254,10 +260,11 @@ pub(crate) fn partial_parts(
     parts: Parts,
     whole: &Bytes,
     ranges: &[ByteRange],
+    counts: &Counts,
 ) -> (Parts, VecDeque<Bytes>) {
     // In bounds: resolution clamps every range to the representation.
     let slice = |r: &ByteRange| whole.slice(r.first() as usize..=r.last() as usize);
-    partial_parts_with(parts, whole.len() as u64, ranges, slice)
+    partial_parts_with(parts, whole.len() as u64, ranges, slice, counts)
 }
 
 /// [`partial_parts`] for a representation of `complete` bytes whose ranges `slice` reads: the
@@ -267,6 +274,7 @@ pub(crate) fn partial_parts_with(
     complete: u64,
     ranges: &[ByteRange],
     slice: impl Fn(&ByteRange) -> Bytes,
+    counts: &Counts,
 ) -> (Parts, VecDeque<Bytes>) {
     // Counted and recorded on the request span here, for this layer and the cache alike.
     let what = if ranges.len() == 1 {
@@ -274,8 +282,7 @@ pub(crate) fn partial_parts_with(
     } else {
         "206 multipart"
     };
-    crate::observe::record("edge.range", what);
-    crate::observe::count("tower_edge_range_total", "status", what);
+    counts.range(what);
     parts.status = StatusCode::PARTIAL_CONTENT;
     let body: VecDeque<Bytes> = if let [range] = ranges {
         // §14.4: a single part carries its Content-Range in the header block.
@@ -309,18 +316,21 @@ pub(crate) fn partial_parts_with(
 }
 
 /// The `416` for a representation of `complete` bytes, keeping its validators.
-fn unsatisfiable<B: Body>(parts: Parts, complete: u64) -> Response<RangeBody<B>> {
-    let (parts, body) = unsatisfiable_parts(parts, complete);
+fn unsatisfiable<B: Body>(parts: Parts, complete: u64, counts: &Counts) -> Response<RangeBody<B>> {
+    let (parts, body) = unsatisfiable_parts(parts, complete, counts);
     Response::from_parts(parts, RangeBody::buffered([body].into(), None))
 }
 
 /// The head and body of the `416` for a representation of `complete` bytes; shared with the
 /// response cache.
 /// Counted and recorded on the request span here, for this layer and the cache alike.
-pub(crate) fn unsatisfiable_parts(mut parts: Parts, complete: u64) -> (Parts, Bytes) {
-    crate::observe::record("edge.range", "416");
-    crate::observe::count("tower_edge_range_total", "status", "416");
-    let (status, body) = Short::RangeNotSatisfiable { complete }.head(&mut parts.headers);
+pub(crate) fn unsatisfiable_parts(
+    mut parts: Parts,
+    complete: u64,
+    counts: &Counts,
+) -> (Parts, Bytes) {
+    counts.range("416");
+    let (status, body) = Short::RangeNotSatisfiable { complete }.head(&mut parts.headers, counts);
     parts.status = status;
     (parts, body)
 }

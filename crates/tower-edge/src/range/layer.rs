@@ -21,6 +21,8 @@ pub(super) struct Config {
     pub(super) max_body_size: u64,
     pub(super) limits: RangeLimits,
     pub(super) clock: SharedClock,
+    /// The counters of this layer's 206s and 416s, shared by the services it makes.
+    pub(super) counts: std::sync::Arc<crate::observe::Counts>,
 }
 
 impl Default for RangeLayer {
@@ -37,6 +39,7 @@ impl RangeLayer {
                 max_body_size: 1024 * 1024,
                 limits: RangeLimits::new(),
                 clock: SharedClock::default(),
+                counts: std::sync::Arc::default(),
             },
         }
     }

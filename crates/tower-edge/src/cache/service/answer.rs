@@ -41,7 +41,7 @@ pub(super) fn answer_uncached<St, B>(
             Response::from_parts(parts, CacheBody::no_content())
         }
         Precondition::Proceed => Response::from_parts(parts, CacheBody::stream(body)),
-        other => short_answer(parts, other),
+        other => short_answer(parts, other, &ctx.shared.counters.answers),
     }
 }
 
@@ -49,13 +49,14 @@ pub(super) fn answer_uncached<St, B>(
 pub(super) fn short_answer<B>(
     mut parts: response::Parts,
     outcome: Precondition,
+    counts: &crate::observe::Counts,
 ) -> Response<CacheBody<B>> {
     let answer = match outcome {
         Precondition::NotModified => Short::NotModified,
         Precondition::PreconditionFailed => Short::PreconditionFailed,
         Precondition::Proceed => return Response::from_parts(parts, CacheBody::empty()),
     };
-    let (status, body) = answer.head(&mut parts.headers);
+    let (status, body) = answer.head(&mut parts.headers, counts);
     parts.status = status;
     let body = if status == StatusCode::NOT_MODIFIED {
         CacheBody::no_content()
@@ -131,7 +132,7 @@ pub(super) fn serve<St, B>(
     let (mut parts, _) = res.into_parts();
     match precondition {
         Precondition::Proceed => {}
-        other => return short_answer(parts, other),
+        other => return short_answer(parts, other, &ctx.shared.counters.answers),
     }
     if ctx.method == Method::HEAD {
         parts.headers.insert(
@@ -154,11 +155,12 @@ pub(super) fn serve<St, B>(
         ) {
             Resolution::Full => {}
             Resolution::Partial(ranges) => {
-                let (parts, chunks) = partial_parts(parts, entry.body(), &ranges);
+                let (parts, chunks) =
+                    partial_parts(parts, entry.body(), &ranges, &ctx.shared.counters.answers);
                 return Response::from_parts(parts, CacheBody::chunks(chunks));
             }
             Resolution::Unsatisfiable => {
-                let (parts, body) = unsatisfiable_parts(parts, len);
+                let (parts, body) = unsatisfiable_parts(parts, len, &ctx.shared.counters.answers);
                 return Response::from_parts(parts, CacheBody::full(body));
             }
         }
@@ -182,7 +184,6 @@ fn not_modified<St, B>(found: &Found, ctx: &Ctx<St>, outcome: Outcome) -> Respon
     }
     headers.insert(header::AGE, policy::seconds_value(found.age(ctx.now)));
     outcome.apply(headers, &ctx.shared.counters, &ctx.shared.config.cache_name);
-    crate::observe::record("edge.validator", "304");
-    ctx.shared.counters.validators.count("304");
+    ctx.shared.counters.answers.validator("304");
     res
 }

@@ -312,7 +312,7 @@ impl<'a, St: CacheStore + Clone> Forwarding<'a, St> {
                     Response::from_parts(rparts, CacheBody::full(bytes))
                 }
                 (Precondition::Proceed, None) => Response::from_parts(rparts, CacheBody::empty()),
-                (other, _) => short_answer(rparts, other),
+                (other, _) => short_answer(rparts, other, &ctx.shared.counters.answers),
             };
         }
 

@@ -73,11 +73,18 @@ pub(super) async fn answer_from_parts<St: CacheStore, B>(
     Some(match ranges {
         Some(ranges) => {
             let slice = |range: &ByteRange| pieces.slice(*range).expect("checked above");
-            let (parts, chunks) = partial_parts_with(parts, pieces.complete(), &ranges, slice);
+            let (parts, chunks) = partial_parts_with(
+                parts,
+                pieces.complete(),
+                &ranges,
+                slice,
+                &ctx.shared.counters.answers,
+            );
             Response::from_parts(parts, CacheBody::chunks(chunks))
         }
         None => {
-            let (parts, body) = unsatisfiable_parts(parts, pieces.complete());
+            let (parts, body) =
+                unsatisfiable_parts(parts, pieces.complete(), &ctx.shared.counters.answers);
             Response::from_parts(parts, CacheBody::full(body))
         }
     })
@@ -168,7 +175,7 @@ where
         );
         return match client_precondition(ctx, &rparts) {
             Precondition::Proceed => Response::from_parts(rparts, CacheBody::full(bytes)),
-            other => short_answer(rparts, other),
+            other => short_answer(rparts, other, &ctx.shared.counters.answers),
         };
     };
     let mut pieces = Pieces::new(range, complete, bytes.clone()).expect("length checked above");
@@ -220,6 +227,6 @@ where
     // The client's conditionals come before its range (RFC 9110 §13.2.2).
     match client_precondition(ctx, &rparts) {
         Precondition::Proceed => Response::from_parts(rparts, CacheBody::full(bytes)),
-        other => short_answer(rparts, other),
+        other => short_answer(rparts, other, &ctx.shared.counters.answers),
     }
 }
