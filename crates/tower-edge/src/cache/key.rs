@@ -232,12 +232,12 @@ const AUTHORITY_BYTES: [bool; 256] = {
     }
 };
 
-/// The resource string of a GET (or HEAD) for `uri` at `origin`.
+/// The resource string of a GET (or HEAD) for `uri` at `origin`, as invalidations name it (a
+/// lookup writes it with [`request_resource`]).
 pub(crate) fn resource(origin: &str, uri: &Uri, query: &QueryPolicy) -> String {
     let query = query.normalize(uri.query());
     let path = uri.path();
-    let mut out =
-        String::with_capacity(4 + origin.len() + path.len() + 1 + query.len() + VARIANT_ROOM);
+    let mut out = String::with_capacity(4 + origin.len() + path.len() + 1 + query.len());
     out.push_str("GET ");
     out.push_str(origin);
     push_target(&mut out, path, &query);
@@ -281,7 +281,7 @@ fn push_target(out: &mut String, path: &str, query: &str) {
     }
 }
 
-/// The bytes [`resource`] leaves free for the variant parts of [`base_key`].
+/// The bytes [`request_resource`] leaves free for the variant parts of [`base_key`].
 const VARIANT_ROOM: usize = 48;
 
 /// The key before `Vary`: resource, negotiated encoding, user key.

@@ -290,8 +290,12 @@ mod fuzz_hooks {
     /// would not key it.
     pub(crate) fn fuzz_request_key(request: &Request<()>) -> Option<CacheKey> {
         let (parts, ()) = request.clone().into_parts();
-        let origin = key::origin(&parts)?;
-        let resource = key::resource(&origin, &parts.uri, &key::QueryPolicy::default());
+        let resource = key::request_resource(
+            "",
+            &key::KeyOrigin::Request,
+            &parts,
+            &key::QueryPolicy::default(),
+        )?;
         Some(key::base_key(resource, "any", None))
     }
 }

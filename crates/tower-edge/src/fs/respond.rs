@@ -180,12 +180,20 @@ pub(super) fn respond(
             };
             with(StatusCode::OK, headers, body)
         }
-        Resolution::Unsatisfiable => short(
-            Short::RangeNotSatisfiable { complete: len },
-            headers,
-            config,
-        ),
+        Resolution::Unsatisfiable => {
+            config.counts.range("416");
+            short(
+                Short::RangeNotSatisfiable { complete: len },
+                headers,
+                config,
+            )
+        }
         Resolution::Partial(ranges) => {
+            config.counts.range(if ranges.len() == 1 {
+                "206"
+            } else {
+                "206 multipart"
+            });
             let segments = if let [range] = ranges.as_slice() {
                 headers.insert(header::CONTENT_RANGE, range.content_range(len));
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(range.len()));

@@ -31,7 +31,8 @@ pub(crate) enum Short {
 
 impl Short {
     /// Rewrites `headers`, those of the representation, into this answer's; returns its status
-    /// and body. A `304` or `412` is counted in `counts` (a `416` is counted by its caller).
+    /// and body. A `304` or `412` is counted in `counts`; a `416` is counted by its caller,
+    /// with the `206`s.
     ///
     /// - `304` keeps the fields of RFC 9110 §15.4.5 (all lines of each), and a cache's `Age`
     ///   and `Cache-Status`: it describes the stored response it validated.

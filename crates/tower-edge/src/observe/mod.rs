@@ -12,13 +12,17 @@
 //! | `edge.cache_key` | `ResponseCacheLayer` | a 64-bit hash of the key, in hex (the key itself may hold user data) |
 //! | `edge.encoding` | `CompressionLayer` | the coding sent (`br`, `gzip`, …) |
 //! | `edge.bytes_in`, `edge.bytes_out` | `CompressionLayer` | body bytes before and after, at the body's end |
-//! | `edge.validator` | `ETagLayer`, `LastModifiedLayer` | `304` or `412` when they answered |
-//! | `edge.range` | `RangeLayer` | `206`, `206 multipart` or `416` |
+//! | `edge.validator` | `ETagLayer`, `LastModifiedLayer`, `ServeDir`, `ResponseCacheLayer` | `304` or `412` when they answered |
+//! | `edge.range` | `RangeLayer`, `ServeDir`, `ResponseCacheLayer` | `206`, `206 multipart` or `416` |
 //!
 //! With feature `metrics`, the same decisions are counted: `tower_edge_cache_total{event}`,
 //! `tower_edge_compression_total{encoding}`, `tower_edge_compression_bytes_in_total`,
 //! `tower_edge_compression_bytes_out_total`, `tower_edge_validator_total{status}`,
 //! `tower_edge_range_total{status}`. Without a recorder installed the facade does nothing.
+//! Each layer registers its counters with the recorder on its first count and keeps the
+//! handles, so that a count costs one atomic add: install the recorder before the first
+//! request. Counts made before it go nowhere, and so do those of a layer first used under a
+//! thread-local recorder, on other threads.
 //!
 //! [`ObserveLayer`], outside the others, times every request to the end of its body:
 //!
@@ -155,7 +159,7 @@ pub(crate) fn add(name: &'static str, n: u64) {
 }
 
 /// The counters a layer counts its answers in, with their kept handles (see [`CounterFamily`]):
-/// one of these per layer (or `ServeDir`), shared by the services it makes.
+/// one of these per layer or service (and `ServeDir`), shared by its clones.
 #[derive(Clone, Debug)]
 #[allow(dead_code)] // each layer counts in some of them
 pub(crate) struct Counts {
