@@ -33,7 +33,7 @@ pin_project! {
         #[pin]
         state: State<F, B>,
         request: Option<RequestConditions>,
-        config: Config,
+        config: std::sync::Arc<Config>,
     }
 }
 
@@ -55,7 +55,11 @@ pin_project! {
 }
 
 impl<F, B: Body> ResponseFuture<F, B> {
-    pub(super) fn new(future: F, request: Option<RequestConditions>, config: Config) -> Self {
+    pub(super) fn new(
+        future: F,
+        request: Option<RequestConditions>,
+        config: std::sync::Arc<Config>,
+    ) -> Self {
         Self {
             state: State::Inner { future },
             request,

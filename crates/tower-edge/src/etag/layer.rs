@@ -95,7 +95,7 @@ impl<S> Layer<S> for ETagLayer {
     fn layer(&self, inner: S) -> Self::Service {
         ETag {
             inner,
-            config: self.config.clone(),
+            config: std::sync::Arc::new(self.config.clone()),
         }
     }
 }

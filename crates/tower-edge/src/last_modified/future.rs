@@ -25,12 +25,16 @@ pin_project! {
         #[pin]
         future: F,
         request: Option<RequestConditions>,
-        config: Config,
+        config: std::sync::Arc<Config>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(future: F, request: Option<RequestConditions>, config: Config) -> Self {
+    pub(super) fn new(
+        future: F,
+        request: Option<RequestConditions>,
+        config: std::sync::Arc<Config>,
+    ) -> Self {
         Self {
             future,
             request,

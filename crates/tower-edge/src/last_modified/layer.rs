@@ -71,7 +71,7 @@ impl<S> Layer<S> for LastModifiedLayer {
     fn layer(&self, inner: S) -> Self::Service {
         LastModified {
             inner,
-            config: self.config.clone(),
+            config: std::sync::Arc::new(self.config.clone()),
         }
     }
 }

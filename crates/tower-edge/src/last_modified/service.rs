@@ -13,7 +13,9 @@ use crate::conditional::RequestConditions;
 #[derive(Clone, Debug)]
 pub struct LastModified<S> {
     pub(super) inner: S,
-    pub(super) config: Config,
+    // Shared: a service is cloned for every request by routers such as axum's, and its
+    // future holds the config too.
+    pub(super) config: std::sync::Arc<Config>,
 }
 
 impl<S> LastModified<S> {
@@ -44,6 +46,10 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let request = RequestConditions::capture(&req);
-        ResponseFuture::new(self.inner.call(req), request, self.config.clone())
+        ResponseFuture::new(
+            self.inner.call(req),
+            request,
+            std::sync::Arc::clone(&self.config),
+        )
     }
 }

@@ -26,7 +26,7 @@ pin_project! {
         #[pin]
         state: State<F, B>,
         request: Option<RangeRequest>,
-        config: Config,
+        config: std::sync::Arc<Config>,
     }
 }
 
@@ -46,7 +46,11 @@ pin_project! {
 }
 
 impl<F, B: Body> ResponseFuture<F, B> {
-    pub(super) fn new(future: F, request: Option<RangeRequest>, config: Config) -> Self {
+    pub(super) fn new(
+        future: F,
+        request: Option<RangeRequest>,
+        config: std::sync::Arc<Config>,
+    ) -> Self {
         Self {
             state: State::Inner { future },
             request,

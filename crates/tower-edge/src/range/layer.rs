@@ -83,7 +83,7 @@ impl<S> Layer<S> for RangeLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Range {
             inner,
-            config: self.config.clone(),
+            config: std::sync::Arc::new(self.config.clone()),
         }
     }
 }

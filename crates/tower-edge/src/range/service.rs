@@ -11,7 +11,9 @@ use super::{RangeBody, ResponseFuture, layer::Config};
 #[derive(Clone, Debug)]
 pub struct Range<S> {
     pub(super) inner: S,
-    pub(super) config: Config,
+    // Shared: a service is cloned for every request by routers such as axum's, and its
+    // future holds the config too.
+    pub(super) config: std::sync::Arc<Config>,
 }
 
 impl<S> Range<S> {
@@ -42,7 +44,11 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let request = RangeRequest::capture(&req);
-        ResponseFuture::new(self.inner.call(req), request, self.config.clone())
+        ResponseFuture::new(
+            self.inner.call(req),
+            request,
+            std::sync::Arc::clone(&self.config),
+        )
     }
 }
 
