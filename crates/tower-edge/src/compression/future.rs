@@ -29,7 +29,7 @@ pin_project! {
         state: State<F, B>,
         choice: Choice,
         config: Arc<Config>,
-        predicate: P,
+        predicate: Arc<P>,
     }
 }
 
@@ -49,7 +49,7 @@ pin_project! {
 }
 
 impl<F, B, P> ResponseFuture<F, B, P> {
-    pub(super) fn new(future: F, choice: Choice, config: Arc<Config>, predicate: P) -> Self {
+    pub(super) fn new(future: F, choice: Choice, config: Arc<Config>, predicate: Arc<P>) -> Self {
         Self {
             state: State::Inner { future },
             choice,
@@ -198,7 +198,8 @@ where
             match this.state.as_mut().project() {
                 StateProj::Inner { future } => {
                     let (mut parts, body) = ready!(future.poll(cx))?.into_parts();
-                    let decision = decide(*this.choice, &parts, &body, this.config, this.predicate);
+                    let decision =
+                        decide(*this.choice, &parts, &body, this.config, &**this.predicate);
                     let response = match decision {
                         Decision::Pass => Response::from_parts(parts, CompressionBody::pass(body)),
                         Decision::PassVary => {

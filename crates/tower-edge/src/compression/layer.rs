@@ -208,7 +208,7 @@ impl<S, P: Clone> Layer<S> for CompressionLayer<P> {
         Compression {
             inner,
             config: Arc::new(self.config.clone()),
-            predicate: self.predicate.clone(),
+            predicate: Arc::new(self.predicate.clone()),
         }
     }
 }

@@ -15,7 +15,9 @@ use crate::http::accept_encoding::{self, Coding, NotAcceptable};
 pub struct Compression<S, P> {
     pub(super) inner: S,
     pub(super) config: Arc<Config>,
-    pub(super) predicate: P,
+    // Shared, as the config is: a router clones the service for every request, and each
+    // response future needs the predicate (a list of media types, say) too.
+    pub(super) predicate: Arc<P>,
 }
 
 impl<S, P> Compression<S, P> {
@@ -70,7 +72,7 @@ where
             self.inner.call(req),
             choice,
             Arc::clone(&self.config),
-            self.predicate.clone(),
+            Arc::clone(&self.predicate),
         )
     }
 }
