@@ -451,17 +451,18 @@ where
             }
             Err(Refused::Hidden) => None,
         };
-        let config = self.config.clone();
-        let now = config.clock.now();
+        let now = self.config.clock.now();
 
-        // The hot path: a cached file checked recently costs no system call.
+        // The hot path: a cached file checked recently costs no system call (and no clone).
         if let Some(path) = &path
-            && config.offload.is_none()
+            && self.config.offload.is_none()
             && let Some(entry) = self.cache.get(&path.key)
-            && entry.is_fresh(now, config.cache_revalidate)
+            && entry.is_fresh(now, self.config.cache_revalidate)
         {
-            return ResponseFuture::ready(respond_cached(&config, &req, &entry));
+            return ResponseFuture::ready(respond_cached(&self.config, &req, &entry));
         }
+
+        let config = self.config.clone();
 
         let cache = self.cache.clone();
         let hashes = self.hashes.clone();
