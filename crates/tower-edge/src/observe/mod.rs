@@ -19,10 +19,11 @@
 //! `tower_edge_compression_total{encoding}`, `tower_edge_compression_bytes_in_total`,
 //! `tower_edge_compression_bytes_out_total`, `tower_edge_validator_total{status}`,
 //! `tower_edge_range_total{status}`. Without a recorder installed the facade does nothing.
-//! Each layer registers its counters with the recorder on its first count and keeps the
-//! handles, so that a count costs one atomic add: install the recorder before the first
-//! request. Counts made before it go nowhere, and so do those of a layer first used under a
-//! thread-local recorder, on other threads.
+//! Each layer registers a counter with the recorder the first time it counts there, and keeps
+//! the handle, so that a count costs one atomic add. Install the recorder before the first
+//! request: a layer that counted before then keeps counting into no recorder at all, and one
+//! that first counted under a thread-local recorder keeps counting into that one, from every
+//! thread.
 //!
 //! [`ObserveLayer`], outside the others, times every request to the end of its body:
 //!
