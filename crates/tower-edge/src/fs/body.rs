@@ -28,6 +28,8 @@ enum Kind {
     // The empty body of a 304: no length stated (see `no_content`).
     NoContent,
     Bytes(VecDeque<Bytes>),
+    // One chunk, until it is sent: a whole file from the hot cache, without a queue to allocate.
+    One(Option<Bytes>),
     File(FileStream),
     Other(UnsyncBoxBody<Bytes, io::Error>),
 }
@@ -73,6 +75,13 @@ impl FileBody {
     pub(super) fn bytes(chunks: VecDeque<Bytes>) -> Self {
         Self {
             kind: Kind::Bytes(chunks),
+        }
+    }
+
+    /// One chunk of memory: a whole file from the hot cache.
+    pub(super) fn one(bytes: Bytes) -> Self {
+        Self {
+            kind: Kind::One(Some(bytes)),
         }
     }
 
@@ -143,6 +152,7 @@ impl Body for FileBody {
         match &mut self.kind {
             Kind::Empty | Kind::NoContent => Poll::Ready(None),
             Kind::Bytes(chunks) => Poll::Ready(chunks.pop_front().map(|b| Ok(Frame::data(b)))),
+            Kind::One(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::File(stream) => stream.poll_next(cx).map(|o| o.map(|r| r.map(Frame::data))),
             Kind::Other(body) => Pin::new(body).poll_frame(cx),
         }
@@ -152,6 +162,7 @@ impl Body for FileBody {
         match &self.kind {
             Kind::Empty | Kind::NoContent => true,
             Kind::Bytes(chunks) => chunks.is_empty(),
+            Kind::One(bytes) => bytes.is_none(),
             Kind::File(stream) => {
                 stream.ready.is_empty() && stream.segments.is_empty() && stream.reading.is_none()
             }
@@ -166,6 +177,7 @@ impl Body for FileBody {
             Kind::Bytes(chunks) => {
                 SizeHint::with_exact(chunks.iter().map(|c| c.len() as u64).sum())
             }
+            Kind::One(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::File(stream) => SizeHint::with_exact(stream.remaining),
             Kind::Other(body) => body.size_hint(),
         }
@@ -253,7 +265,7 @@ impl fmt::Debug for FileBody {
         let kind = match &self.kind {
             Kind::Empty => "Empty",
             Kind::NoContent => "NoContent",
-            Kind::Bytes(_) => "Bytes",
+            Kind::Bytes(_) | Kind::One(_) => "Bytes",
             Kind::File(_) => "File",
             Kind::Other(_) => "Other",
         };

@@ -51,7 +51,9 @@ impl SafePath {
 /// needs normalizing is refused, so `a/../b` never becomes `b`. Empty segments (`//`) are
 /// skipped, which cannot climb anywhere.
 pub(super) fn parse(path: &str, allow_hidden: bool) -> Result<SafePath, Refused> {
-    let mut key = String::with_capacity(path.len());
+    // A plain path's key is the path without its leading `/`: room for exactly that, so that
+    // the key becomes a boxed `str` without a reallocation (only a decoded or `//` path shrinks).
+    let mut key = String::with_capacity(path.len().saturating_sub(1).max(1));
     for raw in path.split('/') {
         if raw.is_empty() {
             continue;

@@ -102,10 +102,11 @@ pub(super) fn respond(
             config.counts.validator("304");
             return with(StatusCode::NOT_MODIFIED, headers, FileBody::no_content());
         }
-        let body = if head || len == 0 {
-            FileBody::empty()
-        } else {
-            body(config, source, vec![whole(len)])
+        let body = match source {
+            _ if head || len == 0 => FileBody::empty(),
+            // The hot cache's bytes are the whole file: sent as they are.
+            Source::Bytes(bytes) if bytes.len() as u64 == len => FileBody::one(bytes),
+            source => body(config, source, vec![whole(len)]),
         };
         return with(StatusCode::OK, headers, body);
     }
@@ -233,16 +234,23 @@ fn whole(len: u64) -> Piece {
 
 fn body(config: &Config, source: Source, pieces: Vec<Piece>) -> FileBody {
     match source {
-        // Slices of the cached bytes: no copy.
-        Source::Bytes(bytes) => FileBody::bytes(
-            pieces
-                .into_iter()
-                .map(|p| match p {
-                    Piece::Framing(b) => b,
-                    Piece::Range(r) => bytes.slice(r.first() as usize..=r.last() as usize),
-                })
-                .collect(),
-        ),
+        // Slices of the cached bytes: no copy. One range (the whole file, or a single range)
+        // is one slice, with no queue to allocate.
+        Source::Bytes(bytes) => {
+            let slice = |r: &ByteRange| bytes.slice(r.first() as usize..=r.last() as usize);
+            if let [Piece::Range(r)] = pieces.as_slice() {
+                return FileBody::one(slice(r));
+            }
+            FileBody::bytes(
+                pieces
+                    .into_iter()
+                    .map(|p| match p {
+                        Piece::Framing(b) => b,
+                        Piece::Range(r) => slice(&r),
+                    })
+                    .collect(),
+            )
+        }
         Source::File(file) => {
             let segments: VecDeque<Segment> = pieces
                 .into_iter()
