@@ -134,6 +134,15 @@ pub fn scenarios() -> Vec<Scenario> {
                 request: get(path, headers.clone()),
                 expect,
             });
+            if key == "10k" {
+                out.push(Scenario {
+                    name: crate::nginx::COPYING,
+                    description: "nginx with sendfile off (the file read into memory and written from there, as hyper writes every body), a 10 KiB file",
+                    app: edge_app,
+                    request: get(path, headers.clone()),
+                    expect,
+                });
+            }
         }
         out.push(Scenario {
             name: edge,

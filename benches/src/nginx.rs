@@ -29,6 +29,11 @@ pub fn installed() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The scenario of nginx with `sendfile off`: it reads the file into memory and writes it to
+/// the socket from there, as hyper (and so any `axum::serve` server) writes every body. Set
+/// against `nginx-10k`, it shows what `sendfile` alone is worth to nginx.
+pub const COPYING: &str = "nginx-10k-copy";
+
 /// The nginx twin of a tower-edge file scenario.
 pub fn twin(name: &str) -> Option<&'static str> {
     match name {
@@ -50,8 +55,10 @@ pub struct Nginx {
 
 impl Nginx {
     /// Starts nginx on a free loopback port, pinned to `core` with `taskset` when given, and
-    /// waits until it accepts connections.
-    pub fn start(core: Option<usize>) -> Result<Self, String> {
+    /// waits until it accepts connections. Without `sendfile`, it copies files through memory
+    /// ([`COPYING`]).
+    pub fn start(core: Option<usize>, sendfile: bool) -> Result<Self, String> {
+        let sendfile = if sendfile { "on" } else { "off" };
         let dir = tempfile::Builder::new()
             .prefix("tower-edge-bench-nginx")
             .tempdir()
@@ -77,7 +84,7 @@ http {{
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
     types {{ application/octet-stream bin; }}
-    sendfile on;
+    sendfile {sendfile};
     tcp_nopush on;
     tcp_nodelay on;
     open_file_cache max=1000 inactive=60s;

@@ -3,13 +3,17 @@
 //!
 //! ```text
 //! cargo run --release -p tower-edge-benches --bin loadbench -- [--duration SECS] [--connections N]
-//!     [--only NAME[,NAME…]] [--wrk] [--h2load] [--chart FILE] [--smoke] [--list]
+//!     [--only NAME[,NAME…]] [--rounds N] [--wrk] [--h2load] [--chart FILE] [--smoke] [--list]
 //! ```
 //!
 //! For every scenario it prints requests/s, latency percentiles, the server thread's CPU time per
 //! request, and both as ratios to the bare axum handler measured in the same run. The server runs
 //! on a single-threaded runtime, so its thread's CPU clock is the whole server cost; on a machine
 //! where the load generator saturates first, the CPU ratio is the one to read.
+//!
+//! With `--rounds N` the whole list runs N times in turn and each scenario is reported over its
+//! N runs: on a shared machine a busy spell then falls on every scenario alike, where one long
+//! run of each lets it land on a single scenario and move that one's ratio alone.
 
 #![allow(clippy::print_stdout)] // a command-line report
 
@@ -34,6 +38,7 @@ use tower_edge_benches::{Scenario, chart, nginx, paired_baseline, redis::needs_r
 struct Options {
     duration: Duration,
     warmup: Duration,
+    rounds: usize,
     connections: usize,
     only: Vec<String>,
     smoke: bool,
@@ -47,8 +52,8 @@ const USAGE: &str = "\
 loadbench: tower-edge scenarios side by side against a bare axum handler
 
 USAGE:
-    loadbench [--duration SECS] [--connections N] [--only NAME[,NAME...]] [--wrk] [--h2load]
-              [--chart FILE]
+    loadbench [--duration SECS] [--connections N] [--only NAME[,NAME...]] [--rounds N]
+              [--wrk] [--h2load] [--chart FILE]
               [--smoke] [--list]
 
 OPTIONS:
@@ -56,6 +61,9 @@ OPTIONS:
     --connections N     concurrent keep-alive connections [default: 32]
     --only NAMES        run only these scenarios (and the baseline)
     --no-baseline       with --only, skip the baseline (for profiling one scenario)
+    --rounds N          run the list N times in turn, and report each scenario over its N runs
+                        (its built-in requests and CPU summed, wrk's and h2load's requests/s
+                        and latencies averaged over the runs) [default: 1]
     --wrk               also drive each scenario with wrk (1 thread, the same connections and
                         duration, pinned to the client's core with taskset), and print its
                         figures next to the built-in generator's
@@ -72,6 +80,7 @@ fn parse_options() -> Result<Option<Options>, String> {
     let mut opts = Options {
         duration: Duration::from_secs(5),
         warmup: Duration::from_secs(1),
+        rounds: 1,
         connections: 32,
         only: Vec::new(),
         smoke: false,
@@ -99,6 +108,14 @@ fn parse_options() -> Result<Option<Options>, String> {
                     .map_err(|e| format!("--connections: {e}"))?;
                 if !(1..=4096).contains(&opts.connections) {
                     return Err("--connections must be between 1 and 4096".into());
+                }
+            }
+            "--rounds" => {
+                opts.rounds = value("--rounds")?
+                    .parse()
+                    .map_err(|e| format!("--rounds: {e}"))?;
+                if !(1..=100).contains(&opts.rounds) {
+                    return Err("--rounds must be between 1 and 100".into());
                 }
             }
             "--only" => opts
@@ -175,11 +192,27 @@ struct WrkMeasurement {
     server_cpu: Duration,
     /// Responses wrk counted as "Non-2xx or 3xx".
     bad_status: u64,
+    /// The runs these figures cover (`--rounds`).
+    runs: u32,
 }
 
 impl WrkMeasurement {
     fn cpu_per_request_us(&self) -> f64 {
         self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+    }
+
+    /// Adds another run of the same scenario. Every run lasts the same whole seconds, so
+    /// requests/s and the latencies are the runs' means.
+    fn absorb(&mut self, other: &Self) {
+        let runs = self.runs;
+        let mean = |a: f64, b: f64| (a * f64::from(runs) + b) / f64::from(runs + 1);
+        self.rps = mean(self.rps, other.rps);
+        self.p50_us = mean(self.p50_us, other.p50_us);
+        self.p99_us = mean(self.p99_us, other.p99_us);
+        self.requests += other.requests;
+        self.server_cpu += other.server_cpu;
+        self.bad_status += other.bad_status;
+        self.runs += 1;
     }
 }
 
@@ -272,6 +305,7 @@ fn parse_wrk(text: &str, server_cpu: Duration) -> Option<WrkMeasurement> {
         p99_us: micros(field("99%")?)?,
         server_cpu,
         bad_status: field("Non-2xx or 3xx responses:").map_or(Some(0), |n| n.parse().ok())?,
+        runs: 1,
     })
 }
 
@@ -295,11 +329,27 @@ struct H2Measurement {
     server_cpu: Duration,
     /// Requests that failed, errored, or were answered 4xx or 5xx.
     bad: u64,
+    /// The runs these figures cover (`--rounds`).
+    runs: u32,
 }
 
 impl H2Measurement {
     fn cpu_per_request_us(&self) -> f64 {
         self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+    }
+
+    /// Adds another run of the same scenario: requests/s averaged over runs of equal length,
+    /// the mean time per request weighted by requests.
+    fn absorb(&mut self, other: &Self) {
+        let runs = f64::from(self.runs);
+        self.rps = (self.rps * runs + other.rps) / (runs + 1.0);
+        let total = (self.requests + other.requests).max(1) as f64;
+        self.mean_us =
+            (self.mean_us * self.requests as f64 + other.mean_us * other.requests as f64) / total;
+        self.requests += other.requests;
+        self.server_cpu += other.server_cpu;
+        self.bad += other.bad;
+        self.runs += 1;
     }
 }
 
@@ -369,6 +419,7 @@ fn parse_h2load(text: &str, server_cpu: Duration) -> Option<H2Measurement> {
         server_cpu,
         // `failed` already counts the errored requests and the 4xx and 5xx answers.
         bad: count(requests, "failed")?.max(count(statuses, "4xx")? + count(statuses, "5xx")?),
+        runs: 1,
     })
 }
 
@@ -387,6 +438,16 @@ impl Measurement {
 
     fn cpu_per_request_us(&self) -> f64 {
         self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+    }
+
+    /// Adds another run of the same scenario: its requests, time and latencies.
+    fn absorb(&mut self, other: Self) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        self.server_cpu += other.server_cpu;
+        self.latencies_us.extend(other.latencies_us);
+        self.latencies_us.sort_unstable();
     }
 
     fn percentile(&self, p: f64) -> u32 {
@@ -466,52 +527,66 @@ fn run() -> ExitCode {
     let mut by_wrk: Vec<(&'static str, WrkMeasurement)> = Vec::new();
     let mut by_h2: Vec<(&'static str, H2Measurement)> = Vec::new();
     let mut failed = false;
-    for scenario in selected {
-        if needs_redis(scenario.name) && _redis.is_none() {
-            continue;
+    for round in 1..=opts.rounds {
+        if opts.rounds > 1 {
+            eprintln!("round {round} of {}", opts.rounds);
         }
-        if nginx::is_nginx(scenario.name) && !has_nginx {
-            continue;
-        }
-        match run_scenario(&scenario, &opts, server_core, client_core) {
-            Ok(Runs {
-                built_in: m,
-                wrk,
-                h2,
-            }) => {
-                if let Some(h2) = h2 {
-                    if h2.bad > 0 || h2.requests == 0 {
-                        eprintln!(
-                            "{}: h2load saw {} requests, {} failed or outside 2xx and 3xx",
-                            scenario.name, h2.requests, h2.bad
-                        );
-                        failed = true;
-                    }
-                    by_h2.push((scenario.name, h2));
-                }
-                if m.errors > 0 {
-                    eprintln!("{}: {} wrong responses", scenario.name, m.errors);
-                    failed = true;
-                }
-                if m.requests == 0 {
-                    eprintln!("{}: no request completed", scenario.name);
-                    failed = true;
-                }
-                if let Some(wrk) = wrk {
-                    if wrk.bad_status > 0 || wrk.requests == 0 {
-                        eprintln!(
-                            "{}: wrk saw {} requests, {} outside 2xx and 3xx",
-                            scenario.name, wrk.requests, wrk.bad_status
-                        );
-                        failed = true;
-                    }
-                    by_wrk.push((scenario.name, wrk));
-                }
-                results.push((scenario, m));
+        for scenario in &selected {
+            if needs_redis(scenario.name) && _redis.is_none() {
+                continue;
             }
-            Err(e) => {
-                eprintln!("{}: {e}", scenario.name);
-                failed = true;
+            if nginx::is_nginx(scenario.name) && !has_nginx {
+                continue;
+            }
+            match run_scenario(scenario, &opts, server_core, client_core) {
+                Ok(Runs {
+                    built_in: m,
+                    wrk,
+                    h2,
+                }) => {
+                    if let Some(h2) = h2 {
+                        if h2.bad > 0 || h2.requests == 0 {
+                            eprintln!(
+                                "{}: h2load saw {} requests, {} failed or outside 2xx and 3xx",
+                                scenario.name, h2.requests, h2.bad
+                            );
+                            failed = true;
+                        }
+                        match by_h2.iter_mut().find(|(name, _)| *name == scenario.name) {
+                            Some((_, seen)) => seen.absorb(&h2),
+                            None => by_h2.push((scenario.name, h2)),
+                        }
+                    }
+                    if m.errors > 0 {
+                        eprintln!("{}: {} wrong responses", scenario.name, m.errors);
+                        failed = true;
+                    }
+                    if m.requests == 0 {
+                        eprintln!("{}: no request completed", scenario.name);
+                        failed = true;
+                    }
+                    if let Some(wrk) = wrk {
+                        if wrk.bad_status > 0 || wrk.requests == 0 {
+                            eprintln!(
+                                "{}: wrk saw {} requests, {} outside 2xx and 3xx",
+                                scenario.name, wrk.requests, wrk.bad_status
+                            );
+                            failed = true;
+                        }
+                        match by_wrk.iter_mut().find(|(name, _)| *name == scenario.name) {
+                            Some((_, seen)) => seen.absorb(&wrk),
+                            None => by_wrk.push((scenario.name, wrk)),
+                        }
+                    }
+                    match results.iter_mut().find(|(s, _)| s.name == scenario.name) {
+                        Some((_, seen)) => seen.absorb(m),
+                        None => results.push((scenario.clone(), m)),
+                    }
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", scenario.name);
+                    failed = true;
+                }
             }
         }
     }
@@ -534,9 +609,14 @@ fn run() -> ExitCode {
             })
             .collect();
         let title = format!(
-            "tower-edge load bench: {} connections, {:.0} s per scenario, server and client on separate cores",
+            "tower-edge load bench: {} connections, {:.0} s per scenario{}, server and client on separate cores",
             opts.connections,
-            opts.duration.as_secs_f64()
+            opts.duration.as_secs_f64(),
+            if opts.rounds > 1 {
+                format!(" x {} rounds", opts.rounds)
+            } else {
+                String::new()
+            }
         );
         match std::fs::write(path, chart::svg(&title, &rows)) {
             Ok(()) => eprintln!("chart written to {}", path.display()),
@@ -553,15 +633,25 @@ fn run() -> ExitCode {
     }
 }
 
+/// How many runs each figure covers, when more than one.
+fn rounds_note(opts: &Options) -> String {
+    if opts.rounds > 1 {
+        format!(" in each of {} rounds taken in turn", opts.rounds)
+    } else {
+        String::new()
+    }
+}
+
 fn print_table(results: &[(Scenario, Measurement)], opts: &Options) {
     let base = results
         .iter()
         .find(|(s, _)| s.name == "bare")
         .map(|(_, m)| m);
     println!(
-        "\n{} connections, {:.1} s measured per scenario, server and client on separate cores\n",
+        "\n{} connections, {:.1} s measured per scenario{}, server and client on separate cores\n",
         opts.connections,
-        opts.duration.as_secs_f64()
+        opts.duration.as_secs_f64(),
+        rounds_note(opts)
     );
     println!(
         "| scenario | req/s | p50 µs | p99 µs | server CPU µs/req | req/s vs bare | CPU/req vs bare | own baseline | req/s vs it | CPU/req vs it |"
@@ -614,9 +704,10 @@ fn print_wrk_table(
         .find(|(name, _)| *name == "bare")
         .map(|(_, w)| w);
     println!(
-        "\nThe same servers driven by wrk (1 thread, {} connections, {} s, pinned with taskset):\n",
+        "\nThe same servers driven by wrk (1 thread, {} connections, {} s{}, pinned with taskset):\n",
         opts.connections,
-        tool_seconds(opts)
+        tool_seconds(opts),
+        rounds_note(opts)
     );
     println!(
         "| scenario | wrk req/s | p50 µs | p99 µs | server CPU µs/req | req/s vs bare | CPU/req vs bare | built-in req/s / wrk's |"
@@ -655,9 +746,10 @@ fn print_h2_table(
         .find(|(name, _)| *name == "bare")
         .map(|(_, m)| m);
     println!(
-        "\nThe hit scenarios over HTTP/2 without TLS (h2c), driven by h2load (1 thread, {} connections, one stream each, {} s, pinned with taskset):\n",
+        "\nThe hit scenarios over HTTP/2 without TLS (h2c), driven by h2load (1 thread, {} connections, one stream each, {} s{}, pinned with taskset):\n",
         opts.connections,
-        tool_seconds(opts)
+        tool_seconds(opts),
+        rounds_note(opts)
     );
     println!(
         "| scenario | h2load req/s | mean µs | server CPU µs/req | req/s vs bare | CPU/req vs bare | HTTP/1.1 CPU/req ÷ h2c's |"
@@ -702,12 +794,21 @@ fn print_nginx_table(
     }
     // The bare handler sends 10 KiB from memory with no file at all: what any handler under
     // `axum::serve` reaches against nginx, the ceiling for `ServeDir` on the 10 KiB file.
-    if built_in("bare").is_some() && built_in("nginx-10k").is_some() {
-        pairs.insert(0, ("bare", "nginx-10k"));
+    // And nginx itself without `sendfile`, copying the file through memory as hyper does.
+    if built_in("nginx-10k").is_some() {
+        if built_in(nginx::COPYING).is_some() {
+            pairs.insert(0, (nginx::COPYING, "nginx-10k"));
+        }
+        if built_in("bare").is_some() {
+            pairs.insert(0, ("bare", "nginx-10k"));
+        }
     }
     println!(
         "\ntower-edge ServeDir against nginx on the same files (ratios above 1.00x favour tower-edge; \
-         `bare`, the bare axum handler's 10 KiB from memory, is the most any axum handler reaches):\n"
+         `bare`, the bare axum handler's 10 KiB from memory, is the most any axum handler reaches; \
+         `{}` is nginx copying the file through memory, as hyper writes every body, against nginx \
+         with `sendfile`):\n",
+        nginx::COPYING
     );
     println!(
         "| scenario | nginx twin | req/s vs nginx | CPU/req vs nginx | wrk: req/s vs nginx | wrk: CPU/req vs nginx |"
@@ -912,7 +1013,8 @@ fn run_against_nginx(
     server_core: Option<core_affinity::CoreId>,
     client_core: Option<core_affinity::CoreId>,
 ) -> Result<Runs, String> {
-    let server = nginx::Nginx::start(server_core.map(|c| c.id))?;
+    let sendfile = scenario.name != nginx::COPYING;
+    let server = nginx::Nginx::start(server_core.map(|c| c.id), sendfile)?;
     let (addr, cpu_path) = (server.addr(), server.cpu_path());
     let measured = built_in_client(scenario, opts, addr, client_core, cpu_path.clone())?;
     let wrk = if opts.wrk {
@@ -1061,6 +1163,56 @@ time for request:       89us      3.29ms       1.25ms       460us    95.00%
         assert!((m.mean_us - 1250.0).abs() < 1e-9);
         assert_eq!(m.bad, 2);
         assert!(parse_h2load("finished in 4.00s", Duration::ZERO).is_none());
+    }
+
+    #[test]
+    fn rounds_add_up_to_one_figure_per_scenario() {
+        let wrk = |requests, rps, p50_us, cpu_ms| WrkMeasurement {
+            requests,
+            rps,
+            p50_us,
+            p99_us: p50_us * 4.0,
+            server_cpu: Duration::from_millis(cpu_ms),
+            bad_status: 0,
+            runs: 1,
+        };
+        let mut w = wrk(400, 100.0, 200.0, 4);
+        w.absorb(&wrk(800, 200.0, 100.0, 4));
+        w.absorb(&wrk(600, 150.0, 150.0, 4));
+        assert_eq!((w.requests, w.runs), (1800, 3));
+        assert!((w.rps - 150.0).abs() < 1e-9);
+        assert!((w.p50_us - 150.0).abs() < 1e-9);
+        assert!((w.p99_us - 600.0).abs() < 1e-9);
+        assert!((w.cpu_per_request_us() - 12_000.0 / 1800.0).abs() < 1e-9);
+
+        let h2 = |requests, rps, mean_us| H2Measurement {
+            requests,
+            rps,
+            mean_us,
+            server_cpu: Duration::from_millis(1),
+            bad: 1,
+            runs: 1,
+        };
+        let mut h = h2(100, 50.0, 10.0);
+        h.absorb(&h2(300, 150.0, 30.0));
+        assert_eq!((h.requests, h.bad, h.runs), (400, 2, 2));
+        assert!((h.rps - 100.0).abs() < 1e-9);
+        assert!((h.mean_us - 25.0).abs() < 1e-9);
+
+        let built_in = |requests, latencies: Vec<u32>| Measurement {
+            requests,
+            errors: 0,
+            elapsed: Duration::from_secs(1),
+            server_cpu: Duration::from_millis(1),
+            latencies_us: latencies,
+        };
+        let mut m = built_in(3, vec![10, 20, 30]);
+        m.absorb(built_in(3, vec![1, 2, 3]));
+        assert_eq!(m.requests, 6);
+        assert!((m.rps() - 3.0).abs() < 1e-9);
+        assert_eq!(m.latencies_us, [1, 2, 3, 10, 20, 30]);
+        assert_eq!(m.percentile(0.0), 1);
+        assert_eq!(m.percentile(1.0), 30);
     }
 
     #[test]
