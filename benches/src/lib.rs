@@ -282,6 +282,8 @@ pub fn paired_baseline(name: &str) -> Option<&'static str> {
         "tiered-hit" => Some("cache-hit"),
         "preset-hit-observed" => Some("preset-hit"),
         "etag-rendered-200" | "etag-rendered-304" => Some("bare-rendered"),
+        // nginx without `sendfile`, against nginx with it.
+        nginx::COPYING => Some("nginx-10k"),
         _ => fs::paired(name)
             .or_else(|| compression::paired(name))
             .or_else(|| proxy::paired(name)),

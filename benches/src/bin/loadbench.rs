@@ -61,9 +61,11 @@ OPTIONS:
     --connections N     concurrent keep-alive connections [default: 32]
     --only NAMES        run only these scenarios (and the baseline)
     --no-baseline       with --only, skip the baseline (for profiling one scenario)
-    --rounds N          run the list N times in turn, and report each scenario over its N runs
-                        (its built-in requests and CPU summed, wrk's and h2load's requests/s
-                        and latencies averaged over the runs) [default: 1]
+    --rounds N          run the list N times in turn, and report each scenario over its N runs:
+                        the built-in client's requests, time, CPU and latencies summed; wrk's
+                        and h2load's requests/s averaged over the runs, wrk's percentiles the
+                        means of the runs' own, h2load's mean over all the requests
+                        [default: 1]
     --wrk               also drive each scenario with wrk (1 thread, the same connections and
                         duration, pinned to the client's core with taskset), and print its
                         figures next to the built-in generator's
@@ -201,18 +203,19 @@ impl WrkMeasurement {
         self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
     }
 
-    /// Adds another run of the same scenario. Every run lasts the same whole seconds, so
-    /// requests/s and the latencies are the runs' means.
+    /// Adds other runs of the same scenario. Every run lasts the same whole seconds, so
+    /// requests/s is the mean of the runs'. wrk reports percentiles, not the latencies they come
+    /// from: p50 and p99 are the means of the runs' own, not percentiles of all the requests.
     fn absorb(&mut self, other: &Self) {
-        let runs = self.runs;
-        let mean = |a: f64, b: f64| (a * f64::from(runs) + b) / f64::from(runs + 1);
+        let (mine, theirs) = (f64::from(self.runs), f64::from(other.runs));
+        let mean = |a: f64, b: f64| (a * mine + b * theirs) / (mine + theirs);
         self.rps = mean(self.rps, other.rps);
         self.p50_us = mean(self.p50_us, other.p50_us);
         self.p99_us = mean(self.p99_us, other.p99_us);
         self.requests += other.requests;
         self.server_cpu += other.server_cpu;
         self.bad_status += other.bad_status;
-        self.runs += 1;
+        self.runs += other.runs;
     }
 }
 
@@ -338,18 +341,18 @@ impl H2Measurement {
         self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
     }
 
-    /// Adds another run of the same scenario: requests/s averaged over runs of equal length,
-    /// the mean time per request weighted by requests.
+    /// Adds other runs of the same scenario: requests/s averaged over runs of equal length,
+    /// the mean time per request over all their requests.
     fn absorb(&mut self, other: &Self) {
-        let runs = f64::from(self.runs);
-        self.rps = (self.rps * runs + other.rps) / (runs + 1.0);
+        let (mine, theirs) = (f64::from(self.runs), f64::from(other.runs));
+        self.rps = (self.rps * mine + other.rps * theirs) / (mine + theirs);
         let total = (self.requests + other.requests).max(1) as f64;
         self.mean_us =
             (self.mean_us * self.requests as f64 + other.mean_us * other.requests as f64) / total;
         self.requests += other.requests;
         self.server_cpu += other.server_cpu;
         self.bad += other.bad;
-        self.runs += 1;
+        self.runs += other.runs;
     }
 }
 
@@ -789,9 +792,6 @@ fn print_nginx_table(
         .filter_map(|(s, _)| Some((s.name, nginx::twin(s.name)?)))
         .filter(|(_, twin)| built_in(twin).is_some())
         .collect();
-    if pairs.is_empty() {
-        return;
-    }
     // The bare handler sends 10 KiB from memory with no file at all: what any handler under
     // `axum::serve` reaches against nginx, the ceiling for `ServeDir` on the 10 KiB file.
     // And nginx itself without `sendfile`, copying the file through memory as hyper does.
@@ -802,6 +802,9 @@ fn print_nginx_table(
         if built_in("bare").is_some() {
             pairs.insert(0, ("bare", "nginx-10k"));
         }
+    }
+    if pairs.is_empty() {
+        return;
     }
     println!(
         "\ntower-edge ServeDir against nginx on the same files (ratios above 1.00x favour tower-edge; \
@@ -1184,6 +1187,11 @@ time for request:       89us      3.29ms       1.25ms       460us    95.00%
         assert!((w.p50_us - 150.0).abs() < 1e-9);
         assert!((w.p99_us - 600.0).abs() < 1e-9);
         assert!((w.cpu_per_request_us() - 12_000.0 / 1800.0).abs() < 1e-9);
+        // Runs already merged weigh as many runs as they cover.
+        let mut one = wrk(300, 300.0, 300.0, 4);
+        one.absorb(&w);
+        assert_eq!((one.requests, one.runs), (2100, 4));
+        assert!((one.rps - 187.5).abs() < 1e-9);
 
         let h2 = |requests, rps, mean_us| H2Measurement {
             requests,

@@ -28,7 +28,8 @@ enum Kind {
     // The empty body of a 304: no length stated (see `no_content`).
     NoContent,
     Bytes(VecDeque<Bytes>),
-    // One chunk, until it is sent: a whole file from the hot cache, without a queue to allocate.
+    // One chunk, until it is sent: a file from the hot cache, or one range of it, without a
+    // queue to allocate.
     One(Option<Bytes>),
     File(FileStream),
     Other(UnsyncBoxBody<Bytes, io::Error>),
@@ -78,7 +79,7 @@ impl FileBody {
         }
     }
 
-    /// One chunk of memory: a whole file from the hot cache.
+    /// One chunk of memory: a file from the hot cache, or one range of it.
     pub(super) fn one(bytes: Bytes) -> Self {
         Self {
             kind: Kind::One(Some(bytes)),
