@@ -185,6 +185,20 @@ fn parse_options() -> Result<Option<Options>, String> {
     Ok(Some(opts))
 }
 
+/// A measurement that takes in other runs of the same scenario (`--rounds`).
+trait Absorb {
+    fn absorb(&mut self, other: Self);
+}
+
+/// Adds `run` to what earlier rounds measured of the scenario `same` finds, or lists it under
+/// `key` if it is the first.
+fn add_run<K, T: Absorb>(runs: &mut Vec<(K, T)>, same: impl Fn(&K) -> bool, key: K, run: T) {
+    match runs.iter_mut().find(|(k, _)| same(k)) {
+        Some((_, seen)) => seen.absorb(run),
+        None => runs.push((key, run)),
+    }
+}
+
 /// What `wrk` measured of one scenario, with the server's CPU time over its run.
 struct WrkMeasurement {
     requests: u64,
@@ -202,11 +216,13 @@ impl WrkMeasurement {
     fn cpu_per_request_us(&self) -> f64 {
         self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
     }
+}
 
+impl Absorb for WrkMeasurement {
     /// Adds other runs of the same scenario. Every run lasts the same whole seconds, so
     /// requests/s is the mean of the runs'. wrk reports percentiles, not the latencies they come
     /// from: p50 and p99 are the means of the runs' own, not percentiles of all the requests.
-    fn absorb(&mut self, other: &Self) {
+    fn absorb(&mut self, other: Self) {
         let (mine, theirs) = (f64::from(self.runs), f64::from(other.runs));
         let mean = |a: f64, b: f64| (a * mine + b * theirs) / (mine + theirs);
         self.rps = mean(self.rps, other.rps);
@@ -340,10 +356,12 @@ impl H2Measurement {
     fn cpu_per_request_us(&self) -> f64 {
         self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
     }
+}
 
+impl Absorb for H2Measurement {
     /// Adds other runs of the same scenario: requests/s averaged over runs of equal length,
     /// the mean time per request over all their requests.
-    fn absorb(&mut self, other: &Self) {
+    fn absorb(&mut self, other: Self) {
         let (mine, theirs) = (f64::from(self.runs), f64::from(other.runs));
         self.rps = (self.rps * mine + other.rps * theirs) / (mine + theirs);
         let total = (self.requests + other.requests).max(1) as f64;
@@ -443,7 +461,17 @@ impl Measurement {
         self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
     }
 
-    /// Adds another run of the same scenario: its requests, time and latencies.
+    fn percentile(&self, p: f64) -> u32 {
+        if self.latencies_us.is_empty() {
+            return 0;
+        }
+        let idx = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        self.latencies_us[idx]
+    }
+}
+
+impl Absorb for Measurement {
+    /// Adds other runs of the same scenario: their requests, time, CPU and latencies.
     fn absorb(&mut self, other: Self) {
         self.requests += other.requests;
         self.errors += other.errors;
@@ -451,14 +479,6 @@ impl Measurement {
         self.server_cpu += other.server_cpu;
         self.latencies_us.extend(other.latencies_us);
         self.latencies_us.sort_unstable();
-    }
-
-    fn percentile(&self, p: f64) -> u32 {
-        if self.latencies_us.is_empty() {
-            return 0;
-        }
-        let idx = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
-        self.latencies_us[idx]
     }
 }
 
@@ -555,10 +575,7 @@ fn run() -> ExitCode {
                             );
                             failed = true;
                         }
-                        match by_h2.iter_mut().find(|(name, _)| *name == scenario.name) {
-                            Some((_, seen)) => seen.absorb(&h2),
-                            None => by_h2.push((scenario.name, h2)),
-                        }
+                        add_run(&mut by_h2, |n| *n == scenario.name, scenario.name, h2);
                     }
                     if m.errors > 0 {
                         eprintln!("{}: {} wrong responses", scenario.name, m.errors);
@@ -576,15 +593,14 @@ fn run() -> ExitCode {
                             );
                             failed = true;
                         }
-                        match by_wrk.iter_mut().find(|(name, _)| *name == scenario.name) {
-                            Some((_, seen)) => seen.absorb(&wrk),
-                            None => by_wrk.push((scenario.name, wrk)),
-                        }
+                        add_run(&mut by_wrk, |n| *n == scenario.name, scenario.name, wrk);
                     }
-                    match results.iter_mut().find(|(s, _)| s.name == scenario.name) {
-                        Some((_, seen)) => seen.absorb(m),
-                        None => results.push((scenario.clone(), m)),
-                    }
+                    add_run(
+                        &mut results,
+                        |s| s.name == scenario.name,
+                        scenario.clone(),
+                        m,
+                    );
                 }
                 Err(e) => {
                     eprintln!("{}: {e}", scenario.name);
@@ -1180,8 +1196,8 @@ time for request:       89us      3.29ms       1.25ms       460us    95.00%
             runs: 1,
         };
         let mut w = wrk(400, 100.0, 200.0, 4);
-        w.absorb(&wrk(800, 200.0, 100.0, 4));
-        w.absorb(&wrk(600, 150.0, 150.0, 4));
+        w.absorb(wrk(800, 200.0, 100.0, 4));
+        w.absorb(wrk(600, 150.0, 150.0, 4));
         assert_eq!((w.requests, w.runs), (1800, 3));
         assert!((w.rps - 150.0).abs() < 1e-9);
         assert!((w.p50_us - 150.0).abs() < 1e-9);
@@ -1189,7 +1205,7 @@ time for request:       89us      3.29ms       1.25ms       460us    95.00%
         assert!((w.cpu_per_request_us() - 12_000.0 / 1800.0).abs() < 1e-9);
         // Runs already merged weigh as many runs as they cover.
         let mut one = wrk(300, 300.0, 300.0, 4);
-        one.absorb(&w);
+        one.absorb(w);
         assert_eq!((one.requests, one.runs), (2100, 4));
         assert!((one.rps - 187.5).abs() < 1e-9);
 
@@ -1202,7 +1218,7 @@ time for request:       89us      3.29ms       1.25ms       460us    95.00%
             runs: 1,
         };
         let mut h = h2(100, 50.0, 10.0);
-        h.absorb(&h2(300, 150.0, 30.0));
+        h.absorb(h2(300, 150.0, 30.0));
         assert_eq!((h.requests, h.bad, h.runs), (400, 2, 2));
         assert!((h.rps - 100.0).abs() < 1e-9);
         assert!((h.mean_us - 25.0).abs() < 1e-9);
